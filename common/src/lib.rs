@@ -1,0 +1,11 @@
+//! Pieces shared by the node, the proxy and the operator.
+//!
+//! - [`resp`]: the RESP2 codec (request parsing for servers, reply parsing for clients, encoding).
+//! - [`slot`]: the key -> slot function of Pika 3.3.6 (CRC-32/IEEE of the hashtag or key, `% N`).
+//! - [`slotset`]: Pika's slot-range syntax (`0-99,512`).
+//! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
+
+pub mod pkinfo;
+pub mod resp;
+pub mod slot;
+pub mod slotset;

@@ -1,0 +1,104 @@
+//! One client connection: read, parse every complete request in the buffer, execute in order,
+//! write all replies at once (pipelining costs one write per batch, not per command).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::resp;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::dispatch;
+use crate::server::{Server, Session};
+
+/// Flush replies early once this much is buffered, so a long pipeline does not hold them all.
+const FLUSH_AT: usize = 64 * 1024;
+/// Read buffer reserved before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(addr);
+    let default_table = server.slots.snapshot().default_table;
+    let info = server.clients.register(addr, local, default_table);
+    server.metrics.connections.inc();
+    let authed = server.config.read().requirepass.is_empty();
+    let mut session = Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false };
+    let result = run(&server, &mut stream, &mut session).await;
+    if let Err(err) = result {
+        tracing::debug!(client = %addr, error = %err, "connection closed");
+    }
+    server.metrics.connections.dec();
+    server.clients.unregister(info.id);
+}
+
+async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
+    let mut input = BytesMut::new();
+    let mut output = BytesMut::new();
+    loop {
+        // Execute everything already buffered.
+        loop {
+            match resp::parse_request(&mut input) {
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => {
+                    let reply = dispatch::execute(server, session, &args).await;
+                    reply.encode(&mut output);
+                    session.info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
+                    if session.quit || server.is_shutting_down() || session.info.killed.load(Ordering::Acquire) {
+                        stream.write_all(&output).await?;
+                        return Ok(());
+                    }
+                    if output.len() >= FLUSH_AT {
+                        write_out(server, stream, &mut output).await?;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    // The stream cannot be framed any more: answer and close, as Redis does.
+                    resp::write_error(&mut output, &format!("ERR {err}"));
+                    stream.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !output.is_empty() {
+            write_out(server, stream, &mut output).await?;
+        }
+        // Wait for more input without holding a buffer: idle connections stay cheap.
+        let idle = server.config.read().timeout;
+        let readable = async {
+            if idle > 0 {
+                tokio::time::timeout(Duration::from_secs(idle), stream.readable()).await.ok()
+            } else {
+                Some(stream.readable().await)
+            }
+        };
+        tokio::select! {
+            ready = readable => match ready {
+                None => return Ok(()), // idle timeout
+                Some(result) => result?,
+            },
+            _ = session.info.kill_notify.notified() => return Ok(()),
+            _ = server.shutdown_notify.notified() => return Ok(()),
+        }
+        input.reserve(READ_CHUNK.max(input.len().min(8 << 20)));
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn write_out(server: &Server, stream: &mut TcpStream, output: &mut BytesMut) -> std::io::Result<()> {
+    server.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
+    stream.write_all(output).await?;
+    output.clear();
+    Ok(())
+}

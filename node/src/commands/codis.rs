@@ -1,0 +1,113 @@
+//! The Codis `slots*` commands of Pika's sharding mode (compat doc section 8.1): SLOTSINFO,
+//! SLOTSHASHKEY, SLOTSSCAN, SLOTSDEL. They always address the default table.
+
+use bytes::Bytes;
+
+use super::args::{self, is};
+use super::{ConnCtx, Spec, ADMIN};
+use crate::config::InstanceMode;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use crate::slots::Table;
+
+pub fn specs() -> Vec<Spec> {
+    vec![
+        Spec::conn("slotsinfo", -1, ADMIN, slotsinfo),
+        Spec::conn("slotshashkey", -2, 0, slotshashkey),
+        Spec::conn("slotsscan", -3, 0, slotsscan),
+        Spec::conn("slotsdel", -2, ADMIN, slotsdel),
+    ]
+}
+
+fn sharding_only(ctx: &ConnCtx, name: &str) -> CmdResult<std::sync::Arc<crate::slots::Topology>> {
+    if ctx.server.slots.mode == InstanceMode::Classic {
+        return Err(CmdError::err(format!("{name} only support on sharding mode")));
+    }
+    Ok(ctx.server.slots.snapshot())
+}
+
+fn default_table<'t>(topology: &'t crate::slots::Topology) -> CmdResult<&'t std::sync::Arc<Table>> {
+    topology.default().ok_or_else(|| CmdError::err("Table not found"))
+}
+
+/// Live key count of every owned slot of the default table, as `[[slot, count], ...]`.
+/// (Pika answers from its last background scan; a live count is what Codis wants to show.)
+fn slotsinfo(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    let topology = sharding_only(ctx, "SLOTSINFO")?;
+    let table = default_table(&topology)?;
+    let mut out = Vec::new();
+    for slot in table.owned() {
+        let n = ctx.server.store.txn(slot.prefix, None).metas().count();
+        out.push(Reply::Array(vec![Reply::Int(slot.id as i64), Reply::Int(n as i64)]));
+    }
+    Ok(Reply::Array(out))
+}
+
+fn slotshashkey(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let topology = sharding_only(ctx, "SLOTSHASHKEY")?;
+    let table = default_table(&topology)?;
+    Ok(Reply::Array(args[1..].iter().map(|k| Reply::Int(table.slot_of(k) as i64)).collect()))
+}
+
+/// SLOTSSCAN slot cursor [MATCH pattern] [COUNT n]
+fn slotsscan(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let topology = sharding_only(ctx, "SLOTSSCAN")?;
+    let table = default_table(&topology)?;
+    let slot_id = args::int(&args[1])?;
+    let cursor = args::int(&args[2])?;
+    if cursor < 0 {
+        return Err(CmdError::NotInteger);
+    }
+    let mut pattern: Option<&[u8]> = None;
+    let mut count = 10usize;
+    let mut i = 3;
+    while i < args.len() {
+        if i + 1 >= args.len() {
+            return Err(CmdError::Syntax);
+        }
+        if is(&args[i], "MATCH") {
+            pattern = Some(&args[i + 1]);
+        } else if is(&args[i], "COUNT") {
+            count = args::count(&args[i + 1])?.max(1);
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 2;
+    }
+    let slot = u32::try_from(slot_id).ok().and_then(|id| table.slot(id)).ok_or(CmdError::NoSuchKey)?;
+    let resume = if cursor == 0 { Vec::new() } else { ctx.server.cursors.resume(cursor as u64).unwrap_or_default() };
+    let txn = ctx.server.store.txn(slot.prefix, None);
+    let mut keys = Vec::new();
+    let mut next = 0;
+    let mut visited = 0;
+    for (key, _) in txn.metas_from(&resume) {
+        if visited == count {
+            next = ctx.server.cursors.store(key);
+            break;
+        }
+        visited += 1;
+        if pattern.is_none_or(|p| crate::glob::glob_match(p, &key)) {
+            keys.push(key);
+        }
+    }
+    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
+}
+
+/// SLOTSDEL slot [slot ...]: empties the listed owned slots of the default table.
+fn slotsdel(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let topology = sharding_only(ctx, "SLOTSDEL")?;
+    let table = default_table(&topology)?;
+    let mut out = Vec::new();
+    for arg in &args[1..] {
+        let id = args::int(arg)?;
+        let Some(slot) = u32::try_from(id).ok().and_then(|id| table.slot(id)) else { continue };
+        if let Some(err) = slot.write_refusal() {
+            return Err(err);
+        }
+        let mut txn = ctx.server.store.txn(slot.prefix, Some(&slot.lock));
+        txn.clear_slot();
+        txn.commit()?;
+        out.push(Reply::Array(vec![Reply::Int(id), Reply::Int(0)]));
+    }
+    Ok(Reply::Array(out))
+}

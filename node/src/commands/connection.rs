@@ -1,0 +1,208 @@
+//! Connection commands: AUTH, PING, ECHO, SELECT, QUIT, HELLO, CLIENT.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::args::{self, is};
+use super::{ConnCtx, Spec, NO_AUTH};
+use crate::config::InstanceMode;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+
+pub fn specs() -> Vec<Spec> {
+    vec![
+        Spec::conn("auth", -2, NO_AUTH, auth),
+        Spec::conn("ping", -1, 0, ping),
+        Spec::conn("echo", 2, 0, echo),
+        Spec::conn("select", 2, 0, select),
+        Spec::conn("quit", -1, NO_AUTH, quit),
+        Spec::conn("hello", -1, NO_AUTH, hello),
+        Spec::conn("client", -2, 0, client),
+    ]
+}
+
+fn auth(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    // AUTH password | AUTH default password (Redis 6 form, the only user is "default").
+    let password = match args.len() {
+        2 => &args[1],
+        3 if args[1].as_ref() == b"default" => &args[2],
+        3 => return Err(CmdError::msg("WRONGPASS invalid username-password pair or user is disabled.")),
+        _ => return Err(CmdError::Syntax),
+    };
+    let required = ctx.server.config.read().requirepass.clone();
+    if required.is_empty() {
+        return Err(CmdError::err("Client sent AUTH, but no password is set"));
+    }
+    if password.as_ref() == required.as_bytes() {
+        ctx.session.authed = true;
+        Ok(Reply::Ok)
+    } else {
+        ctx.session.authed = false;
+        Err(CmdError::err("invalid password"))
+    }
+}
+
+fn ping(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    match args.len() {
+        1 => Ok(Reply::simple("PONG")),
+        2 => Ok(Reply::Bulk(args[1].to_vec())),
+        _ => Err(CmdError::Arity("ping".into())),
+    }
+}
+
+fn echo(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    Ok(Reply::Bulk(args[1].to_vec()))
+}
+
+/// SELECT n: switch to table `db<n>` (compat doc 11.1).
+fn select(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let id = common::resp::parse_i64(&args[1])
+        .filter(|n| (0..=u32::MAX as i64).contains(n))
+        .ok_or_else(|| CmdError::err("invalid DB index for 'select'"))? as u32;
+    if ctx.server.slots.snapshot().table(id).is_none() {
+        return Err(CmdError::err("invalid Table for 'select'"));
+    }
+    ctx.session.table = id;
+    ctx.session.info.table.store(id, Ordering::Relaxed);
+    Ok(Reply::Ok)
+}
+
+fn quit(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    ctx.session.quit = true;
+    Ok(Reply::Ok)
+}
+
+/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only; RESP3 is refused as Redis refuses an
+/// unknown version, so clients fall back.
+fn hello(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let mut i = 1;
+    if args.len() > 1 {
+        match args::int(&args[1]) {
+            Ok(2) => {}
+            Ok(_) => return Err(CmdError::msg("NOPROTO unsupported protocol version")),
+            Err(_) => return Err(CmdError::err("Protocol version is not an integer or out of range")),
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        if is(&args[i], "AUTH") && i + 2 < args.len() {
+            auth(ctx, &[args[0].clone(), args[i + 1].clone(), args[i + 2].clone()])?;
+            i += 3;
+        } else if is(&args[i], "SETNAME") && i + 1 < args.len() {
+            *ctx.session.info.name.lock() = String::from_utf8_lossy(&args[i + 1]).into_owned();
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    if !ctx.session.authed {
+        return Err(CmdError::msg("ERR NOAUTH Authentication required."));
+    }
+    let mode = match ctx.server.slots.mode {
+        InstanceMode::Classic => "standalone",
+        InstanceMode::Sharding => "cluster",
+    };
+    Ok(Reply::Array(vec![
+        Reply::bulk("server"),
+        Reply::bulk("pika"),
+        Reply::bulk("version"),
+        Reply::bulk(crate::VERSION),
+        Reply::bulk("proto"),
+        Reply::Int(2),
+        Reply::bulk("id"),
+        Reply::Int(ctx.session.id as i64),
+        Reply::bulk("mode"),
+        Reply::bulk(mode),
+        Reply::bulk("role"),
+        Reply::bulk("master"),
+        Reply::bulk("modules"),
+        Reply::Array(vec![]),
+    ]))
+}
+
+fn client(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let sub = args::upper(&args[1]);
+    match (sub.as_str(), args.len()) {
+        ("LIST", _) => Ok(Reply::bulk(client_list(ctx))),
+        ("INFO", 2) => {
+            let me = ctx.session.info.id;
+            let line = client_list(ctx).lines().find(|l| l.starts_with(&format!("id={me} "))).unwrap_or("").to_string();
+            Ok(Reply::bulk(line + "\n"))
+        }
+        ("ID", 2) => Ok(Reply::Int(ctx.session.id as i64)),
+        ("GETNAME", 2) => {
+            let name = ctx.session.info.name.lock().clone();
+            Ok(if name.is_empty() { Reply::Nil } else { Reply::bulk(name) })
+        }
+        ("SETNAME", 3) => {
+            if args[2].iter().any(|b| *b <= b' ' || *b > b'~') {
+                return Err(CmdError::err("Client names cannot contain spaces, newlines or special characters."));
+            }
+            *ctx.session.info.name.lock() = String::from_utf8_lossy(&args[2]).into_owned();
+            Ok(Reply::Ok)
+        }
+        ("KILL", _) => client_kill(ctx, &args[2..]),
+        ("SETINFO", 4) | ("NO-EVICT", 3) | ("NO-TOUCH", 3) => Ok(Reply::Ok),
+        _ => Err(CmdError::err(format!(
+            "Unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&args[1])
+        ))),
+    }
+}
+
+fn client_list(ctx: &ConnCtx) -> String {
+    let now = crate::storage::now_ms();
+    let mut out = String::new();
+    for c in ctx.server.clients.list() {
+        let idle = now.saturating_sub(c.last_active_ms.load(Ordering::Relaxed)) / 1000;
+        out.push_str(&format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} cmd={}\n",
+            c.id,
+            c.addr,
+            c.local,
+            c.name.lock(),
+            c.created.elapsed().as_secs(),
+            idle,
+            c.table.load(Ordering::Relaxed),
+            c.last_cmd.lock(),
+        ));
+    }
+    out
+}
+
+/// CLIENT KILL addr | CLIENT KILL [ID id] [ADDR addr] ...
+fn client_kill(ctx: &mut ConnCtx, filters: &[Bytes]) -> CmdResult<Reply> {
+    let mut by_id = None;
+    let mut by_addr = None;
+    match filters.len() {
+        1 => by_addr = Some(String::from_utf8_lossy(&filters[0]).into_owned()),
+        n if n % 2 == 0 && n > 0 => {
+            for pair in filters.chunks(2) {
+                if is(&pair[0], "ID") {
+                    by_id = Some(args::int(&pair[1])? as u64);
+                } else if is(&pair[0], "ADDR") {
+                    by_addr = Some(String::from_utf8_lossy(&pair[1]).into_owned());
+                } else if !is(&pair[0], "SKIPME") && !is(&pair[0], "TYPE") {
+                    return Err(CmdError::Syntax);
+                }
+            }
+        }
+        _ => return Err(CmdError::Syntax),
+    }
+    let legacy = filters.len() == 1;
+    let mut killed = 0;
+    for c in ctx.server.clients.list() {
+        let id_ok = by_id.is_none_or(|id| id == c.id);
+        let addr_ok = by_addr.as_ref().is_none_or(|a| *a == c.addr.to_string());
+        if id_ok && addr_ok {
+            c.kill();
+            killed += 1;
+        }
+    }
+    match (legacy, killed) {
+        (true, 0) => Err(CmdError::err("No such client")),
+        (true, _) => Ok(Reply::Ok),
+        (false, n) => Ok(Reply::Int(n)),
+    }
+}

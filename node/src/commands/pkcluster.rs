@@ -1,0 +1,249 @@
+//! `pkcluster` admin commands (compat doc section 5): slot ownership, tables, the info reports,
+//! and our fencing commands used by cutovers.
+
+use bytes::Bytes;
+
+use super::args;
+use super::{ConnCtx, Spec, ADMIN};
+use crate::config::InstanceMode;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use crate::slots::{Slot, Table};
+use common::pkinfo::{MasterRole, SlotInfo, TableInfo};
+use common::slotset::parse_slots;
+
+pub fn specs() -> Vec<Spec> {
+    vec![
+        Spec::conn("pkclusteraddslots", -3, ADMIN, addslots),
+        Spec::conn("pkclusterdelslots", -3, ADMIN, delslots),
+        Spec::conn("pkclusterinfo", -3, ADMIN, info),
+        Spec::conn("pkclusteraddtable", -2, ADMIN, addtable),
+        Spec::conn("pkclusterdeltable", -2, ADMIN, deltable),
+        Spec::conn("pkclusterfence", -3, ADMIN, fence),
+        Spec::conn("pkclusterunfence", -3, ADMIN, unfence),
+    ]
+}
+
+fn sharding_only(ctx: &ConnCtx, what: &str) -> CmdResult<()> {
+    if ctx.server.slots.mode == InstanceMode::Classic {
+        return Err(CmdError::err(format!("{what} only support on sharding mode")));
+    }
+    Ok(())
+}
+
+/// An optional trailing table id (unsigned decimal), defaulting to the default table.
+fn table_arg(ctx: &ConnCtx, arg: Option<&Bytes>) -> CmdResult<u32> {
+    match arg {
+        None => Ok(ctx.server.slots.snapshot().default_table),
+        Some(a) => std::str::from_utf8(a)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or(CmdError::Syntax),
+    }
+}
+
+fn slot_group(arg: &[u8]) -> CmdResult<Vec<u32>> {
+    parse_slots(&String::from_utf8_lossy(arg)).map_err(|e| CmdError::err(e))
+}
+
+/// Why a slot cannot be deleted now (it replicates, or is replicated from).
+fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
+    slot.is_replica().then(|| {
+        CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in kConnected state", slot.id))
+    })
+}
+
+/// pkcluster addslots <slots> [table]
+fn addslots(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterAddSlots/PkClusterDelSlots")?;
+    if args.len() > 4 {
+        return Err(CmdError::Syntax);
+    }
+    let slots = slot_group(&args[2])?;
+    let table = table_arg(ctx, args.get(3))?;
+    ctx.server.slots.add_slots(table, &slots)?;
+    tracing::info!(table, slots = %common::slotset::format_slots(&slots), "addslots");
+    Ok(Reply::Ok)
+}
+
+/// pkcluster delslots <slots> [table]
+fn delslots(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterAddSlots/PkClusterDelSlots")?;
+    if args.len() > 4 {
+        return Err(CmdError::Syntax);
+    }
+    let slots = slot_group(&args[2])?;
+    let table = table_arg(ctx, args.get(3))?;
+    let name = format!("db{table}");
+    ctx.server.slots.del_slots(table, &slots, |slot| busy_reason(slot, &name))?;
+    tracing::info!(table, slots = %common::slotset::format_slots(&slots), "delslots");
+    Ok(Reply::Ok)
+}
+
+/// pkcluster info slot [[<table>:]<slots>] | pkcluster info table [id]
+fn info(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterInfo")?;
+    if args.len() > 4 {
+        return Err(CmdError::Arity("pkclusterinfo".into()));
+    }
+    let topology = ctx.server.slots.snapshot();
+    let mut out = String::new();
+    match args::upper(&args[2]).as_str() {
+        "SLOT" => {
+            let invalid = || CmdError::err("Invalid Argument");
+            let selection: Option<(&Table, Vec<u32>)> = match args.get(3) {
+                None => None,
+                Some(arg) => {
+                    let text = String::from_utf8_lossy(arg);
+                    let (table, group) = match text.split_once(':') {
+                        Some((name, group)) => {
+                            let id = name.strip_prefix("db").and_then(|n| n.parse::<u32>().ok());
+                            (id.and_then(|id| topology.table(id)).map(|t| &**t), group.to_string())
+                        }
+                        None => (topology.default().map(|t| &**t), text.to_string()),
+                    };
+                    let slots = parse_slots(&group).map_err(|_| invalid())?;
+                    match table {
+                        Some(t) => Some((t, slots)),
+                        // An unknown table: nothing owned, an empty reply.
+                        None => return Ok(Reply::bulk("")),
+                    }
+                }
+            };
+            match selection {
+                Some((table, slots)) => {
+                    for id in slots {
+                        if let Some(slot) = table.slot(id) {
+                            slot_info(table, slot).render(&mut out);
+                        }
+                    }
+                }
+                None => {
+                    // Every table, in name order (a string sort, as Pika: db0, db1, db10, db2).
+                    let mut tables: Vec<&Table> = topology.tables.values().map(|t| &**t).collect();
+                    tables.sort_by_key(|t| t.name());
+                    for table in tables {
+                        for slot in table.owned() {
+                            slot_info(table, slot).render(&mut out);
+                        }
+                    }
+                }
+            }
+        }
+        "TABLE" => {
+            let single = match args.get(3) {
+                None => None,
+                Some(a) => Some(
+                    std::str::from_utf8(a)
+                        .ok()
+                        .and_then(|s| s.parse::<u32>().ok())
+                        .ok_or_else(|| CmdError::err("Invalid Argument"))?,
+                ),
+            };
+            for table in topology.tables.values() {
+                if single.is_some_and(|id| id != table.id) {
+                    continue;
+                }
+                table_info(table, single.is_none()).render(&mut out);
+            }
+        }
+        _ => {}
+    }
+    Ok(Reply::bulk(out))
+}
+
+fn slot_info(table: &Table, slot: &Slot) -> SlotInfo {
+    let (master, slave) = match &*slot.role.read() {
+        crate::slots::Role::Master => (Some(MasterRole::default()), None),
+        crate::slots::Role::Replica { master } => (
+            None,
+            Some(common::pkinfo::SlaveRole { master: master.clone(), state: "kNoConnect".into() }),
+        ),
+    };
+    SlotInfo {
+        table: table.name(),
+        slot: slot.id,
+        binlog_offset: (0, 0),
+        safety_purge: "none".into(),
+        master,
+        slave,
+    }
+}
+
+fn table_info(table: &Table, with_totals: bool) -> TableInfo {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &table.stats;
+    let (qps, write_qps) = (s.qps.load(Relaxed), s.write_qps.load(Relaxed));
+    TableInfo {
+        id: table.id,
+        partition_num: table.slot_count,
+        total_commands: with_totals.then(|| s.commands.load(Relaxed)),
+        total_write_commands: with_totals.then(|| s.writes.load(Relaxed)),
+        qps,
+        write_qps,
+        read_qps: qps.saturating_sub(write_qps),
+    }
+}
+
+/// pkcluster addtable <id> <slot_num>
+fn addtable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterTable Cmd")?;
+    if args.len() != 4 {
+        return Err(CmdError::Syntax);
+    }
+    let id = table_arg(ctx, Some(&args[2]))?;
+    let slots = table_arg(ctx, Some(&args[3]))?;
+    if slots == 0 || slots > 1 << 16 {
+        return Err(CmdError::Syntax);
+    }
+    ctx.server.slots.add_table(id, slots)?;
+    Ok(Reply::Ok)
+}
+
+/// pkcluster deltable <id>: drops the table and every slot it owns (none may be replicating).
+fn deltable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterTable Cmd")?;
+    if args.len() != 3 {
+        return Err(CmdError::Syntax);
+    }
+    let id = table_arg(ctx, Some(&args[2]))?;
+    let name = format!("db{id}");
+    ctx.server.slots.del_table(id, |slot| busy_reason(slot, &name))?;
+    Ok(Reply::Ok)
+}
+
+/// Parses `<slots|all> [table]` for fence/unfence into the owned slots it names.
+fn fence_targets(ctx: &ConnCtx, args: &[Bytes]) -> CmdResult<Vec<std::sync::Arc<Slot>>> {
+    if args.len() > 4 {
+        return Err(CmdError::Syntax);
+    }
+    let table_id = table_arg(ctx, args.get(3))?;
+    let topology = ctx.server.slots.snapshot();
+    let table = topology.table(table_id).ok_or_else(|| CmdError::err("invalid Table for ''"))?;
+    let ids = if args::is(&args[2], "all") { table.owned_ids() } else { slot_group(&args[2])? };
+    ids.iter()
+        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::err(format!("Slot {id} not found!"))))
+        .collect()
+}
+
+/// pkcluster fence <slots|all> [table]: master slots refuse writes with a retryable TRYAGAIN
+/// error until unfenced. Taking each slot's write lock makes the fence a barrier: when the reply
+/// is sent, no write to those slots is in flight and none will be acknowledged.
+fn fence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterFence")?;
+    for slot in fence_targets(ctx, args)? {
+        let _barrier = slot.lock.lock();
+        slot.fenced.store(true, std::sync::atomic::Ordering::Release);
+    }
+    Ok(Reply::Ok)
+}
+
+/// pkcluster unfence <slots|all> [table]
+fn unfence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterFence")?;
+    for slot in fence_targets(ctx, args)? {
+        slot.fenced.store(false, std::sync::atomic::Ordering::Release);
+    }
+    Ok(Reply::Ok)
+}

@@ -1,0 +1,7 @@
+//! (to be written)
+
+use super::Spec;
+
+pub fn specs() -> Vec<Spec> {
+    vec![]
+}

@@ -1,0 +1,287 @@
+//! `pika.conf`: Pika's `key : value` format with Pika's option names where they apply, plus our
+//! own options (documented in `node/pika.conf.example`). Command-line flags override the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::glob::glob_match;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceMode {
+    Classic,
+    Sharding,
+}
+
+impl InstanceMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceMode::Classic => "classic",
+            InstanceMode::Sharding => "sharding",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub port: u16,
+    /// Port of the HTTP endpoint (`/metrics`, `/health`); 0 turns it off.
+    pub http_port: u16,
+    pub requirepass: String,
+    pub masterauth: String,
+    pub instance_mode: InstanceMode,
+    pub default_slot_num: u32,
+    /// Classic mode: number of tables (`SELECT 0..databases-1`).
+    pub databases: u32,
+    pub db_path: PathBuf,
+    pub log_path: PathBuf,
+    pub maxclients: usize,
+    /// Idle client timeout in seconds; 0 = never.
+    pub timeout: u64,
+    pub block_cache: usize,
+    pub write_buffer_size: usize,
+    pub max_write_buffer_num: i32,
+    pub max_background_jobs: i32,
+    /// fsync the WAL on every write (power-loss durability); off: kill -9 safe only.
+    pub sync_writes: bool,
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: usize,
+    /// Start with every master slot fenced until an admin unfences it.
+    pub start_fenced: bool,
+    /// The file the config came from, for CONFIG REWRITE-style reporting.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0".into(),
+            port: 9221,
+            http_port: 0,
+            requirepass: String::new(),
+            masterauth: String::new(),
+            instance_mode: InstanceMode::Classic,
+            default_slot_num: 1024,
+            databases: 1,
+            db_path: "./db/".into(),
+            log_path: "./log/".into(),
+            maxclients: 20000,
+            timeout: 0,
+            block_cache: 128 << 20,
+            write_buffer_size: 64 << 20,
+            max_write_buffer_num: 2,
+            max_background_jobs: 2,
+            sync_writes: false,
+            slowlog_log_slower_than: 10000,
+            slowlog_max_len: 128,
+            start_fenced: false,
+            source: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: expected `key : value`, got {text:?}")]
+    Syntax { path: PathBuf, line: usize, text: String },
+    #[error("invalid value {value:?} for `{key}`: {why}")]
+    Value { key: String, value: String, why: String },
+}
+
+/// Options that are Pika's but mean nothing here; accepted and ignored so Pika files load.
+const IGNORED: &[&str] = &[
+    "daemonize", "pidfile", "thread-num", "thread-pool-size", "sync-thread-num", "dump-path", "dump-prefix",
+    "dump-expire", "db-sync-path", "db-sync-speed", "binlog-file-size", "expire-logs-nums", "expire-logs-days",
+    "root-connection-num", "slowlog-write-errorlog", "server-id", "write-binlog", "identify-binlog-type",
+    "compression", "max-cache-statistic-keys", "small-compaction-threshold", "target-file-size-base",
+    "max-bytes-for-level-base", "disable_auto_compactions", "max-subcompactions", "max-cache-files",
+    "block-size", "share-block-cache", "cache-index-and-filter-blocks", "optimize-filters-for-hits",
+    "level-compaction-dynamic-level-bytes", "sync-window-size", "max-conn-rbuf-size", "userpass",
+    "userblacklist", "replication-num", "consensus-level", "slave-priority", "compact-cron",
+    "compact-interval", "max-write-buffer-size", "bgsave-path", "loglevel", "slave-read-only",
+    "slaveof", "max-background-flushes", "max-background-compactions",
+];
+
+impl Config {
+    /// Reads a pika.conf file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Config::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.split_once(':').ok_or_else(|| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: n + 1,
+                text: line.to_string(),
+            })?;
+            config.set(key.trim(), value.trim(), true)?;
+        }
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Sets one option. `at_start` allows the options that cannot change at runtime.
+    pub fn set(&mut self, key: &str, value: &str, at_start: bool) -> Result<(), ConfigError> {
+        let key = key.to_ascii_lowercase();
+        let bad = |why: &str| ConfigError::Value { key: key.clone(), value: value.into(), why: why.into() };
+        let int = |v: &str| v.parse::<i64>().map_err(|_| bad("not an integer"));
+        let size = |v: &str| parse_size(v).ok_or_else(|| bad("not a size (e.g. 128mb)"));
+        let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "1" => Ok(true),
+            "no" | "false" | "0" => Ok(false),
+            _ => Err(bad("expected yes or no")),
+        };
+        // Runtime-settable options first; the rest only at start.
+        match key.as_str() {
+            "requirepass" => self.requirepass = value.into(),
+            "masterauth" => self.masterauth = value.into(),
+            "timeout" => self.timeout = int(value)?.max(0) as u64,
+            "maxclients" => self.maxclients = int(value)?.clamp(1, 1_000_000) as usize,
+            "slowlog-log-slower-than" => self.slowlog_log_slower_than = int(value)?,
+            "slowlog-max-len" => self.slowlog_max_len = int(value)?.max(0) as usize,
+            _ if !at_start => return Err(bad("cannot be changed at runtime")),
+            "port" => self.port = value.parse().map_err(|_| bad("not a port"))?,
+            "bind" => self.bind = value.into(),
+            "http-port" => self.http_port = value.parse().map_err(|_| bad("not a port"))?,
+            "instance-mode" => {
+                // Pika: anything but "classic" (or empty) means sharding.
+                self.instance_mode = match value.to_ascii_lowercase().as_str() {
+                    "" | "classic" => InstanceMode::Classic,
+                    _ => InstanceMode::Sharding,
+                }
+            }
+            "default-slot-num" => {
+                let n = int(value)?;
+                if !(1..=1 << 16).contains(&n) {
+                    return Err(bad("must be between 1 and 65536"));
+                }
+                self.default_slot_num = n as u32;
+            }
+            "databases" => {
+                let n = int(value)?;
+                if !(1..=8).contains(&n) {
+                    return Err(bad("must be between 1 and 8"));
+                }
+                self.databases = n as u32;
+            }
+            "db-path" => self.db_path = value.into(),
+            "log-path" => self.log_path = value.into(),
+            "block-cache" => self.block_cache = size(value)? as usize,
+            "write-buffer-size" => self.write_buffer_size = size(value)? as usize,
+            "max-write-buffer-num" => self.max_write_buffer_num = int(value)?.clamp(2, 64) as i32,
+            "max-background-jobs" => self.max_background_jobs = int(value)?.clamp(1, 64) as i32,
+            "sync-writes" => self.sync_writes = flag(value)?,
+            "start-fenced" => self.start_fenced = flag(value)?,
+            k if IGNORED.contains(&k) => {}
+            _ => return Err(bad("unknown option")),
+        }
+        Ok(())
+    }
+
+    /// All options as CONFIG GET shows them, in name order.
+    pub fn entries(&self) -> BTreeMap<&'static str, String> {
+        let mut m = BTreeMap::new();
+        m.insert("bind", self.bind.clone());
+        m.insert("port", self.port.to_string());
+        m.insert("http-port", self.http_port.to_string());
+        m.insert("requirepass", self.requirepass.clone());
+        m.insert("masterauth", self.masterauth.clone());
+        m.insert("instance-mode", self.instance_mode.name().into());
+        if self.instance_mode == InstanceMode::Sharding {
+            m.insert("default-slot-num", self.default_slot_num.to_string());
+        } else {
+            m.insert("databases", self.databases.to_string());
+        }
+        m.insert("db-path", self.db_path.display().to_string());
+        m.insert("log-path", self.log_path.display().to_string());
+        m.insert("maxclients", self.maxclients.to_string());
+        m.insert("timeout", self.timeout.to_string());
+        m.insert("block-cache", self.block_cache.to_string());
+        m.insert("write-buffer-size", self.write_buffer_size.to_string());
+        // Codis reads `maxmemory` and needs an integer; Pika answers with the write buffer size.
+        m.insert("maxmemory", self.write_buffer_size.to_string());
+        m.insert("max-write-buffer-num", self.max_write_buffer_num.to_string());
+        m.insert("max-background-jobs", self.max_background_jobs.to_string());
+        m.insert("sync-writes", if self.sync_writes { "yes" } else { "no" }.into());
+        m.insert("slowlog-log-slower-than", self.slowlog_log_slower_than.to_string());
+        m.insert("slowlog-max-len", self.slowlog_max_len.to_string());
+        m.insert("daemonize", "no".into());
+        m
+    }
+
+    /// CONFIG GET: name/value pairs of the options matching `pattern`.
+    pub fn get_matching(&self, pattern: &[u8]) -> Vec<(String, String)> {
+        let pattern = pattern.to_ascii_lowercase();
+        self.entries()
+            .into_iter()
+            .filter(|(k, _)| glob_match(&pattern, k.as_bytes()))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+}
+
+/// `1024`, `64kb`, `128mb`, `1gb` (case-insensitive; `k`/`m`/`g` also accepted).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let mult = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_pika_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pika.conf");
+        std::fs::write(
+            &path,
+            "# comment\nport : 9300\ninstance-mode : Sharding\ndefault-slot-num : 4\ndaemonize : yes\n\
+             requirepass : secret\nblock-cache : 64mb\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.port, 9300);
+        assert_eq!(c.instance_mode, InstanceMode::Sharding);
+        assert_eq!(c.default_slot_num, 4);
+        assert_eq!(c.requirepass, "secret");
+        assert_eq!(c.block_cache, 64 << 20);
+    }
+
+    #[test]
+    fn rejects_bad_values_clearly() {
+        let mut c = Config::default();
+        let err = c.set("default-slot-num", "0", true).unwrap_err().to_string();
+        assert!(err.contains("default-slot-num"), "{err}");
+        assert!(c.set("port", "x", true).is_err());
+        assert!(c.set("no-such-option", "1", true).is_err());
+        assert!(c.set("port", "1", false).is_err(), "port is fixed at runtime");
+        c.set("timeout", "5", false).unwrap();
+        assert_eq!(c.timeout, 5);
+    }
+
+    #[test]
+    fn config_get_globs() {
+        let c = Config::default();
+        let got = c.get_matching(b"maxmem*");
+        assert_eq!(got, vec![("maxmemory".to_string(), (64u64 << 20).to_string())]);
+    }
+}

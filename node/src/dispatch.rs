@@ -1,0 +1,215 @@
+//! From a parsed request to a reply: name resolution, auth, arity, the sharding blacklist, slot
+//! routing (ownership, read-only and fence checks on every key), splitting multi-slot
+//! DEL/MGET/MSET/EXISTS, and blocking commands. The order of checks is Pika's (compat doc 4.2),
+//! because it decides which error a client sees.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::commands::{self, ConnCtx, Exec, Handler, Spec, Split, BLOCKING, NO_AUTH};
+use crate::config::InstanceMode;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use crate::server::{Server, Session};
+use crate::slots::{Slot, Table};
+
+/// Commands Pika 3.3.6 refuses in sharding mode (compat doc 4.6). Those we implement are still
+/// accepted when all their keys share one slot (hashtags), as Redis Cluster does.
+const SHARDING_BLACKLIST: &[&str] = &[
+    "msetnx", "scan", "keys", "scanx", "zunionstore", "zinterstore", "sunion", "sunionstore", "sinter",
+    "sinterstore", "sdiff", "sdiffstore", "smove", "bitop", "pfadd", "pfcount", "pfmerge", "geoadd",
+    "geopos", "geodist", "geohash", "georadius", "georadiusbymember", "pkpatternmatchdel", "slaveof",
+    "dbslaveof",
+];
+
+/// Two-key list moves: across slots Pika answers with its hashtag error (compat doc 4.7).
+const HASHTAG_CHECKED: &[&str] = &["rpoplpush", "lmove", "brpoplpush", "blmove"];
+
+pub async fn execute(server: &Arc<Server>, session: &mut Session, args: &[Bytes]) -> Reply {
+    let name = commands::resolve_name(args);
+    let sharding = server.slots.mode == InstanceMode::Sharding;
+    let blacklisted = sharding && SHARDING_BLACKLIST.contains(&name.as_str());
+    let Some(spec) = commands::table().get(name.as_str()) else {
+        if blacklisted {
+            // Known to Pika, refused in this mode: the auth check still comes first.
+            return match check_auth(server, session, 0) {
+                Err(e) => e.into(),
+                Ok(()) => CmdError::NotSupportedInSharding.into(),
+            };
+        }
+        return Reply::Error(format!("ERR unknown or unsupported command '{name}\""));
+    };
+    *session.info.last_cmd.lock() = spec.name;
+    let started = Instant::now();
+    let reply = match run(server, session, spec, &name, args, blacklisted).await {
+        Ok(reply) => reply,
+        Err(err) => err.into(),
+    };
+    server.metrics.record(spec.name, started.elapsed(), reply.is_error());
+    reply
+}
+
+fn check_auth(server: &Server, session: &Session, flags: u32) -> CmdResult<()> {
+    if session.authed || flags & NO_AUTH != 0 {
+        return Ok(());
+    }
+    if server.config.read().requirepass.is_empty() {
+        return Ok(());
+    }
+    Err(CmdError::msg("ERR NOAUTH Authentication required."))
+}
+
+async fn run(
+    server: &Arc<Server>,
+    session: &mut Session,
+    spec: &Spec,
+    name: &str,
+    args: &[Bytes],
+    blacklisted: bool,
+) -> CmdResult<Reply> {
+    check_auth(server, session, spec.flags)?;
+    if !spec.arity_ok(args.len()) {
+        return Err(CmdError::Arity(name.to_string()));
+    }
+    server.stats.commands_processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match spec.handler {
+        Handler::Conn(f) => {
+            if blacklisted {
+                return Err(CmdError::NotSupportedInSharding);
+            }
+            f(&mut ConnCtx { server, session }, args)
+        }
+        Handler::Slot(f) => {
+            let topology = server.slots.snapshot();
+            let table = topology.table(session.table).ok_or_else(|| CmdError::err("Table not found"))?;
+            count_table_stats(table, spec);
+            let keys = spec.keys_of(args);
+            let first = table.slot_of(keys.first().map_or(&b""[..], |k| k));
+            if keys.iter().all(|k| table.slot_of(k) == first) {
+                let slot = routed_slot(table, first, spec)?;
+                let ex = Exec { server, table, slot };
+                if spec.flags & BLOCKING != 0 {
+                    return run_blocking(server, &ex, f, args, &keys).await;
+                }
+                return f(&ex, args);
+            }
+            match spec.split {
+                Split::No if HASHTAG_CHECKED.contains(&name) => Err(CmdError::err("parameters hashtag is inconsistent")),
+                Split::No => Err(CmdError::NotSupportedInSharding),
+                split => run_split(server, table, spec, f, args, split),
+            }
+        }
+    }
+}
+
+fn count_table_stats(table: &Table, spec: &Spec) {
+    use std::sync::atomic::Ordering::Relaxed;
+    table.stats.commands.fetch_add(1, Relaxed);
+    if spec.is_write() {
+        table.stats.writes.fetch_add(1, Relaxed);
+    }
+}
+
+/// The owned slot for a command, or the error the command gets: not owned, or (for writes) a
+/// replica or fenced slot.
+fn routed_slot<'t>(table: &'t Table, slot: u32, spec: &Spec) -> CmdResult<&'t Arc<Slot>> {
+    let owned = table.slot(slot).ok_or(CmdError::PartitionNotFound)?;
+    if spec.is_write() {
+        if let Some(err) = owned.write_refusal() {
+            return Err(err);
+        }
+    }
+    Ok(owned)
+}
+
+/// DEL/EXISTS/MGET/MSET over several slots: every slot is checked before anything runs (unlike
+/// Pika, which may apply earlier groups before failing a later one), then each slot's group runs
+/// as its own command and the replies are merged in key order.
+fn run_split(
+    server: &Server,
+    table: &Arc<Table>,
+    spec: &Spec,
+    f: commands::SlotFn,
+    args: &[Bytes],
+    split: Split,
+) -> CmdResult<Reply> {
+    let per_item = if split == Split::Pairs { 2 } else { 1 };
+    if (args.len() - 1) % per_item != 0 {
+        return Err(CmdError::Arity(spec.name.to_string()));
+    }
+    // slot -> (positions of items, argv for that slot)
+    let mut groups: Vec<(u32, Vec<usize>, Vec<Bytes>)> = Vec::new();
+    for (i, item) in args[1..].chunks(per_item).enumerate() {
+        let slot = table.slot_of(&item[0]);
+        let group = match groups.iter_mut().position(|g| g.0 == slot) {
+            Some(at) => &mut groups[at],
+            None => {
+                groups.push((slot, Vec::new(), vec![args[0].clone()]));
+                groups.last_mut().unwrap()
+            }
+        };
+        group.1.push(i);
+        group.2.extend_from_slice(item);
+    }
+    let slots: Vec<&Arc<Slot>> = groups.iter().map(|g| routed_slot(table, g.0, spec)).collect::<CmdResult<_>>()?;
+    let mut sum = 0i64;
+    let mut per_key = vec![Reply::Nil; (args.len() - 1) / per_item];
+    for (group, slot) in groups.iter().zip(slots) {
+        let reply = f(&Exec { server, table, slot }, &group.2)?;
+        match (split, reply) {
+            (Split::Sum, Reply::Int(n)) => sum += n,
+            (Split::PerKey, Reply::Array(items)) => {
+                for (pos, item) in group.1.iter().zip(items) {
+                    per_key[*pos] = item;
+                }
+            }
+            (_, Reply::Error(e)) => return Err(CmdError::Msg(e)),
+            _ => {}
+        }
+    }
+    Ok(match split {
+        Split::Sum => Reply::Int(sum),
+        Split::PerKey => Reply::Array(per_key),
+        _ => Reply::Ok,
+    })
+}
+
+/// Parses a blocking timeout in seconds (a float, as in Redis 6).
+fn blocking_timeout(arg: &[u8]) -> CmdResult<Option<Duration>> {
+    let secs = crate::commands::args::parse_float(arg)
+        .filter(|s| s.is_finite())
+        .ok_or_else(|| CmdError::err("timeout is not a float or out of range"))?;
+    if secs < 0.0 {
+        return Err(CmdError::err("timeout is negative"));
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
+/// Runs a blocking command: try; when the handler answers nil (nothing to pop), wait for a push
+/// to one of the keys, the timeout, or shutdown, and try again.
+async fn run_blocking(server: &Server, ex: &Exec<'_>, f: commands::SlotFn, args: &[Bytes], keys: &[Bytes]) -> CmdResult<Reply> {
+    let timeout = blocking_timeout(args.last().expect("arity checked"))?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let interest = server.blocking.register(ex.table.id, keys);
+    loop {
+        match f(ex, args)? {
+            Reply::Nil | Reply::NilArray => {}
+            reply => return Ok(reply),
+        }
+        let woken = async {
+            match deadline {
+                Some(at) => tokio::time::timeout_at(at, interest.notify.notified()).await.is_ok(),
+                None => {
+                    interest.notify.notified().await;
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            woken = woken => if !woken { return Ok(Reply::NilArray) },
+            _ = server.shutdown_notify.notified() => return Ok(Reply::NilArray),
+        }
+    }
+}

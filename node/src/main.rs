@@ -1,0 +1,132 @@
+//! `pika-node -c pika.conf [--port N] [...]`: starts a node the way Pika starts.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pika_node::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "pika-node", version, about = "Pika-compatible sharding-mode storage node on RocksDB")]
+struct Args {
+    /// pika.conf (Pika's `key : value` format).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Overrides `port`.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Overrides `bind`.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Overrides `http-port` (metrics and health; 0 = off).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Overrides `db-path`.
+    #[arg(long)]
+    db_path: Option<PathBuf>,
+    /// Overrides `requirepass`.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Overrides `masterauth`.
+    #[arg(long)]
+    masterauth: Option<String>,
+    /// Overrides `instance-mode` (classic or sharding).
+    #[arg(long)]
+    instance_mode: Option<String>,
+    /// Overrides `default-slot-num`.
+    #[arg(long)]
+    default_slot_num: Option<u32>,
+    /// Start with every master slot fenced (writes refused until `pkcluster unfence`).
+    #[arg(long)]
+    fenced: bool,
+    /// Extra `key=value` options, as in pika.conf.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("pika-node: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let server = match pika_node::server::Server::open(config) {
+            Ok(s) => s,
+            Err(err) => {
+                eprintln!("pika-node: {err}");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        let listeners = match pika_node::listener::bind(&server).await {
+            Ok(l) => l,
+            Err(err) => {
+                eprintln!("pika-node: cannot listen: {err}");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        {
+            let c = server.config.read();
+            tracing::info!(port = c.port, mode = c.instance_mode.name(), db = %c.db_path.display(), "pika-node serving");
+        }
+        pika_node::listener::run(server, listeners).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn build_config(args: &Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let mut set = |k: &str, v: String| config.set(k, &v, true).map_err(|e| e.to_string());
+    if let Some(p) = args.port {
+        set("port", p.to_string())?;
+    }
+    if let Some(b) = &args.bind {
+        set("bind", b.clone())?;
+    }
+    if let Some(p) = args.http_port {
+        set("http-port", p.to_string())?;
+    }
+    if let Some(p) = &args.db_path {
+        set("db-path", p.display().to_string())?;
+    }
+    if let Some(p) = &args.requirepass {
+        set("requirepass", p.clone())?;
+    }
+    if let Some(p) = &args.masterauth {
+        set("masterauth", p.clone())?;
+    }
+    if let Some(m) = &args.instance_mode {
+        set("instance-mode", m.clone())?;
+    }
+    if let Some(n) = args.default_slot_num {
+        set("default-slot-num", n.to_string())?;
+    }
+    if args.fenced {
+        set("start-fenced", "yes".into())?;
+    }
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got {kv:?}"))?;
+        set(k.trim(), v.trim().to_string())?;
+    }
+    Ok(config)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIKA_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,187 @@
+//! The node's one RocksDB and the transaction every command runs in.
+//!
+//! Writes to a slot are serialised by that slot's write lock ([`WriteState`]), held by a [`Txn`]
+//! from its first read to its commit, so a read-modify-write (INCR, HSET, LPOP, ...) is atomic
+//! and every slot has one total order of writes (the order its change log will follow).
+//! Reads take no lock: RocksDB gives each read a consistent view.
+
+pub mod encoding;
+mod txn;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch,
+    WriteOptions,
+};
+
+pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
+pub use txn::{ElemIter, Txn};
+
+pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
+
+/// Column family for the node's own records (tables, slot ownership, roles).
+const CF_NODE: &str = "node";
+
+/// Storage tuning, from pika.conf.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+    pub max_write_buffers: i32,
+    /// fsync the WAL on every write (survives power loss, not only process death).
+    pub sync_writes: bool,
+    pub background_jobs: i32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            block_cache_bytes: 128 << 20,
+            write_buffer_bytes: 64 << 20,
+            max_write_buffers: 2,
+            sync_writes: false,
+            background_jobs: 2,
+        }
+    }
+}
+
+/// Per-slot state guarded by the slot's write lock.
+#[derive(Debug, Default)]
+pub struct WriteState {
+    /// Write batches committed to this slot since the node started.
+    pub commits: u64,
+}
+
+pub type WriteLock = Arc<Mutex<WriteState>>;
+
+pub struct Store {
+    db: Db,
+    write_opts: WriteOptions,
+    cache: Cache,
+}
+
+impl Store {
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, rocksdb::Error> {
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_block_size(16 * 1024);
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(opts.background_jobs);
+        db_opts.set_max_open_files(5000);
+        db_opts.set_keep_log_file_num(5);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let mut data_opts = Options::default();
+        data_opts.set_block_based_table_factory(&table);
+        data_opts.set_write_buffer_size(opts.write_buffer_bytes);
+        data_opts.set_max_write_buffer_number(opts.max_write_buffers.max(2));
+        data_opts.set_compression_type(DBCompressionType::Lz4);
+        data_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        data_opts.set_level_compaction_dynamic_level_bytes(true);
+        data_opts.set_memtable_whole_key_filtering(true);
+        data_opts.set_memtable_prefix_bloom_ratio(0.05);
+
+        let node_opts = Options::default();
+        let db = Db::open_cf_descriptors(
+            &db_opts,
+            path,
+            vec![
+                ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts),
+                ColumnFamilyDescriptor::new(CF_NODE, node_opts),
+            ],
+        )?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(opts.sync_writes);
+        Ok(Store { db, write_opts, cache })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.db.get(key)
+    }
+
+    pub fn write(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        self.db.write_opt(batch, &self.write_opts)
+    }
+
+    /// A raw iterator over `[start, end)` (an empty `end` means "to the end").
+    pub fn raw_iter(&self, start: &[u8], end: &[u8]) -> rocksdb::DBRawIteratorWithThreadMode<'_, Db> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(start.to_vec());
+        if !end.is_empty() {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        self.db.raw_iterator_opt(ro)
+    }
+
+    /// Drops everything stored for a slot, with one range tombstone.
+    pub fn drop_slot(&self, prefix: SlotPrefix) -> Result<(), rocksdb::Error> {
+        let (start, end) = prefix.range();
+        let mut batch = WriteBatch::default();
+        batch.delete_range(start, end);
+        self.write(batch)
+    }
+
+    /// Reads one of the node's own records.
+    pub fn node_get(&self, key: &str) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
+        self.db.get_cf(&cf, key.as_bytes())
+    }
+
+    /// Writes one of the node's own records, synced: ownership and roles must survive power loss.
+    pub fn node_put(&self, key: &str, value: &[u8]) -> Result<(), rocksdb::Error> {
+        let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.put_cf_opt(&cf, key.as_bytes(), value, &opts)
+    }
+
+    pub fn node_delete(&self, key: &str) -> Result<(), rocksdb::Error> {
+        let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.delete_cf_opt(&cf, key.as_bytes(), &opts)
+    }
+
+    /// Flushes the WAL to disk (graceful shutdown).
+    pub fn flush_wal(&self) -> Result<(), rocksdb::Error> {
+        self.db.flush_wal(true)
+    }
+
+    /// Memory held by memtables and table readers, and the block cache usage, in bytes.
+    pub fn memory_usage(&self) -> (u64, u64, u64) {
+        let prop = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        (
+            prop("rocksdb.cur-size-all-mem-tables"),
+            prop("rocksdb.estimate-table-readers-mem"),
+            self.cache.get_usage() as u64,
+        )
+    }
+
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.db.property_int_value(name).ok().flatten()
+    }
+
+    /// Starts a transaction on one slot. `lock` is the slot's write lock for a writing command,
+    /// `None` for a read-only one.
+    pub fn txn(&self, prefix: SlotPrefix, lock: Option<&WriteLock>) -> Txn<'_> {
+        Txn::new(self, prefix, lock.map(|l| l.lock_arc()))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,243 @@
+//! A command's view of one slot: point reads that see the command's own pending writes, element
+//! iteration, and one atomic commit.
+
+use std::collections::HashMap;
+
+use parking_lot::{lock_api::ArcMutexGuard, RawMutex};
+use rocksdb::WriteBatch;
+
+use super::encoding::{self, Kind, Meta, MetaBody, SlotPrefix};
+use super::{now_ms, Db, Store, WriteState};
+use crate::error::{CmdError, CmdResult};
+
+/// Collections up to this many elements are deleted element by element (point tombstones);
+/// bigger ones with one range tombstone, which costs the same whatever the size.
+const POINT_DELETE_LIMIT: u64 = 256;
+
+pub struct Txn<'a> {
+    store: &'a Store,
+    pub prefix: SlotPrefix,
+    /// The command's clock: every expiry decision in one command uses the same instant.
+    pub now_ms: u64,
+    batch: WriteBatch,
+    /// Pending point writes (`None` = deleted), so a command reads what it wrote.
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
+}
+
+impl<'a> Txn<'a> {
+    pub(super) fn new(store: &'a Store, prefix: SlotPrefix, guard: Option<ArcMutexGuard<RawMutex, WriteState>>) -> Self {
+        Txn { store, prefix, now_ms: now_ms(), batch: WriteBatch::default(), overlay: HashMap::new(), guard }
+    }
+
+    pub fn get(&self, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
+        if let Some(pending) = self.overlay.get(key) {
+            return Ok(pending.clone());
+        }
+        Ok(self.store.get(key)?)
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        debug_assert!(self.guard.is_some(), "write outside a locked transaction");
+        self.batch.put(&key, &value);
+        self.overlay.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        debug_assert!(self.guard.is_some(), "write outside a locked transaction");
+        self.batch.delete(&key);
+        self.overlay.insert(key, None);
+    }
+
+    /// Whether this transaction has written anything.
+    pub fn is_dirty(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
+    /// Writes everything atomically (to the WAL before it returns).
+    pub fn commit(mut self) -> CmdResult<bool> {
+        if self.batch.is_empty() {
+            return Ok(false);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.store.write(batch)?;
+        if let Some(state) = self.guard.as_mut() {
+            state.commits += 1;
+        }
+        Ok(true)
+    }
+
+    // ---- keys ----
+
+    /// The live meta record of `key` (an expired key reads as absent).
+    pub fn meta(&self, key: &[u8]) -> CmdResult<Option<Meta>> {
+        let Some(raw) = self.get(&self.prefix.meta_key(key))? else { return Ok(None) };
+        let meta = Meta::decode(&raw).ok_or_else(|| CmdError::err("corrupt key record"))?;
+        Ok((!meta.is_expired(self.now_ms)).then_some(meta))
+    }
+
+    /// The live meta of `key`, which must be of `kind` if it exists.
+    pub fn typed_meta(&self, key: &[u8], kind: Kind) -> CmdResult<Option<Meta>> {
+        match self.meta(key)? {
+            Some(meta) if meta.kind != kind => Err(CmdError::WrongType),
+            other => Ok(other),
+        }
+    }
+
+    /// For a writing command: like [`Txn::meta`], but an expired key's leftovers are removed in
+    /// this transaction, so the command starts from a clean key.
+    pub fn meta_for_write(&mut self, key: &[u8]) -> CmdResult<Option<Meta>> {
+        let Some(raw) = self.get(&self.prefix.meta_key(key))? else { return Ok(None) };
+        let meta = Meta::decode(&raw).ok_or_else(|| CmdError::err("corrupt key record"))?;
+        if meta.is_expired(self.now_ms) {
+            self.delete_key(key, &meta)?;
+            return Ok(None);
+        }
+        Ok(Some(meta))
+    }
+
+    pub fn typed_meta_for_write(&mut self, key: &[u8], kind: Kind) -> CmdResult<Option<Meta>> {
+        match self.meta_for_write(key)? {
+            Some(meta) if meta.kind != kind => Err(CmdError::WrongType),
+            other => Ok(other),
+        }
+    }
+
+    /// Stores `meta` for `key`, keeping the expiry index in step. `old_expire` is the expiry of
+    /// the record being replaced (0 for none or a new key).
+    pub fn put_meta(&mut self, key: &[u8], meta: &Meta, old_expire: u64) {
+        if old_expire != meta.expire_at {
+            if old_expire != 0 {
+                self.delete(self.prefix.expire_key(old_expire, key));
+            }
+            if meta.expire_at != 0 {
+                self.put(self.prefix.expire_key(meta.expire_at, key), Vec::new());
+            }
+        }
+        self.put(self.prefix.meta_key(key), meta.encode());
+    }
+
+    /// Removes a key, its elements and its expiry index entry.
+    pub fn delete_key(&mut self, key: &[u8], meta: &Meta) -> CmdResult<()> {
+        self.delete(self.prefix.meta_key(key));
+        if meta.expire_at != 0 {
+            self.delete(self.prefix.expire_key(meta.expire_at, key));
+        }
+        match meta.body {
+            MetaBody::Value(_) => {}
+            MetaBody::List { head, tail, .. } if tail - head <= POINT_DELETE_LIMIT => {
+                for index in head..tail {
+                    self.delete(self.prefix.data_key(key, &index.to_be_bytes()));
+                }
+            }
+            _ if meta.count() <= POINT_DELETE_LIMIT => {
+                let elements: Vec<Vec<u8>> = self.elements(key, &[], &[], false).map(|(k, _)| k).collect();
+                for suffix in elements {
+                    self.delete(self.prefix.data_key(key, &suffix));
+                }
+            }
+            _ => {
+                let start = self.prefix.data_prefix(key);
+                let end = encoding::successor(&start);
+                self.batch.delete_range(&start, &end);
+                // Pending point writes under that range are gone too.
+                self.overlay.retain(|k, _| !(k.starts_with(&start)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything stored in the slot (FLUSHDB), as one range tombstone.
+    pub fn clear_slot(&mut self) {
+        let (start, end) = self.prefix.range();
+        self.batch.delete_range(&start, &end);
+        self.overlay.clear();
+    }
+
+    /// The slot's live keys with their meta records, in key order (stored state only).
+    pub fn metas(&self) -> impl Iterator<Item = (Vec<u8>, Meta)> + 'a {
+        self.metas_from(&[])
+    }
+
+    /// Like [`Txn::metas`], starting at the first key `>= from`.
+    pub fn metas_from(&self, from: &[u8]) -> impl Iterator<Item = (Vec<u8>, Meta)> + 'a {
+        let (mut start, end) = self.prefix.tag_range(encoding::TAG_META);
+        start.extend_from_slice(from);
+        let mut iter = self.store.raw_iter(&start, &end);
+        iter.seek_to_first();
+        let now = self.now_ms;
+        std::iter::from_fn(move || {
+            while iter.valid() {
+                let item = match (iter.key().and_then(encoding::decode_meta_key), iter.value().and_then(Meta::decode)) {
+                    (Some(key), Some(meta)) if !meta.is_expired(now) => Some((key.to_vec(), meta)),
+                    _ => None,
+                };
+                iter.next();
+                if item.is_some() {
+                    return item;
+                }
+            }
+            None
+        })
+    }
+
+    // ---- collection elements ----
+
+    pub fn elem(&self, key: &[u8], suffix: &[u8]) -> CmdResult<Option<Vec<u8>>> {
+        self.get(&self.prefix.data_key(key, suffix))
+    }
+
+    pub fn put_elem(&mut self, key: &[u8], suffix: &[u8], value: Vec<u8>) {
+        self.put(self.prefix.data_key(key, suffix), value);
+    }
+
+    pub fn delete_elem(&mut self, key: &[u8], suffix: &[u8]) {
+        self.delete(self.prefix.data_key(key, suffix));
+    }
+
+    /// Iterates a collection's stored elements (not this transaction's pending writes) whose
+    /// suffix is in `[from, to)`, as `(suffix, value)`; empty bounds mean unbounded.
+    pub fn elements(&self, key: &[u8], from: &[u8], to: &[u8], reverse: bool) -> ElemIter<'a> {
+        let base = self.prefix.data_prefix(key);
+        let mut start = base.clone();
+        start.extend_from_slice(from);
+        let end = if to.is_empty() {
+            encoding::successor(&base)
+        } else {
+            let mut end = base.clone();
+            end.extend_from_slice(to);
+            end
+        };
+        let mut iter = self.store.raw_iter(&start, &end);
+        if reverse {
+            iter.seek_to_last();
+        } else {
+            iter.seek_to_first();
+        }
+        ElemIter { iter, skip: base.len(), reverse }
+    }
+}
+
+/// Iterator over a collection's elements, yielding `(suffix, value)`.
+pub struct ElemIter<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, Db>,
+    skip: usize,
+    reverse: bool,
+}
+
+impl Iterator for ElemIter<'_> {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.iter.valid() {
+            return None;
+        }
+        let item = (self.iter.key()?[self.skip..].to_vec(), self.iter.value()?.to_vec());
+        if self.reverse {
+            self.iter.prev();
+        } else {
+            self.iter.next();
+        }
+        Some(item)
+    }
+}

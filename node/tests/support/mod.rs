@@ -1,0 +1,217 @@
+//! Test harness: starts the real `pika-node` binary on loopback with its own data directory,
+//! and drives it with the `redis` crate and `redis-cli`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pika-node");
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Node {
+    pub port: u16,
+    pub http_port: u16,
+    pub dir: PathBuf,
+    /// Keeps the temporary directory alive (None when the caller owns the directory).
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    conf: Vec<(String, String)>,
+}
+
+impl Node {
+    /// A classic-mode node.
+    pub fn classic() -> Node {
+        Node::start(&[("instance-mode", "classic")])
+    }
+
+    /// A sharding-mode node with `slots` slots in db0, owning all of them.
+    pub fn sharding_all(slots: u32) -> Node {
+        let node = Node::start(&[("instance-mode", "sharding"), ("default-slot-num", &slots.to_string())]);
+        let mut c = node.conn();
+        let _: () = redis::cmd("pkcluster").arg("addslots").arg(format!("0-{}", slots - 1)).query(&mut c).unwrap();
+        node
+    }
+
+    /// A node with the given pika.conf options, in a fresh temporary directory.
+    pub fn start(conf: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut node = Node::new_in(&dir, conf);
+        node._tmp = Some(tmp);
+        node.spawn();
+        node
+    }
+
+    /// A node description for `dir` (not started).
+    pub fn new_in(dir: &Path, conf: &[(&str, &str)]) -> Node {
+        Node {
+            port: free_port(),
+            http_port: free_port(),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            child: None,
+            conf: conf.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn write_conf(&self) -> PathBuf {
+        let path = self.dir.join("pika.conf");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(f, "port : {}", self.port).unwrap();
+        writeln!(f, "bind : 127.0.0.1").unwrap();
+        writeln!(f, "http-port : {}", self.http_port).unwrap();
+        writeln!(f, "db-path : {}", self.dir.join("db").display()).unwrap();
+        writeln!(f, "log-path : {}", self.dir.join("log").display()).unwrap();
+        writeln!(f, "daemonize : yes").unwrap();
+        for (k, v) in &self.conf {
+            writeln!(f, "{k} : {v}").unwrap();
+        }
+        path
+    }
+
+    /// Starts (or restarts) the process and waits until it accepts connections.
+    pub fn spawn(&mut self) {
+        let conf = self.write_conf();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pika-node");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pika-node exited early ({status}); log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "pika-node did not start; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pika-node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Runs `redis-cli -p PORT args...`; None (test says skipped) when redis-cli is missing.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs redis-cli with `input` on stdin (pipe mode of the interactive client).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Option<String> {
+        let mut child = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// HTTP GET on the node's metrics/health port: (status line, body).
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        use std::io::Read;
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+/// Whether redis-cli is installed; tests that need it print why they skip.
+pub fn have_redis_cli() -> bool {
+    Command::new("redis-cli").arg("--version").output().is_ok()
+}
+
+/// Sends raw bytes and reads replies until `expect_replies` complete frames arrived or the peer
+/// closed; returns the raw reply bytes.
+pub fn raw_exchange(port: u16, input: &[u8], wait: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(input).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Runs one command and returns the reply as a generic value (errors as Err text).
+pub fn q(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<redis::Value>(c).map_err(|e| e.to_string())
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test suite. Installs what a fresh machine lacks (Debian packages, cargo-fuzz),
+# then: unit and integration tests of the workspace, and a bounded fuzz run of the RESP parsers.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 60; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+
+./scripts/install-deps.sh
+
+echo "== unit and integration tests"
+cargo test --workspace -- --test-threads=2
+
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  if rustup toolchain list | grep -q nightly; then
+    echo "== fuzzing the RESP parsers for ${FUZZ_SECONDS}s each"
+    for target in resp_request resp_reply; do
+      (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
+    done
+  else
+    echo "== fuzzing skipped: no nightly Rust toolchain (cargo fuzz needs one)"
+  fi
+fi
+echo "== all tests passed"
