@@ -2,63 +2,49 @@
 //! CONFIG GET.
 
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    matches(pattern, text, 0)
-}
-
-fn matches(mut p: &[u8], mut t: &[u8], depth: usize) -> bool {
-    // Bound recursion on hostile patterns like "*a*a*a*a...".
-    if depth > 64 {
-        return false;
-    }
-    while let Some(&c) = p.first() {
-        match c {
-            b'*' => {
-                while p.first() == Some(&b'*') {
-                    p = &p[1..];
-                }
-                if p.is_empty() {
-                    return true;
-                }
-                for start in 0..=t.len() {
-                    if matches(p, &t[start..], depth + 1) {
-                        return true;
-                    }
-                }
-                return false;
+    // Greedy matching with one backtrack point (the last `*`): every other token matches exactly
+    // one byte, so retrying from the last star is enough, and the cost stays O(pattern x text)
+    // even for hostile patterns like "*a*a*a...".
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None; // (pattern after the star, text position)
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            while p < pattern.len() && pattern[p] == b'*' {
+                p += 1;
             }
-            b'?' => {
-                if t.is_empty() {
-                    return false;
-                }
-                t = &t[1..];
-                p = &p[1..];
-            }
-            b'[' => {
-                let Some(&ch) = t.first() else { return false };
-                let (matched, rest) = match_class(&p[1..], ch);
-                if !matched {
-                    return false;
-                }
-                p = rest;
-                t = &t[1..];
-            }
-            b'\\' if p.len() >= 2 => {
-                if t.first() != Some(&p[1]) {
-                    return false;
-                }
-                p = &p[2..];
-                t = &t[1..];
-            }
-            _ => {
-                if t.first() != Some(&c) {
-                    return false;
-                }
-                p = &p[1..];
-                t = &t[1..];
+            star = Some((p, t));
+            continue;
+        }
+        if p < pattern.len() {
+            if let Some(next) = match_one(&pattern[p..], text[t]) {
+                p += next;
+                t += 1;
+                continue;
             }
         }
+        match star {
+            Some((after_star, from)) => {
+                p = after_star;
+                t = from + 1;
+                star = Some((after_star, from + 1));
+            }
+            None => return false,
+        }
     }
-    t.is_empty()
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Matches one non-star token at the start of `p` against `ch`; the token's length if it matches.
+fn match_one(p: &[u8], ch: u8) -> Option<usize> {
+    match p[0] {
+        b'?' => Some(1),
+        b'[' => {
+            let (matched, rest) = match_class(&p[1..], ch);
+            matched.then_some(p.len() - rest.len())
+        }
+        b'\\' if p.len() >= 2 => (p[1] == ch).then_some(2),
+        c => (c == ch).then_some(1),
+    }
 }
 
 /// Matches `ch` against a class body (after `[`); returns the result and the pattern after `]`.

@@ -76,8 +76,12 @@ fn main() -> std::process::ExitCode {
             let c = server.config.read();
             tracing::info!(port = c.port, mode = c.instance_mode.name(), db = %c.db_path.display(), "pika-node serving");
         }
-        pika_node::listener::run(server, listeners).await;
-        std::process::ExitCode::SUCCESS
+        // On a worker thread: the accept loop then shares the runtime's threads instead of
+        // waiting for the main thread to be scheduled for every connection.
+        match tokio::spawn(pika_node::listener::run(server, listeners)).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(_) => std::process::ExitCode::FAILURE,
+        }
     })
 }
 

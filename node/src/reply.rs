@@ -94,6 +94,19 @@ pub fn format_double(d: f64) -> String {
     }
 }
 
+/// Formats the result of INCRBYFLOAT/HINCRBYFLOAT as Redis stores it: plain decimal notation,
+/// never an exponent, at most 17 decimals, no trailing zeros.
+pub fn human_double(d: f64) -> String {
+    let mut text = format!("{d}");
+    if text.split_once('.').is_some_and(|(_, decimals)| decimals.len() > 17) {
+        text = format!("{d:.17}").trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    if text == "-0" {
+        text = "0".into();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +121,18 @@ mod tests {
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
         assert_eq!(format_double(1e20), "1e+20");
         assert_eq!(format_double(1.5e-7), "1.5e-7");
+    }
+
+    #[test]
+    fn incrbyfloat_results_never_use_exponents() {
+        assert_eq!(human_double(1e20), "100000000000000000000");
+        assert_eq!(human_double(10.6), "10.6");
+        assert_eq!(human_double(-0.0), "0");
+        assert_eq!(human_double(3.0), "3");
+        assert_eq!(human_double(1.5e-7), "0.00000015");
+        assert_eq!(human_double(-2.5), "-2.5");
+        assert_eq!(human_double(1.2345e-15), "0.00000000000000123");
+        assert_eq!(human_double(1e-20), "0");
+        assert_eq!(human_double(-1e-20), "0");
     }
 }

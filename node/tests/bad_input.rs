@@ -52,15 +52,15 @@ fn wrong_arity_types_and_arguments() {
     let _: () = c.set("s", "v").unwrap();
     let _: () = redis::cmd("RPUSH").arg("l").arg("a").query(&mut c).unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["GET"], "ERR wrong number of arguments for 'get' command"),
-        (&["GET", "a", "b"], "ERR wrong number of arguments for 'get' command"),
+        (&["GET"], "wrong number of arguments for 'get' command"),
+        (&["GET", "a", "b"], "wrong number of arguments for 'get' command"),
         (&["SET", "k"], "wrong number of arguments for 'set' command"),
         (&["LPUSH", "s", "x"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
         (&["INCR", "l"], "WRONGTYPE"),
         (&["EXPIRE", "s", "soon"], "value is not an integer or out of range"),
         (&["LRANGE", "l", "0", "x"], "value is not an integer or out of range"),
         (&["ZADD", "z", "notafloat", "m"], "not a valid float"),
-        (&["NOSUCHCOMMAND", "x"], "ERR unknown or unsupported command 'nosuchcommand\""),
+        (&["NOSUCHCOMMAND", "x"], "unknown or unsupported command 'nosuchcommand\""),
         (&["SELECT", "-1"], "invalid DB index"),
     ];
     for (args, expected) in cases {

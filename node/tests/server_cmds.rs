@@ -136,10 +136,16 @@ fn shutdown_command_and_sigterm_exit_cleanly() {
 #[test]
 fn ten_thousand_idle_connections() {
     let node = Node::classic();
-    let mut idle = Vec::with_capacity(10_000);
-    for _ in 0..10_000 {
-        idle.push(std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap());
-    }
+    let port = node.port;
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..2_500).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let idle: Vec<std::net::TcpStream> = openers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert_eq!(idle.len(), 10_000);
     let mut c = node.conn();
     // The node accepted them all and still answers promptly.
     let started = Instant::now();

@@ -7,7 +7,7 @@ use super::args::{self, is};
 use super::{Exec, Spec, Split, KEY1, WRITE};
 use crate::commands::Keys;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::{format_double, Reply};
+use crate::reply::{human_double, Reply};
 use crate::storage::{Kind, Meta, MetaBody, Txn};
 
 /// Largest string a command may build (Redis's `proto-max-bulk-len`).
@@ -358,7 +358,7 @@ fn incrbyfloat(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     if !next.is_finite() {
         return Err(CmdError::err("increment would produce NaN or Infinity"));
     }
-    let text = format_double(next);
+    let text = human_double(next);
     write_string(&mut txn, &args[1], text.clone().into_bytes(), None, meta.as_ref())?;
     txn.commit()?;
     Ok(Reply::bulk(text))

@@ -22,17 +22,30 @@ pub struct Txn<'a> {
     batch: WriteBatch,
     /// Pending point writes (`None` = deleted), so a command reads what it wrote.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Pending range deletes: point reads inside them see nothing (unless written again).
+    deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
     guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
 }
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store, prefix: SlotPrefix, guard: Option<ArcMutexGuard<RawMutex, WriteState>>) -> Self {
-        Txn { store, prefix, now_ms: now_ms(), batch: WriteBatch::default(), overlay: HashMap::new(), guard }
+        Txn {
+            store,
+            prefix,
+            now_ms: now_ms(),
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            deleted_ranges: Vec::new(),
+            guard,
+        }
     }
 
     pub fn get(&self, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
         if let Some(pending) = self.overlay.get(key) {
             return Ok(pending.clone());
+        }
+        if self.deleted_ranges.iter().any(|(start, end)| key >= start.as_slice() && (end.is_empty() || key < end.as_slice())) {
+            return Ok(None);
         }
         Ok(self.store.get(key)?)
     }
@@ -139,9 +152,7 @@ impl<'a> Txn<'a> {
             _ => {
                 let start = self.prefix.data_prefix(key);
                 let end = encoding::successor(&start);
-                self.batch.delete_range(&start, &end);
-                // Pending point writes under that range are gone too.
-                self.overlay.retain(|k, _| !(k.starts_with(&start)));
+                self.delete_range(start, end);
             }
         }
         Ok(())
@@ -150,8 +161,14 @@ impl<'a> Txn<'a> {
     /// Deletes everything stored in the slot (FLUSHDB), as one range tombstone.
     pub fn clear_slot(&mut self) {
         let (start, end) = self.prefix.range();
+        self.delete_range(start, end);
+    }
+
+    /// Deletes `[start, end)`; later point reads in this transaction see it deleted.
+    fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
         self.batch.delete_range(&start, &end);
-        self.overlay.clear();
+        self.overlay.retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
+        self.deleted_ranges.push((start, end));
     }
 
     /// The slot's live keys with their meta records, in key order (stored state only).

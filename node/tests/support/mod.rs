@@ -207,11 +207,20 @@ pub fn raw_exchange(port: u16, input: &[u8], wait: Duration) -> Vec<u8> {
     out
 }
 
-/// Runs one command and returns the reply as a generic value (errors as Err text).
+/// Runs one command and returns the reply as a generic value; an error reply as its wire text
+/// (`WRONGTYPE Operation against ...`, `ERR syntax error`).
 pub fn q(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);
     }
-    cmd.query::<redis::Value>(c).map_err(|e| e.to_string())
+    cmd.query::<redis::Value>(c).map_err(|e| error_text(&e))
+}
+
+/// The server's error text as it was on the wire, where the redis crate keeps it apart.
+pub fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => e.to_string(),
+    }
 }
