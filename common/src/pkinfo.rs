@@ -55,11 +55,7 @@ impl SlotInfo {
         if let Some(master) = &self.master {
             let _ = write!(out, "  Role: Master\r\n  connected_slaves: {}\r\n", master.replicas.len());
             for (i, replica) in master.replicas.iter().enumerate() {
-                let _ = write!(
-                    out,
-                    "  slave[{i}]: {}\r\n  replication_status: {}\r\n",
-                    replica.addr, replica.status
-                );
+                let _ = write!(out, "  slave[{i}]: {}\r\n  replication_status: {}\r\n", replica.addr, replica.status);
                 if let Some(lag) = replica.lag {
                     let _ = write!(out, "  lag: {lag}\r\n");
                 }
@@ -116,10 +112,7 @@ pub fn parse_slot_info(text: &str) -> Result<Vec<SlotInfo>, InfoParseError> {
 }
 
 fn last_replica<'a>(info: &'a mut SlotInfo, line: &str) -> Result<&'a mut ReplicaInfo, InfoParseError> {
-    info.master
-        .as_mut()
-        .and_then(|m| m.replicas.last_mut())
-        .ok_or_else(|| InfoParseError(line.into()))
+    info.master.as_mut().and_then(|m| m.replicas.last_mut()).ok_or_else(|| InfoParseError(line.into()))
 }
 
 fn slave_part<'a>(info: &'a mut SlotInfo, line: &str) -> Result<&'a mut SlaveRole, InfoParseError> {
@@ -162,16 +155,10 @@ impl TableInfo {
     pub fn render(&self, out: &mut String) {
         let _ = write!(out, "table_id: {}\r\n  partition_num: {}\r\n", self.id, self.partition_num);
         if let (Some(total), Some(writes)) = (self.total_commands, self.total_write_commands) {
-            let _ = write!(
-                out,
-                "  total_commands_processed:{total}\r\n  total_write_commands_processed:{writes}\r\n"
-            );
+            let _ = write!(out, "  total_commands_processed:{total}\r\n  total_write_commands_processed:{writes}\r\n");
         }
-        let _ = write!(
-            out,
-            "  qps: {}\r\n  write_qps: {}\r\n  read_qps: {}\r\n",
-            self.qps, self.write_qps, self.read_qps
-        );
+        let _ =
+            write!(out, "  qps: {}\r\n  write_qps: {}\r\n  read_qps: {}\r\n", self.qps, self.write_qps, self.read_qps);
     }
 }
 

@@ -57,11 +57,8 @@ pub fn parse_i64(text: &[u8]) -> Option<i64> {
             return None;
         }
         let d = (b - b'0') as i64;
-        value = if negative {
-            value.checked_mul(10)?.checked_sub(d)?
-        } else {
-            value.checked_mul(10)?.checked_add(d)?
-        };
+        value =
+            if negative { value.checked_mul(10)?.checked_sub(d)? } else { value.checked_mul(10)?.checked_add(d)? };
     }
     if negative && value == 0 {
         return None; // "-0" is not canonical
@@ -312,8 +309,7 @@ fn frame_len(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, Proto
             Ok((buf.len() >= end).then_some(end - at))
         }
         b'*' => {
-            let count =
-                header_number(&buf[at + 1..cr]).ok_or_else(|| protocol_error("invalid multibulk length"))?;
+            let count = header_number(&buf[at + 1..cr]).ok_or_else(|| protocol_error("invalid multibulk length"))?;
             let mut pos = line_end;
             for _ in 0..count.max(0) {
                 match frame_len(buf, pos, depth + 1)? {

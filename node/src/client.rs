@@ -26,7 +26,8 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     let info = server.clients.register(addr, local, default_table);
     server.metrics.connections.inc();
     let authed = server.config.read().requirepass.is_empty();
-    let mut session = Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false };
+    let mut session =
+        Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false };
     let result = run(&server, &mut stream, &mut session).await;
     if let Err(err) = result {
         tracing::debug!(client = %addr, error = %err, "connection closed");

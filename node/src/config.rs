@@ -92,23 +92,60 @@ pub enum ConfigError {
 
 /// Options that are Pika's but mean nothing here; accepted and ignored so Pika files load.
 const IGNORED: &[&str] = &[
-    "daemonize", "pidfile", "thread-num", "thread-pool-size", "sync-thread-num", "dump-path", "dump-prefix",
-    "dump-expire", "db-sync-path", "db-sync-speed", "binlog-file-size", "expire-logs-nums", "expire-logs-days",
-    "root-connection-num", "slowlog-write-errorlog", "server-id", "write-binlog", "identify-binlog-type",
-    "compression", "max-cache-statistic-keys", "small-compaction-threshold", "target-file-size-base",
-    "max-bytes-for-level-base", "disable_auto_compactions", "max-subcompactions", "max-cache-files",
-    "block-size", "share-block-cache", "cache-index-and-filter-blocks", "optimize-filters-for-hits",
-    "level-compaction-dynamic-level-bytes", "sync-window-size", "max-conn-rbuf-size", "userpass",
-    "userblacklist", "replication-num", "consensus-level", "slave-priority", "compact-cron",
-    "compact-interval", "max-write-buffer-size", "bgsave-path", "loglevel", "slave-read-only",
-    "slaveof", "max-background-flushes", "max-background-compactions",
+    "daemonize",
+    "pidfile",
+    "thread-num",
+    "thread-pool-size",
+    "sync-thread-num",
+    "dump-path",
+    "dump-prefix",
+    "dump-expire",
+    "db-sync-path",
+    "db-sync-speed",
+    "binlog-file-size",
+    "expire-logs-nums",
+    "expire-logs-days",
+    "root-connection-num",
+    "slowlog-write-errorlog",
+    "server-id",
+    "write-binlog",
+    "identify-binlog-type",
+    "compression",
+    "max-cache-statistic-keys",
+    "small-compaction-threshold",
+    "target-file-size-base",
+    "max-bytes-for-level-base",
+    "disable_auto_compactions",
+    "max-subcompactions",
+    "max-cache-files",
+    "block-size",
+    "share-block-cache",
+    "cache-index-and-filter-blocks",
+    "optimize-filters-for-hits",
+    "level-compaction-dynamic-level-bytes",
+    "sync-window-size",
+    "max-conn-rbuf-size",
+    "userpass",
+    "userblacklist",
+    "replication-num",
+    "consensus-level",
+    "slave-priority",
+    "compact-cron",
+    "compact-interval",
+    "max-write-buffer-size",
+    "bgsave-path",
+    "loglevel",
+    "slave-read-only",
+    "slaveof",
+    "max-background-flushes",
+    "max-background-compactions",
 ];
 
 impl Config {
     /// Reads a pika.conf file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Config::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();

@@ -18,9 +18,31 @@ use crate::slots::{Slot, Table};
 /// Commands Pika 3.3.6 refuses in sharding mode (compat doc 4.6). Those we implement are still
 /// accepted when all their keys share one slot (hashtags), as Redis Cluster does.
 const SHARDING_BLACKLIST: &[&str] = &[
-    "msetnx", "scan", "keys", "scanx", "zunionstore", "zinterstore", "sunion", "sunionstore", "sinter",
-    "sinterstore", "sdiff", "sdiffstore", "smove", "bitop", "pfadd", "pfcount", "pfmerge", "geoadd",
-    "geopos", "geodist", "geohash", "georadius", "georadiusbymember", "pkpatternmatchdel", "slaveof",
+    "msetnx",
+    "scan",
+    "keys",
+    "scanx",
+    "zunionstore",
+    "zinterstore",
+    "sunion",
+    "sunionstore",
+    "sinter",
+    "sinterstore",
+    "sdiff",
+    "sdiffstore",
+    "smove",
+    "bitop",
+    "pfadd",
+    "pfcount",
+    "pfmerge",
+    "geoadd",
+    "geopos",
+    "geodist",
+    "geohash",
+    "georadius",
+    "georadiusbymember",
+    "pkpatternmatchdel",
+    "slaveof",
     "dbslaveof",
 ];
 
@@ -96,7 +118,9 @@ async fn run(
                 return f(&ex, args);
             }
             match spec.split {
-                Split::No if HASHTAG_CHECKED.contains(&name) => Err(CmdError::err("parameters hashtag is inconsistent")),
+                Split::No if HASHTAG_CHECKED.contains(&name) => {
+                    Err(CmdError::err("parameters hashtag is inconsistent"))
+                }
                 Split::No => Err(CmdError::NotSupportedInSharding),
                 split => run_split(server, table, spec, f, args, split),
             }
@@ -189,7 +213,13 @@ fn blocking_timeout(arg: &[u8]) -> CmdResult<Option<Duration>> {
 
 /// Runs a blocking command: try; when the handler answers nil (nothing to pop), wait for a push
 /// to one of the keys, the timeout, or shutdown, and try again.
-async fn run_blocking(server: &Server, ex: &Exec<'_>, f: commands::SlotFn, args: &[Bytes], keys: &[Bytes]) -> CmdResult<Reply> {
+async fn run_blocking(
+    server: &Server,
+    ex: &Exec<'_>,
+    f: commands::SlotFn,
+    args: &[Bytes],
+    keys: &[Bytes],
+) -> CmdResult<Reply> {
     let timeout = blocking_timeout(args.last().expect("arity checked"))?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let interest = server.blocking.register(ex.table.id, keys);

@@ -94,7 +94,12 @@ pub fn render(server: &Arc<Server>, _current_table: u32, section: Option<&str>, 
             );
         }
         if want("memory") {
-            let _ = write!(out, "# Memory\r\nused_memory:{}\r\nused_memory_rss:{}\r\n\r\n", memtables + readers + cache, rss_bytes());
+            let _ = write!(
+                out,
+                "# Memory\r\nused_memory:{}\r\nused_memory_rss:{}\r\n\r\n",
+                memtables + readers + cache,
+                rss_bytes()
+            );
         }
     }
     if want("replication") {
@@ -133,7 +138,8 @@ fn replication_section(server: &Server, out: &mut String) {
     if replicas == 0 {
         out.push_str("# Replication(MASTER)\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
     } else {
-        let _ = write!(out, "# Replication(SLAVE)\r\nrole:slave\r\nreplica_slots:{replicas}\r\nconnected_slaves:0\r\n\r\n");
+        let _ =
+            write!(out, "# Replication(SLAVE)\r\nrole:slave\r\nreplica_slots:{replicas}\r\nconnected_slaves:0\r\n\r\n");
     }
 }
 

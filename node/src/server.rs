@@ -45,7 +45,8 @@ pub enum StartError {
 impl Server {
     pub fn open(config: Config) -> Result<Arc<Server>, StartError> {
         let path = config.db_path.clone();
-        std::fs::create_dir_all(&path).map_err(|source| StartError::Dir { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(&path)
+            .map_err(|source| StartError::Dir { path: path.display().to_string(), source })?;
         let opts = StoreOptions {
             block_cache_bytes: config.block_cache,
             write_buffer_bytes: config.write_buffer_size,
@@ -54,7 +55,8 @@ impl Server {
             background_jobs: config.max_background_jobs,
         };
         let store = Arc::new(
-            Store::open(&path, &opts).map_err(|source| StartError::Store { path: path.display().to_string(), source })?,
+            Store::open(&path, &opts)
+                .map_err(|source| StartError::Store { path: path.display().to_string(), source })?,
         );
         let slots = Slots::open(
             store.clone(),
@@ -91,7 +93,13 @@ impl Server {
     /// Walks the live keys of every owned slot of `table` in storage order, starting at the raw
     /// meta key `from` (empty = the beginning), calling `f(raw_key, user_key, meta)` for at most
     /// `limit` keys. Expired keys are skipped.
-    pub fn scan_table(&self, table: u32, from: &[u8], limit: usize, mut f: impl FnMut(&[u8], &[u8], &Meta)) -> CmdResult<()> {
+    pub fn scan_table(
+        &self,
+        table: u32,
+        from: &[u8],
+        limit: usize,
+        mut f: impl FnMut(&[u8], &[u8], &Meta),
+    ) -> CmdResult<()> {
         let topology = self.slots.snapshot();
         let table = topology.table(table).ok_or_else(|| CmdError::err("Table not found"))?;
         let now = crate::storage::now_ms();

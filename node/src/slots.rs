@@ -159,12 +159,16 @@ impl Slots {
     /// Loads the persisted topology, or creates the first one: in sharding mode table db0 with
     /// `default_slot_num` slots and none owned (Pika's first start); in classic mode `databases`
     /// tables of one slot each, all owned.
-    pub fn open(store: Arc<Store>, mode: InstanceMode, default_slot_num: u32, databases: u32, fenced: bool) -> CmdResult<Slots> {
+    pub fn open(
+        store: Arc<Store>,
+        mode: InstanceMode,
+        default_slot_num: u32,
+        databases: u32,
+        fenced: bool,
+    ) -> CmdResult<Slots> {
         let topology = match mode {
             InstanceMode::Classic => {
-                let tables = (0..databases)
-                    .map(|id| (id, Arc::new(build_table(id, 1, &[0], None, false))))
-                    .collect();
+                let tables = (0..databases).map(|id| (id, Arc::new(build_table(id, 1, &[0], None, false)))).collect();
                 Topology { tables, default_table: 0 }
             }
             InstanceMode::Sharding => match store.node_get(TABLES_RECORD)? {
@@ -225,12 +229,11 @@ impl Slots {
     /// Removes slots and drops their data. Refused while a slot replicates either way.
     pub fn del_slots(&self, table: u32, ids: &[u32], busy: impl Fn(&Slot) -> Option<CmdError>) -> CmdResult<()> {
         let removed = self.change(|tables| {
-            let t = tables
-                .get(&table)
-                .ok_or_else(|| CmdError::msg("ERR Internal error: default table not found!"))?;
+            let t = tables.get(&table).ok_or_else(|| CmdError::msg("ERR Internal error: default table not found!"))?;
             let mut removed = Vec::new();
             for &id in ids {
-                let slot = t.slot(id).ok_or_else(|| CmdError::msg(format!("ERR Corruption: partition : {id} not exist")))?;
+                let slot =
+                    t.slot(id).ok_or_else(|| CmdError::msg(format!("ERR Corruption: partition : {id} not exist")))?;
                 if let Some(err) = busy(slot) {
                     return Err(err);
                 }
@@ -295,7 +298,9 @@ fn build_table(id: u32, slot_count: u32, owned: &[u32], previous: Option<&Table>
 fn encode_topology(t: &Topology) -> String {
     t.tables
         .values()
-        .map(|table| format!("{} {} {}\n", table.id, table.slot_count, common::slotset::format_slots(&table.owned_ids())))
+        .map(|table| {
+            format!("{} {} {}\n", table.id, table.slot_count, common::slotset::format_slots(&table.owned_ids()))
+        })
         .collect()
 }
 

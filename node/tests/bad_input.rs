@@ -102,7 +102,8 @@ fn wrong_password_and_auth_order() {
     // Unknown commands are reported before auth, as Pika does.
     let reply = text(raw_exchange(node.port, b"FOO\r\n", WAIT));
     assert!(reply.starts_with("-ERR unknown or unsupported command 'foo\""), "{reply}");
-    let mut c = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", node.port)).unwrap().get_connection().unwrap();
+    let mut c =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", node.port)).unwrap().get_connection().unwrap();
     let _: () = c.set("k", "v").unwrap();
     assert_eq!(c.get::<_, String>("k").unwrap(), "v");
     let bad = redis::Client::open(format!("redis://:nope@127.0.0.1:{}/", node.port)).unwrap().get_connection();

@@ -17,10 +17,8 @@ fn clean_restart_keeps_data_slots_and_tables() {
     let mut c = node.conn();
     let _: () = redis::cmd("pkcluster").arg("addslots").arg("0-40").query(&mut c).unwrap();
     let _: () = redis::cmd("pkcluster").arg("addtable").arg(3).arg(8).query(&mut c).unwrap();
-    let keys: Vec<String> = (0..2000)
-        .map(|i| format!("k{i}"))
-        .filter(|k| common::slot::key_slot(k.as_bytes(), 64) <= 40)
-        .collect();
+    let keys: Vec<String> =
+        (0..2000).map(|i| format!("k{i}")).filter(|k| common::slot::key_slot(k.as_bytes(), 64) <= 40).collect();
     for k in &keys {
         let _: () = c.set(k, k).unwrap();
     }
@@ -63,9 +61,16 @@ fn kill_9_loses_no_acknowledged_write() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let ok: redis::RedisResult<()> = redis::pipe()
-                        .cmd("SET").arg(format!("w{w}:{i}")).arg(i)
-                        .cmd("RPUSH").arg(format!("list{w}")).arg(i)
-                        .cmd("HINCRBY").arg(format!("h{w}")).arg("n").arg(1)
+                        .cmd("SET")
+                        .arg(format!("w{w}:{i}"))
+                        .arg(i)
+                        .cmd("RPUSH")
+                        .arg(format!("list{w}"))
+                        .arg(i)
+                        .cmd("HINCRBY")
+                        .arg(format!("h{w}"))
+                        .arg("n")
+                        .arg(1)
                         .query(&mut c);
                     if ok.is_err() {
                         break;

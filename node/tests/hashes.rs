@@ -129,7 +129,11 @@ fn expired_hash_is_replaced_not_merged() {
     }
     std::thread::sleep(std::time::Duration::from_millis(120));
     for key in ["small", "large"] {
-        assert_eq!(q(&mut c, &["HSET", key, "f0", "x", "f0", "y"]).unwrap(), Value::Int(1), "{key}: old fields are gone");
+        assert_eq!(
+            q(&mut c, &["HSET", key, "f0", "x", "f0", "y"]).unwrap(),
+            Value::Int(1),
+            "{key}: old fields are gone"
+        );
         assert_eq!(c.hlen::<_, i64>(key).unwrap(), 1, "{key}");
         assert_eq!(c.hget::<_, _, Option<String>>(key, "f1").unwrap(), None);
         assert_eq!(c.hget::<_, _, String>(key, "f0").unwrap(), "y");
@@ -170,7 +174,9 @@ fn counters() {
     assert!(q(&mut c, &["HINCRBYFLOAT", "h", "f", "nan"]).unwrap_err().contains("value is not a valid float"));
     assert!(q(&mut c, &["HINCRBYFLOAT", "h", "f", "inf"]).unwrap_err().contains("value is NaN or Infinity"));
     let _: () = c.hset("h", "big", "1.7976931348623157e308").unwrap();
-    assert!(q(&mut c, &["HINCRBYFLOAT", "h", "big", "1.7976931348623157e308"]).unwrap_err().contains("NaN or Infinity"));
+    assert!(q(&mut c, &["HINCRBYFLOAT", "h", "big", "1.7976931348623157e308"])
+        .unwrap_err()
+        .contains("NaN or Infinity"));
     assert_eq!(c.hget::<_, _, String>("h", "f").unwrap(), "5.6");
     // Results are written without exponents, as Redis does.
     assert_eq!(q(&mut c, &["HINCRBYFLOAT", "h", "e", "1e20"]).unwrap(), bulk("100000000000000000000"));
@@ -277,10 +283,7 @@ fn hscan_walks_every_field_once() {
     matched.sort();
     assert_eq!(matched, (10..20).map(|i| format!("field:{i}")).collect::<Vec<_>>());
     // A missing key is an empty, finished scan.
-    assert_eq!(
-        q(&mut c, &["HSCAN", "missing", "0"]).unwrap(),
-        Value::Array(vec![bulk("0"), Value::Array(vec![])])
-    );
+    assert_eq!(q(&mut c, &["HSCAN", "missing", "0"]).unwrap(), Value::Array(vec![bulk("0"), Value::Array(vec![])]));
     for (args, expected) in [
         (&["HSCAN", "h", "abc"][..], "invalid cursor"),
         (&["HSCAN", "h", "-1"], "invalid cursor"),

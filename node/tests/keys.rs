@@ -20,10 +20,8 @@ fn del_exists_type() {
     let node = Node::classic();
     let mut c = node.conn();
     fill_every_type(&mut c);
-    let types: Vec<String> = ["s", "h", "l", "st", "z", "none"]
-        .iter()
-        .map(|k| redis::cmd("TYPE").arg(k).query(&mut c).unwrap())
-        .collect();
+    let types: Vec<String> =
+        ["s", "h", "l", "st", "z", "none"].iter().map(|k| redis::cmd("TYPE").arg(k).query(&mut c).unwrap()).collect();
     assert_eq!(types, ["string", "hash", "list", "set", "zset", "none"]);
     assert_eq!(redis::cmd("EXISTS").arg("s").arg("s").arg("h").arg("x").query::<i64>(&mut c).unwrap(), 3);
     assert_eq!(redis::cmd("DEL").arg("s").arg("h").arg("l").arg("x").query::<i64>(&mut c).unwrap(), 3);
@@ -62,11 +60,8 @@ fn ttl_on_every_type_expires_lazily_and_in_background() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
-    let expired: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("expired_keys:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let expired: u64 =
+        info.lines().find_map(|l| l.strip_prefix("expired_keys:")).and_then(|v| v.trim().parse().ok()).unwrap();
     assert!(expired >= 50, "background expiry removed only {expired}");
 }
 

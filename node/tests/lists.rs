@@ -82,7 +82,9 @@ fn wrong_type_and_arity() {
     assert_eq!(range(&mut c, "l"), strings(&["a"]), "a refused move pops nothing");
     // A missing source answers nil before the destination's type matters.
     assert_eq!(q(&mut c, &["RPOPLPUSH", "missing", "s"]).unwrap(), Value::Nil);
-    for args in [&["LPUSH", "l"][..], &["LLEN"], &["LRANGE", "l", "0"], &["LINSERT", "l", "BEFORE", "a"], &["BLPOP", "l"]] {
+    for args in
+        [&["LPUSH", "l"][..], &["LLEN"], &["LRANGE", "l", "0"], &["LINSERT", "l", "BEFORE", "a"], &["BLPOP", "l"]]
+    {
         let err = q(&mut c, args).unwrap_err();
         assert!(err.contains("wrong number of arguments"), "{args:?}: {err}");
     }
@@ -395,7 +397,8 @@ fn blocking_moves_wake_on_push() {
     // BLMOVE woken by a push that itself came from an LMOVE into the watched key.
     let _: () = c.rpush("stage", "z").unwrap();
     let pusher = later(&node, Duration::from_millis(300), &["LMOVE", "stage", "empty", "LEFT", "LEFT"]);
-    let got: String = redis::cmd("BLMOVE").arg("empty").arg("out").arg("LEFT").arg("RIGHT").arg(5).query(&mut c).unwrap();
+    let got: String =
+        redis::cmd("BLMOVE").arg("empty").arg("out").arg("LEFT").arg("RIGHT").arg(5).query(&mut c).unwrap();
     pusher.join().unwrap();
     assert_eq!(got, "z");
     assert_eq!(c.exists::<_, bool>("empty").unwrap(), false);
@@ -408,11 +411,13 @@ fn blocking_moves_wake_on_push() {
     });
     thread::sleep(Duration::from_millis(200));
     let pusher = later(&node, Duration::from_millis(200), &["RPUSH", "first", "chain"]);
-    let got: String = redis::cmd("BLMOVE").arg("first").arg("final").arg("RIGHT").arg("LEFT").arg(5).query(&mut c).unwrap();
+    let got: String =
+        redis::cmd("BLMOVE").arg("first").arg("final").arg("RIGHT").arg("LEFT").arg(5).query(&mut c).unwrap();
     assert_eq!(got, "chain");
     pusher.join().unwrap();
     assert_eq!(waiter.join().unwrap(), ("final".to_string(), "chain".to_string()));
-    let got: Option<String> = redis::cmd("BLMOVE").arg("none").arg("out").arg("LEFT").arg("LEFT").arg("0.2").query(&mut c).unwrap();
+    let got: Option<String> =
+        redis::cmd("BLMOVE").arg("none").arg("out").arg("LEFT").arg("LEFT").arg("0.2").query(&mut c).unwrap();
     assert_eq!(got, None);
     assert!(q(&mut c, &["BLMOVE", "a", "b", "UP", "LEFT", "1"]).unwrap_err().contains("syntax error"));
 }

@@ -154,11 +154,8 @@ fn ten_thousand_idle_connections() {
     }
     let elapsed = started.elapsed();
     let clients: String = redis::cmd("INFO").arg("clients").query(&mut c).unwrap();
-    let connected: usize = clients
-        .lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let connected: usize =
+        clients.lines().find_map(|l| l.strip_prefix("connected_clients:")).and_then(|v| v.trim().parse().ok()).unwrap();
     assert!(connected >= 10_001, "{connected}");
     assert!(elapsed < Duration::from_secs(10), "2000 SETs took {elapsed:?} with 10k idle clients");
     drop(idle);

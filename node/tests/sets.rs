@@ -268,7 +268,9 @@ fn sintercard_counts_with_a_limit() {
     assert_eq!(int(&mut c, &["SINTERCARD", "2", "s1", "missing"]), 0);
     assert!(err(&mut c, &["SINTERCARD", "0", "s1"]).contains("numkeys should be greater than 0"));
     assert!(err(&mut c, &["SINTERCARD", "x", "s1"]).contains("numkeys should be greater than 0"));
-    assert!(err(&mut c, &["SINTERCARD", "3", "s1", "s2"]).contains("Number of keys can't be greater than number of args"));
+    assert!(
+        err(&mut c, &["SINTERCARD", "3", "s1", "s2"]).contains("Number of keys can't be greater than number of args")
+    );
     assert!(err(&mut c, &["SINTERCARD", "2", "s1", "s2", "LIMIT", "-1"]).contains("LIMIT can't be negative"));
     assert!(err(&mut c, &["SINTERCARD", "2", "s1", "s2", "LIMIT"]).contains("syntax error"));
     assert!(err(&mut c, &["SINTERCARD", "1", "s1", "s2"]).contains("syntax error"));
@@ -308,7 +310,8 @@ fn sscan_visits_every_member_once() {
     let mut cursor = "0".to_string();
     let mut matched = Vec::new();
     loop {
-        let (next, page): (String, Vec<String>) = cmd(&["SSCAN", "s", &cursor, "MATCH", "member:1*"]).query(&mut c).unwrap();
+        let (next, page): (String, Vec<String>) =
+            cmd(&["SSCAN", "s", &cursor, "MATCH", "member:1*"]).query(&mut c).unwrap();
         matched.extend(page);
         if next == "0" {
             break;
@@ -316,7 +319,22 @@ fn sscan_visits_every_member_once() {
         cursor = next;
     }
     matched.sort();
-    assert_eq!(matched, ["member:1", "member:10", "member:11", "member:12", "member:13", "member:14", "member:15", "member:16", "member:17", "member:18", "member:19"]);
+    assert_eq!(
+        matched,
+        [
+            "member:1",
+            "member:10",
+            "member:11",
+            "member:12",
+            "member:13",
+            "member:14",
+            "member:15",
+            "member:16",
+            "member:17",
+            "member:18",
+            "member:19"
+        ]
+    );
 
     // A cursor of another key starts that key's scan over instead of skipping members.
     let (next, _): (String, Vec<String>) = cmd(&["SSCAN", "s", "0", "COUNT", "50"]).query(&mut c).unwrap();

@@ -38,7 +38,8 @@ fn multi_key_commands_split_by_slot() {
     let node = Node::sharding_all(1024);
     let mut c = node.conn();
     let keys: Vec<String> = (0..20).map(|i| format!("user:{i}")).collect();
-    let slots: std::collections::BTreeSet<u32> = keys.iter().map(|k| common::slot::key_slot(k.as_bytes(), 1024)).collect();
+    let slots: std::collections::BTreeSet<u32> =
+        keys.iter().map(|k| common::slot::key_slot(k.as_bytes(), 1024)).collect();
     assert!(slots.len() > 10, "keys spread over slots");
     let mut mset = redis::cmd("MSET");
     for k in &keys {
@@ -97,14 +98,18 @@ fn pkcluster_info_slot_layout_is_byte_exact() {
     let mut c = node.conn();
     let _: () = redis::cmd("pkcluster").arg("addslots").arg("0-1,5").query(&mut c).unwrap();
     let info: String = redis::cmd("pkcluster").arg("info").arg("slot").query(&mut c).unwrap();
-    let block = |s: u32| format!("(db0:{s}) binlog_offset=0 0,safety_purge=none\r\n  Role: Master\r\n  connected_slaves: 0\r\n\r\n");
+    let block = |s: u32| {
+        format!("(db0:{s}) binlog_offset=0 0,safety_purge=none\r\n  Role: Master\r\n  connected_slaves: 0\r\n\r\n")
+    };
     assert_eq!(info, format!("{}{}{}", block(0), block(1), block(5)));
     let one: String = redis::cmd("pkcluster").arg("info").arg("slot").arg("db0:5-9").query(&mut c).unwrap();
     assert_eq!(one, block(5));
     let none: String = redis::cmd("pkcluster").arg("info").arg("slot").arg("9").query(&mut c).unwrap();
     assert_eq!(none, "", "unowned slots are omitted");
     assert!(q(&mut c, &["pkcluster", "info", "slot", "all"]).unwrap_err().contains("Invalid Argument"));
-    assert!(q(&mut c, &["pkcluster", "info", "slot", "1", "2"]).unwrap_err().contains("wrong number of arguments for 'pkclusterinfo'"));
+    assert!(q(&mut c, &["pkcluster", "info", "slot", "1", "2"])
+        .unwrap_err()
+        .contains("wrong number of arguments for 'pkclusterinfo'"));
     // The operator's parser reads it back.
     let parsed = common::pkinfo::parse_slot_info(&info).unwrap();
     assert_eq!(parsed.iter().map(|s| s.slot).collect::<Vec<_>>(), vec![0, 1, 5]);
@@ -124,7 +129,11 @@ fn pkcluster_info_table_layout() {
     assert_eq!(lines[1], "  partition_num: 1024");
     assert!(lines[2].starts_with("  total_commands_processed:") && !lines[2].contains(": "));
     assert!(lines[3].starts_with("  total_write_commands_processed:"));
-    assert!(lines[4].starts_with("  qps: ") && lines[5].starts_with("  write_qps: ") && lines[6].starts_with("  read_qps: "));
+    assert!(
+        lines[4].starts_with("  qps: ")
+            && lines[5].starts_with("  write_qps: ")
+            && lines[6].starts_with("  read_qps: ")
+    );
     let parsed = common::pkinfo::parse_table_info(&info).unwrap();
     assert!(parsed[0].total_commands.unwrap() >= 2);
     assert!(parsed[0].total_write_commands.unwrap() >= 1);
@@ -161,7 +170,9 @@ fn addslots_delslots_errors_and_data() {
     // Classic-mode errors.
     let classic = Node::classic();
     let mut cc = classic.conn();
-    assert!(q(&mut cc, &["pkcluster", "info", "slot"]).unwrap_err().contains("PkClusterInfo only support on sharding mode"));
+    assert!(q(&mut cc, &["pkcluster", "info", "slot"])
+        .unwrap_err()
+        .contains("PkClusterInfo only support on sharding mode"));
     assert!(q(&mut cc, &["pkcluster", "addslots", "1"]).unwrap_err().contains("only support on sharding mode"));
     assert!(q(&mut cc, &["SLOTSINFO"]).unwrap_err().contains("SLOTSINFO only support on sharding mode"));
     let err = q(&mut cc, &["pkcluster", "bogus"]).unwrap_err();
@@ -193,7 +204,8 @@ fn tables_and_select() {
 fn codis_slots_commands() {
     let node = Node::sharding_all(1024);
     let mut c = node.conn();
-    let slots: Vec<i64> = redis::cmd("SLOTSHASHKEY").arg("foo").arg("bar").arg("{user1000}.following").query(&mut c).unwrap();
+    let slots: Vec<i64> =
+        redis::cmd("SLOTSHASHKEY").arg("foo").arg("bar").arg("{user1000}.following").query(&mut c).unwrap();
     assert_eq!(slots, vec![289, 170, 870]);
     let tagged: Vec<String> = (0..30).map(|i| format!("{{tag}}:{i}")).collect();
     for k in &tagged {
@@ -219,8 +231,15 @@ fn codis_slots_commands() {
     let mut expected = tagged.clone();
     expected.sort();
     assert_eq!(seen, expected);
-    let (_, matched): (String, Vec<String>) =
-        redis::cmd("SLOTSSCAN").arg(slot).arg(0).arg("MATCH").arg("{tag}:1*").arg("COUNT").arg(100).query(&mut c).unwrap();
+    let (_, matched): (String, Vec<String>) = redis::cmd("SLOTSSCAN")
+        .arg(slot)
+        .arg(0)
+        .arg("MATCH")
+        .arg("{tag}:1*")
+        .arg("COUNT")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
     assert_eq!(matched.len(), 11);
     assert!(q(&mut c, &["SLOTSSCAN", "99999", "0"]).unwrap_err().contains("no such key"));
     assert!(q(&mut c, &["SLOTSSCAN", "1", "x"]).unwrap_err().contains("not an integer"));

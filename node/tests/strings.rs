@@ -29,11 +29,7 @@ fn set_options_of_redis_6_2() {
     let _: () = redis::cmd("SET").arg("pat").arg("x").arg("PXAT").arg(far * 1000).query(&mut c).unwrap();
     assert!(c.pttl::<_, i64>("pat").unwrap() > 990_000);
     // Errors.
-    for bad in [
-        &["SET", "k", "v", "EX", "0"][..],
-        &["SET", "k", "v", "EX", "-5"],
-        &["SET", "k", "v", "PX", "0"],
-    ] {
+    for bad in [&["SET", "k", "v", "EX", "0"][..], &["SET", "k", "v", "EX", "-5"], &["SET", "k", "v", "PX", "0"]] {
         let err = q(&mut c, bad).unwrap_err();
         assert!(err.contains("invalid expire time in 'set' command"), "{err}");
     }
@@ -172,6 +168,27 @@ fn large_values_round_trip() {
     assert_eq!(back.len(), big.len());
     assert!(back == big);
     assert_eq!(redis::cmd("STRLEN").arg("big").query::<i64>(&mut c).unwrap(), big.len() as i64);
+}
+
+#[test]
+fn largest_bulk_is_accepted_and_one_byte_more_is_refused() {
+    let node = Node::classic();
+    let mut c = node.conn();
+    // 512 MiB, Redis's proto-max-bulk-len, in one SET.
+    let max = vec![b'x'; 512 * 1024 * 1024];
+    let _: () = c.set("max", &max).unwrap();
+    drop(max);
+    assert_eq!(redis::cmd("STRLEN").arg("max").query::<i64>(&mut c).unwrap(), 512 * 1024 * 1024);
+    assert_eq!(c.getrange::<_, String>("max", -3, -1).unwrap(), "xxx");
+    let reply = support::raw_exchange(
+        node.port,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n",
+        std::time::Duration::from_millis(500),
+    );
+    assert_eq!(String::from_utf8_lossy(&reply), "-ERR Protocol error: invalid bulk length\r\n");
+    // Appending past the limit is refused and changes nothing.
+    assert!(q(&mut c, &["APPEND", "max", "y"]).unwrap_err().contains("string exceeds maximum allowed size"));
+    assert_eq!(redis::cmd("STRLEN").arg("max").query::<i64>(&mut c).unwrap(), 512 * 1024 * 1024);
 }
 
 #[test]

@@ -107,6 +107,31 @@ fn zadd_options() {
 }
 
 #[test]
+fn writes_keep_the_ttl_and_expired_sets_start_over() {
+    let node = Node::classic();
+    let mut c = node.conn();
+    abcde(&mut c, "z");
+    let _: bool = c.expire("z", 100).unwrap();
+    int(&mut c, &["ZADD", "z", "9", "a", "6", "f"]);
+    opt(&mut c, &["ZINCRBY", "z", "1", "b"]);
+    int(&mut c, &["ZREM", "z", "c"]);
+    assert!(int(&mut c, &["TTL", "z"]) > 90, "ZADD/ZINCRBY/ZREM keep the TTL");
+    // An expired set, big enough to be cleared with a range delete, does not leak into a new one.
+    let mut zadd = redis::cmd("ZADD");
+    zadd.arg("old");
+    for i in 0..400 {
+        zadd.arg(i).arg(format!("m{i}"));
+    }
+    let _: i64 = zadd.query(&mut c).unwrap();
+    int(&mut c, &["PEXPIRE", "old", "30"]);
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    assert_eq!(int(&mut c, &["ZADD", "old", "5", "m1"]), 1, "m1 is new again");
+    assert_eq!(strs(&mut c, &["ZRANGE", "old", "0", "-1", "WITHSCORES"]), ["m1", "5"]);
+    assert_eq!(int(&mut c, &["ZCARD", "old"]), 1);
+    assert_eq!(int(&mut c, &["TTL", "old"]), -1);
+}
+
+#[test]
 fn zincrby_and_score_formatting() {
     let node = Node::classic();
     let mut c = node.conn();
@@ -115,7 +140,11 @@ fn zincrby_and_score_formatting() {
     assert_eq!(opt(&mut c, &["ZINCRBY", "z", "1e3", "b"]).as_deref(), Some("1000"));
     assert_eq!(int(&mut c, &["ZCARD", "z"]), 2);
     assert!(err(&mut c, &["ZINCRBY", "z", "x", "a"]).contains("not a valid float"));
-    zadd_many(&mut c, "f", &[("-2.25", "neg"), ("3", "three"), ("1e20", "big"), ("+inf", "top"), ("-inf", "bottom"), ("0.5", "half")]);
+    zadd_many(
+        &mut c,
+        "f",
+        &[("-2.25", "neg"), ("3", "three"), ("1e20", "big"), ("+inf", "top"), ("-inf", "bottom"), ("0.5", "half")],
+    );
     assert_eq!(
         strs(&mut c, &["ZRANGE", "f", "0", "-1", "WITHSCORES"]),
         ["bottom", "-inf", "neg", "-2.25", "half", "0.5", "three", "3", "big", "1e+20", "top", "inf"]
@@ -151,8 +180,14 @@ fn ranges_by_rank() {
     assert_eq!(strs(&mut c, &["ZREVRANGE", "tie", "0", "-1"]), ["c", "b", "a", "z"]);
     // Option errors.
     let cases: &[(&[&str], &str)] = &[
-        (&["ZRANGE", "z", "0", "-1", "LIMIT", "0", "1"], "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"),
-        (&["ZRANGE", "z", "[a", "[b", "BYLEX", "WITHSCORES"], "ERR syntax error, WITHSCORES not supported in combination with BYLEX"),
+        (
+            &["ZRANGE", "z", "0", "-1", "LIMIT", "0", "1"],
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        ),
+        (
+            &["ZRANGE", "z", "[a", "[b", "BYLEX", "WITHSCORES"],
+            "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
+        ),
         (&["ZRANGE", "z", "x", "1"], "ERR value is not an integer or out of range"),
         (&["ZRANGE", "z", "0", "-1", "BYLEX", "BYSCORE"], "ERR syntax error"),
         (&["ZRANGE", "z", "0", "-1", "REV", "REV"], "ERR syntax error"),
@@ -181,10 +216,18 @@ fn rank_ranges_on_a_large_set_walk_from_either_end() {
         let len = members.len() as i64;
         let (a, b) = (if start < 0 { len + start } else { start }, if stop < 0 { len + stop } else { stop });
         let expected: Vec<String> = members[a as usize..=b as usize].to_vec();
-        assert_eq!(strs(&mut c, &["ZRANGE", "big", &start.to_string(), &stop.to_string()]), expected, "{start}..{stop}");
+        assert_eq!(
+            strs(&mut c, &["ZRANGE", "big", &start.to_string(), &stop.to_string()]),
+            expected,
+            "{start}..{stop}"
+        );
         let mut reversed: Vec<String> = members.iter().rev().cloned().collect();
         reversed = reversed[a as usize..=b as usize].to_vec();
-        assert_eq!(strs(&mut c, &["ZREVRANGE", "big", &start.to_string(), &stop.to_string()]), reversed, "rev {start}..{stop}");
+        assert_eq!(
+            strs(&mut c, &["ZREVRANGE", "big", &start.to_string(), &stop.to_string()]),
+            reversed,
+            "rev {start}..{stop}"
+        );
     }
     assert_eq!(int(&mut c, &["ZRANK", "big", "m0450"]), 450);
     assert_eq!(int(&mut c, &["ZREVRANK", "big", "m0450"]), 149);
@@ -221,7 +264,10 @@ fn score_ranges() {
     assert_eq!(strs(&mut c, &["ZREVRANGEBYSCORE", "z", "+inf", "-inf", "LIMIT", "1", "2"]), ["e", "d"]);
     assert!(strs(&mut c, &["ZREVRANGEBYSCORE", "z", "2", "4"]).is_empty());
     // ZRANGE BYSCORE [REV] [LIMIT].
-    assert_eq!(strs(&mut c, &["ZRANGE", "z", "(1", "5", "BYSCORE", "LIMIT", "1", "2", "WITHSCORES"]), ["c", "3", "d", "4"]);
+    assert_eq!(
+        strs(&mut c, &["ZRANGE", "z", "(1", "5", "BYSCORE", "LIMIT", "1", "2", "WITHSCORES"]),
+        ["c", "3", "d", "4"]
+    );
     assert_eq!(strs(&mut c, &["ZRANGE", "z", "5", "(1", "BYSCORE", "REV", "LIMIT", "1", "2"]), ["d", "c"]);
     assert!(strs(&mut c, &["ZRANGE", "z", "(1", "5", "BYSCORE", "REV"]).is_empty(), "REV reads max first");
     // ZCOUNT.
@@ -285,7 +331,7 @@ fn lex_ranges() {
     zadd_many(&mut c, "m", &[("1", "b"), ("2", "a"), ("3", "d"), ("3", "c"), ("4", "a2")]);
     assert!(strs(&mut c, &["ZRANGEBYLEX", "m", "[b", "[c"]).is_empty());
     assert_eq!(strs(&mut c, &["ZRANGEBYLEX", "m", "(a", "[d"]), ["b", "a", "c", "d", "a2"]);
-    assert_eq!(strs(&mut c, &["ZREVRANGEBYLEX", "m", "[c", "[a"]), ["a2"]);
+    assert_eq!(strs(&mut c, &["ZREVRANGEBYLEX", "m", "[c", "[a"]), ["a2", "d", "c", "a", "b"]);
 }
 
 #[test]
@@ -333,7 +379,10 @@ fn ranks() {
     assert_eq!(q(&mut c, &["ZRANK", "z", "nope"]).unwrap(), redis::Value::Nil);
     assert_eq!(q(&mut c, &["ZREVRANK", "missing", "a"]).unwrap(), redis::Value::Nil);
     // Redis 7.2's WITHSCORE.
-    assert_eq!(q(&mut c, &["ZRANK", "z", "c", "WITHSCORE"]).unwrap(), redis::Value::Array(vec![redis::Value::Int(2), redis::Value::BulkString(b"3".to_vec())]));
+    assert_eq!(
+        q(&mut c, &["ZRANK", "z", "c", "WITHSCORE"]).unwrap(),
+        redis::Value::Array(vec![redis::Value::Int(2), redis::Value::BulkString(b"3".to_vec())])
+    );
     assert!(err(&mut c, &["ZRANK", "z", "c", "BOGUS"]).contains("syntax error"));
     // A member that is a prefix of another, with equal scores.
     zadd_many(&mut c, "p", &[("1", "a"), ("1", "a\u{0}"), ("1", "ab")]);
@@ -445,7 +494,8 @@ fn zscan() {
     for (member, score) in &seen {
         assert_eq!(member[1..], score[..], "member and score stay paired");
     }
-    let (next, page): (String, Vec<String>) = cmd(&["ZSCAN", "z", "0", "MATCH", "m4*", "COUNT", "100"]).query(&mut c).unwrap();
+    let (next, page): (String, Vec<String>) =
+        cmd(&["ZSCAN", "z", "0", "MATCH", "m4*", "COUNT", "100"]).query(&mut c).unwrap();
     assert_eq!(next, "0");
     assert_eq!(page, ["m4", "4", "m40", "40", "m41", "41", "m42", "42"]);
     let (next, page): (String, Vec<String>) = cmd(&["ZSCAN", "missing", "0"]).query(&mut c).unwrap();
@@ -462,14 +512,11 @@ fn union_inter_diff() {
     zadd_many(&mut c, "z1", &[("1", "a"), ("2", "b"), ("3", "c")]);
     zadd_many(&mut c, "z2", &[("10", "b"), ("20", "c"), ("30", "d")]);
     int(&mut c, &["SADD", "s", "a", "d", "x"]);
-    assert_eq!(
-        strs(&mut c, &["ZUNION", "2", "z1", "z2", "WITHSCORES"]),
-        ["a", "1", "b", "12", "c", "23", "d", "30"]
-    );
+    assert_eq!(strs(&mut c, &["ZUNION", "2", "z1", "z2", "WITHSCORES"]), ["a", "1", "b", "12", "c", "23", "d", "30"]);
     assert_eq!(strs(&mut c, &["ZUNION", "2", "z1", "z2"]), ["a", "b", "c", "d"]);
     assert_eq!(
         strs(&mut c, &["ZUNION", "2", "z1", "z2", "WEIGHTS", "2", "0.5", "WITHSCORES"]),
-        ["a", "2", "b", "9", "c", "16", "d", "15"]
+        ["a", "2", "b", "9", "d", "15", "c", "16"]
     );
     assert_eq!(
         strs(&mut c, &["ZUNION", "2", "z1", "z2", "AGGREGATE", "MIN", "WITHSCORES"]),
@@ -482,7 +529,7 @@ fn union_inter_diff() {
     // Plain sets count as score 1.
     assert_eq!(
         strs(&mut c, &["ZUNION", "3", "z1", "s", "missing", "WITHSCORES"]),
-        ["a", "2", "d", "1", "x", "1", "b", "2", "c", "3"]
+        ["d", "1", "x", "1", "a", "2", "b", "2", "c", "3"]
     );
     assert_eq!(strs(&mut c, &["ZINTER", "2", "z1", "z2", "WITHSCORES"]), ["b", "12", "c", "23"]);
     assert_eq!(
@@ -499,7 +546,10 @@ fn union_inter_diff() {
     zadd_many(&mut c, "i1", &[("inf", "p"), ("-inf", "n")]);
     zadd_many(&mut c, "i2", &[("-inf", "p"), ("-inf", "n")]);
     assert_eq!(strs(&mut c, &["ZUNION", "2", "i1", "i2", "WITHSCORES"]), ["n", "-inf", "p", "0"]);
-    assert_eq!(strs(&mut c, &["ZINTER", "2", "i1", "i2", "WEIGHTS", "0", "1", "WITHSCORES"]), ["n", "-inf", "p", "-inf"]);
+    assert_eq!(
+        strs(&mut c, &["ZINTER", "2", "i1", "i2", "WEIGHTS", "0", "1", "WITHSCORES"]),
+        ["n", "-inf", "p", "-inf"]
+    );
 
     // STORE forms replace the destination (any type, its TTL) and answer the size.
     let _: () = c.set("dst", "v").unwrap();
@@ -512,7 +562,10 @@ fn union_inter_diff() {
     assert_eq!(int(&mut c, &["ZDIFFSTORE", "dst", "2", "z2", "z1"]), 1);
     assert_eq!(strs(&mut c, &["ZRANGE", "dst", "0", "-1", "WITHSCORES"]), ["d", "30"]);
     assert_eq!(int(&mut c, &["ZUNIONSTORE", "z1", "2", "z1", "s"]), 5, "the destination may be an input");
-    assert_eq!(strs(&mut c, &["ZRANGE", "z1", "0", "-1", "WITHSCORES"]), ["d", "1", "x", "1", "a", "2", "b", "2", "c", "3"]);
+    assert_eq!(
+        strs(&mut c, &["ZRANGE", "z1", "0", "-1", "WITHSCORES"]),
+        ["d", "1", "x", "1", "a", "2", "b", "2", "c", "3"]
+    );
     assert_eq!(int(&mut c, &["ZINTERSTORE", "dst", "2", "z1", "missing"]), 0);
     assert_eq!(int(&mut c, &["EXISTS", "dst"]), 0, "an empty result deletes the destination");
 
@@ -532,7 +585,10 @@ fn union_inter_diff() {
         (&["ZUNION", "x", "z1"], "ERR value is not an integer or out of range"),
         (&["ZUNION", "3", "z1", "z2"], "ERR syntax error"),
         (&["ZINTERSTORE", "d", "2", "z1"], "ERR syntax error"),
-        (&["ZUNION", "2", "z1", "str", "WEIGHTS", "x"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
+        (
+            &["ZUNION", "2", "z1", "str", "WEIGHTS", "x"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
         (&["ZUNION", "2", "z1", "z2", "WEIGHTS", "1", "x"], "ERR weight value is not a float"),
         (&["ZUNION", "2", "z1", "z2", "WEIGHTS", "1"], "ERR syntax error"),
         (&["ZUNION", "2", "z1", "z2", "AGGREGATE", "AVG"], "ERR syntax error"),
@@ -602,7 +658,10 @@ fn through_redis_cli() {
     assert_eq!(node.cli(&["ZRANGEBYSCORE", "z", "(1.5", "+inf"]).unwrap(), "b\nc\n");
     assert_eq!(node.cli(&["ZINCRBY", "z", "-1", "a"]).unwrap().trim(), "0.5");
     assert_eq!(node.cli(&["TYPE", "z"]).unwrap().trim(), "zset");
-    assert!(node.cli(&["ZADD", "z", "NX", "XX", "1", "a"]).unwrap().contains("XX and NX options at the same time are not compatible"));
+    assert!(node
+        .cli(&["ZADD", "z", "NX", "XX", "1", "a"])
+        .unwrap()
+        .contains("XX and NX options at the same time are not compatible"));
 }
 
 #[test]

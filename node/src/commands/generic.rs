@@ -183,7 +183,13 @@ fn persist(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 fn object(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     let sub = args::upper(&args[1]);
     if sub == "HELP" {
-        return Ok(Reply::bulks(["OBJECT <subcommand> [<arg> ...]", "ENCODING <key>", "FREQ <key>", "IDLETIME <key>", "REFCOUNT <key>"]));
+        return Ok(Reply::bulks([
+            "OBJECT <subcommand> [<arg> ...]",
+            "ENCODING <key>",
+            "FREQ <key>",
+            "IDLETIME <key>",
+            "REFCOUNT <key>",
+        ]));
     }
     if args.len() != 3 {
         return Err(CmdError::err(format!(
@@ -196,10 +202,9 @@ fn object(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         "ENCODING" => Ok(Reply::bulk(encoding_name(&meta))),
         "REFCOUNT" => Ok(Reply::Int(1)),
         "IDLETIME" | "FREQ" => Ok(Reply::Int(0)),
-        _ => Err(CmdError::err(format!(
-            "unknown subcommand '{}'. Try OBJECT HELP.",
-            String::from_utf8_lossy(&args[1])
-        ))),
+        _ => {
+            Err(CmdError::err(format!("unknown subcommand '{}'. Try OBJECT HELP.", String::from_utf8_lossy(&args[1]))))
+        }
     }
 }
 
@@ -261,7 +266,10 @@ fn keys(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is an id the server maps to the
 /// key to resume from (RocksDB iterates in key order, not by hash bucket).
 fn scan(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| CmdError::err("invalid cursor"))?;
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| CmdError::err("invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = 10usize;
     let mut kind: Option<String> = None;

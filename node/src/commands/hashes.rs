@@ -56,7 +56,12 @@ impl Writing {
     fn open(txn: &mut Txn, key: &[u8]) -> CmdResult<Writing> {
         Ok(match txn.typed_meta_for_write(key, Kind::Hash)? {
             Some(meta) => Writing { stored_expire: meta.expire_at, meta, fresh: false, written: HashSet::new() },
-            None => Writing { meta: Meta::collection(Kind::Hash, 0), stored_expire: 0, fresh: true, written: HashSet::new() },
+            None => Writing {
+                meta: Meta::collection(Kind::Hash, 0),
+                stored_expire: 0,
+                fresh: true,
+                written: HashSet::new(),
+            },
         })
     }
 
@@ -282,7 +287,9 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     }
     let count = args::int(&args[2])?;
     if count == i64::MIN {
-        return Err(CmdError::err("value is out of range, value must between -9223372036854775807 and 9223372036854775807"));
+        return Err(CmdError::err(
+            "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
     }
     let with_values = match args.get(3) {
         None => false,
@@ -342,7 +349,10 @@ fn decode_resume<'r>(stored: &'r [u8], key: &[u8]) -> Option<&'r [u8]> {
 /// HSCAN key cursor [MATCH pattern] [COUNT n]: `[next cursor, [field, value, ...]]`, cursor "0"
 /// when the scan is complete. Fields come in byte order; the cursor maps to the next field.
 fn hscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| CmdError::err("invalid cursor"))?;
+    let cursor = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| CmdError::err("invalid cursor"))?;
     let key = &args[1];
     let txn = ex.read();
     let done = |items: Vec<Reply>| Reply::Array(vec![Reply::bulk("0"), Reply::Array(items)]);

@@ -49,9 +49,8 @@ fn slot_group(arg: &[u8]) -> CmdResult<Vec<u32>> {
 
 /// Why a slot cannot be deleted now (it replicates, or is replicated from).
 fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
-    slot.is_replica().then(|| {
-        CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in kConnected state", slot.id))
-    })
+    slot.is_replica()
+        .then(|| CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in kConnected state", slot.id)))
 }
 
 /// pkcluster addslots <slots> [table]
@@ -156,19 +155,11 @@ fn info(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 fn slot_info(table: &Table, slot: &Slot) -> SlotInfo {
     let (master, slave) = match &*slot.role.read() {
         crate::slots::Role::Master => (Some(MasterRole::default()), None),
-        crate::slots::Role::Replica { master } => (
-            None,
-            Some(common::pkinfo::SlaveRole { master: master.clone(), state: "kNoConnect".into() }),
-        ),
+        crate::slots::Role::Replica { master } => {
+            (None, Some(common::pkinfo::SlaveRole { master: master.clone(), state: "kNoConnect".into() }))
+        }
     };
-    SlotInfo {
-        table: table.name(),
-        slot: slot.id,
-        binlog_offset: (0, 0),
-        safety_purge: "none".into(),
-        master,
-        slave,
-    }
+    SlotInfo { table: table.name(), slot: slot.id, binlog_offset: (0, 0), safety_purge: "none".into(), master, slave }
 }
 
 fn table_info(table: &Table, with_totals: bool) -> TableInfo {

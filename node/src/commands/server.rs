@@ -162,7 +162,11 @@ fn command(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         Some("INFO") => Ok(Reply::Array(
             args[2..]
                 .iter()
-                .map(|n| table.get(String::from_utf8_lossy(n).to_ascii_lowercase().as_str()).map_or(Reply::NilArray, describe))
+                .map(|n| {
+                    table
+                        .get(String::from_utf8_lossy(n).to_ascii_lowercase().as_str())
+                        .map_or(Reply::NilArray, describe)
+                })
                 .collect(),
         )),
         Some("DOCS") => Ok(Reply::Array(vec![])),

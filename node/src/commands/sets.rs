@@ -74,8 +74,8 @@ fn sadd(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         let old_expire = meta.expire_at;
         meta.set_count(meta.count() + added);
         txn.put_meta(key, &meta, old_expire);
-        txn.commit()?;
     }
+    txn.commit()?;
     Ok(Reply::Int(added as i64))
 }
 
@@ -147,15 +147,18 @@ fn smembers(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 /// The optional count of SPOP/ZPOPMIN/ZPOPMAX: a non-negative integer, with Redis's one error
 /// text for anything else.
 pub fn positive_count(arg: &[u8]) -> CmdResult<u64> {
-    args::int(arg).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| CmdError::err("value is out of range, must be positive"))
+    args::int(arg)
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| CmdError::err("value is out of range, must be positive"))
 }
 
 /// The optional count of SRANDMEMBER/ZRANDMEMBER, within Redis's range.
 pub fn signed_count(arg: &[u8]) -> CmdResult<i64> {
     match args::int(arg)? {
-        i64::MIN => Err(CmdError::err(
-            "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-        )),
+        i64::MIN => {
+            Err(CmdError::err("value is out of range, value must between -9223372036854775807 and 9223372036854775807"))
+        }
         n => Ok(n),
     }
 }
@@ -195,7 +198,14 @@ pub fn random_draws(len: u64, count: i64) -> CmdResult<Vec<u64>> {
 /// The `(suffix, value)` entries at `positions` (sorted, distinct) among the `len` entries of
 /// `key` whose suffix is in `[from, to)`. There is no index by position, so each position is
 /// reached by walking from the nearer end of the range.
-pub fn entries_at(txn: &Txn, key: &[u8], from: &[u8], to: &[u8], len: u64, positions: &[u64]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn entries_at(
+    txn: &Txn,
+    key: &[u8],
+    from: &[u8],
+    to: &[u8],
+    len: u64,
+    positions: &[u64],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let split = positions.partition_point(|&p| p < len / 2);
     let (low, high) = positions.split_at(split);
     let mut out = Vec::with_capacity(positions.len());
@@ -224,7 +234,14 @@ pub fn entries_at(txn: &Txn, key: &[u8], from: &[u8], to: &[u8], len: u64, posit
 }
 
 /// Members for a drawn list of positions (possibly repeated, any order), each read once.
-pub fn entries_for_draws(txn: &Txn, key: &[u8], from: &[u8], to: &[u8], len: u64, draws: &[u64]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn entries_for_draws(
+    txn: &Txn,
+    key: &[u8],
+    from: &[u8],
+    to: &[u8],
+    len: u64,
+    draws: &[u64],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut distinct = draws.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
@@ -244,7 +261,8 @@ fn spop(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
     };
     let positions = distinct_positions(meta.count(), count.unwrap_or(1));
-    let mut members: Vec<Vec<u8>> = entries_at(&txn, key, &[], &[], meta.count(), &positions).into_iter().map(|(m, _)| m).collect();
+    let mut members: Vec<Vec<u8>> =
+        entries_at(&txn, key, &[], &[], meta.count(), &positions).into_iter().map(|(m, _)| m).collect();
     for member in &members {
         txn.delete_elem(key, member);
     }
@@ -272,9 +290,9 @@ fn srandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
     };
     let draws = random_draws(meta.count(), count.unwrap_or(1))?;
-    let members = entries_for_draws(&txn, key, &[], &[], meta.count(), &draws).into_iter().map(|(m, _)| m);
+    let mut members = entries_for_draws(&txn, key, &[], &[], meta.count(), &draws).into_iter().map(|(m, _)| m);
     match count {
-        None => Ok(Reply::opt_bulk(members.into_iter().next())),
+        None => Ok(Reply::opt_bulk(members.next())),
         Some(_) => Ok(Reply::bulks(members)),
     }
 }
@@ -436,7 +454,8 @@ fn sdiffstore(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// SINTERCARD numkeys key [key ...] [LIMIT limit]
 fn sintercard(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let numkeys = args::int(&args[1]).ok().filter(|&n| n > 0).ok_or_else(|| CmdError::err("numkeys should be greater than 0"))?;
+    let numkeys =
+        args::int(&args[1]).ok().filter(|&n| n > 0).ok_or_else(|| CmdError::err("numkeys should be greater than 0"))?;
     if numkeys > (args.len() - 2) as i64 {
         return Err(CmdError::err("Number of keys can't be greater than number of args"));
     }
@@ -502,7 +521,15 @@ fn decode_resume<'r>(stored: &'r [u8], key: &[u8]) -> Option<&'r [u8]> {
 
 /// One page of a collection scan over the suffix range `[from, to)`: up to `count` entries from
 /// the cursor's resume point, and the next cursor (0 when the range is exhausted).
-pub fn scan_page(ex: &Exec, txn: &Txn, key: &[u8], cursor: u64, from: &[u8], to: &[u8], count: usize) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
+pub fn scan_page(
+    ex: &Exec,
+    txn: &Txn,
+    key: &[u8],
+    cursor: u64,
+    from: &[u8],
+    to: &[u8],
+    count: usize,
+) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
     let stored = if cursor == 0 { None } else { ex.server.cursors.resume(cursor) };
     // A forgotten or foreign cursor starts over, which SCAN's guarantees allow.
     let start = stored.as_deref().and_then(|s| decode_resume(s, key)).filter(|s| *s >= from).unwrap_or(from);

@@ -54,7 +54,13 @@ pub fn read_string(txn: &Txn, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
 
 /// Replaces whatever `key` holds with a string. `old` is the key's live meta, already read.
 /// `expire_at`: `Some(0)` clears the TTL, `Some(t)` sets it, `None` keeps the current one.
-pub fn write_string(txn: &mut Txn, key: &[u8], value: Vec<u8>, expire_at: Option<u64>, old: Option<&Meta>) -> CmdResult<()> {
+pub fn write_string(
+    txn: &mut Txn,
+    key: &[u8],
+    value: Vec<u8>,
+    expire_at: Option<u64>,
+    old: Option<&Meta>,
+) -> CmdResult<()> {
     let mut old_expire = 0;
     if let Some(old) = old {
         if old.kind == Kind::String {

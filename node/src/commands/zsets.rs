@@ -189,7 +189,8 @@ impl ScoreRange {
     }
 
     fn is_empty(&self) -> bool {
-        self.min.value > self.max.value || (self.min.value == self.max.value && (self.min.exclusive || self.max.exclusive))
+        self.min.value > self.max.value
+            || (self.min.value == self.max.value && (self.min.exclusive || self.max.exclusive))
     }
 
     /// The `s`-entry suffixes `[from, to)` holding exactly the scores in range.
@@ -511,7 +512,8 @@ fn zincrby(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
             s
         }
         Added::Changed(s) | Added::Unchanged(s) => s,
-        Added::Skipped => unreachable!("no NX/XX/GT/LT"),
+        // Only NX/XX/GT/LT skip, and ZINCRBY has none of them.
+        Added::Skipped => return Ok(Reply::Nil),
     };
     txn.commit()?;
     Ok(Reply::Double(score))
@@ -905,7 +907,14 @@ struct Algebra<'k> {
 /// Parses `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]` with the count
 /// at `at`, in Redis's order: the count, the inputs' types, then the options. DIFF takes no
 /// WEIGHTS/AGGREGATE, the STORE forms no WITHSCORES.
-fn parse_algebra<'k>(txn: &Txn, args: &'k [Bytes], at: usize, op: Op, store: bool, name: &str) -> CmdResult<Algebra<'k>> {
+fn parse_algebra<'k>(
+    txn: &Txn,
+    args: &'k [Bytes],
+    at: usize,
+    op: Op,
+    store: bool,
+    name: &str,
+) -> CmdResult<Algebra<'k>> {
     let n = args::int(&args[at])?;
     if n < 1 {
         return Err(CmdError::err(format!("at least 1 input key is needed for '{name}' command")));

@@ -239,7 +239,8 @@ impl Meta {
     pub fn decode(raw: &[u8]) -> Option<Meta> {
         let (kind, expire_at) = Self::peek(raw)?;
         let rest = &raw[9..];
-        let u64_at = |i: usize| -> Option<u64> { Some(u64::from_le_bytes(rest.get(i * 8..i * 8 + 8)?.try_into().ok()?)) };
+        let u64_at =
+            |i: usize| -> Option<u64> { Some(u64::from_le_bytes(rest.get(i * 8..i * 8 + 8)?.try_into().ok()?)) };
         let body = match kind {
             Kind::String => MetaBody::Value(rest.to_vec()),
             Kind::List => MetaBody::List { count: u64_at(0)?, head: u64_at(1)?, tail: u64_at(2)? },

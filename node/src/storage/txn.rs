@@ -19,7 +19,8 @@ pub struct Txn<'a> {
     pub prefix: SlotPrefix,
     /// The command's clock: every expiry decision in one command uses the same instant.
     pub now_ms: u64,
-    batch: WriteBatch,
+    /// Created on the first write: read-only commands never allocate one.
+    batch: Option<WriteBatch>,
     /// Pending point writes (`None` = deleted), so a command reads what it wrote.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Pending range deletes: point reads inside them see nothing (unless written again).
@@ -28,51 +29,51 @@ pub struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
-    pub(super) fn new(store: &'a Store, prefix: SlotPrefix, guard: Option<ArcMutexGuard<RawMutex, WriteState>>) -> Self {
-        Txn {
-            store,
-            prefix,
-            now_ms: now_ms(),
-            batch: WriteBatch::default(),
-            overlay: HashMap::new(),
-            deleted_ranges: Vec::new(),
-            guard,
-        }
+    pub(super) fn new(
+        store: &'a Store,
+        prefix: SlotPrefix,
+        guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
+    ) -> Self {
+        Txn { store, prefix, now_ms: now_ms(), batch: None, overlay: HashMap::new(), deleted_ranges: Vec::new(), guard }
     }
 
     pub fn get(&self, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
         if let Some(pending) = self.overlay.get(key) {
             return Ok(pending.clone());
         }
-        if self.deleted_ranges.iter().any(|(start, end)| key >= start.as_slice() && (end.is_empty() || key < end.as_slice())) {
+        if self
+            .deleted_ranges
+            .iter()
+            .any(|(start, end)| key >= start.as_slice() && (end.is_empty() || key < end.as_slice()))
+        {
             return Ok(None);
         }
         Ok(self.store.get(key)?)
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        debug_assert!(self.guard.is_some(), "write outside a locked transaction");
-        self.batch.put(&key, &value);
+        self.batch().put(&key, &value);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        debug_assert!(self.guard.is_some(), "write outside a locked transaction");
-        self.batch.delete(&key);
+        self.batch().delete(&key);
         self.overlay.insert(key, None);
+    }
+
+    fn batch(&mut self) -> &mut WriteBatch {
+        debug_assert!(self.guard.is_some(), "write outside a locked transaction");
+        self.batch.get_or_insert_with(WriteBatch::default)
     }
 
     /// Whether this transaction has written anything.
     pub fn is_dirty(&self) -> bool {
-        !self.batch.is_empty()
+        self.batch.as_ref().is_some_and(|b| !b.is_empty())
     }
 
     /// Writes everything atomically (to the WAL before it returns).
     pub fn commit(mut self) -> CmdResult<bool> {
-        if self.batch.is_empty() {
-            return Ok(false);
-        }
-        let batch = std::mem::take(&mut self.batch);
+        let Some(batch) = self.batch.take().filter(|b| !b.is_empty()) else { return Ok(false) };
         self.store.write(batch)?;
         if let Some(state) = self.guard.as_mut() {
             state.commits += 1;
@@ -166,8 +167,9 @@ impl<'a> Txn<'a> {
 
     /// Deletes `[start, end)`; later point reads in this transaction see it deleted.
     fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
-        self.batch.delete_range(&start, &end);
-        self.overlay.retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
+        self.batch().delete_range(&start, &end);
+        self.overlay
+            .retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
         self.deleted_ranges.push((start, end));
     }
 

@@ -80,13 +80,8 @@ impl Node {
     pub fn spawn(&mut self) {
         let conf = self.write_conf();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start pika-node");
+        let child =
+            Command::new(BIN).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().expect("start pika-node");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
