@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::args::{self, is};
+use super::args;
 use super::{ConnCtx, Spec, ADMIN};
 use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
@@ -58,39 +58,22 @@ fn slotsscan(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     if cursor < 0 {
         return Err(CmdError::NotInteger);
     }
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut i = 3;
-    while i < args.len() {
-        if i + 1 >= args.len() {
-            return Err(CmdError::Syntax);
-        }
-        if is(&args[i], "MATCH") {
-            pattern = Some(&args[i + 1]);
-        } else if is(&args[i], "COUNT") {
-            count = args::count(&args[i + 1])?.max(1);
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 2;
-    }
+    let options = super::scan::parse_options(args, 3, false)?;
     let slot = u32::try_from(slot_id).ok().and_then(|id| table.slot(id)).ok_or(CmdError::NoSuchKey)?;
     let resume = if cursor == 0 { Vec::new() } else { ctx.server.cursors.resume(cursor as u64).unwrap_or_default() };
     let txn = ctx.server.store.txn(slot.prefix, None);
     let mut keys = Vec::new();
     let mut next = 0;
-    let mut visited = 0;
-    for (key, _) in txn.metas_from(&resume) {
-        if visited == count {
+    for (visited, (key, _)) in txn.metas_from(&resume).enumerate() {
+        if visited == options.count {
             next = ctx.server.cursors.store(key);
             break;
         }
-        visited += 1;
-        if pattern.is_none_or(|p| crate::glob::glob_match(p, &key)) {
-            keys.push(key);
+        if options.matches(&key) {
+            keys.push(Reply::Bulk(key));
         }
     }
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
+    Ok(super::scan::reply(next, keys))
 }
 
 /// SLOTSDEL slot [slot ...]: empties the listed owned slots of the default table.

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::args::{self, is};
+use super::args;
 use super::{ConnCtx, Exec, Spec, Split, ALL_KEYS, KEY1, WRITE};
 use crate::commands::Keys;
 use crate::error::{CmdError, CmdResult};
@@ -263,57 +263,24 @@ fn keys(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::bulks(out))
 }
 
-/// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is an id the server maps to the
-/// key to resume from (RocksDB iterates in key order, not by hash bucket).
+/// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type] over the connection's table.
 fn scan(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::err("invalid cursor"))?;
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut kind: Option<String> = None;
-    let mut i = 2;
-    while i < args.len() {
-        if i + 1 >= args.len() {
-            return Err(CmdError::Syntax);
-        }
-        if is(&args[i], "MATCH") {
-            pattern = Some(&args[i + 1]);
-        } else if is(&args[i], "COUNT") {
-            count = args::count(&args[i + 1])?;
-            if count == 0 {
-                return Err(CmdError::Syntax);
-            }
-        } else if is(&args[i], "TYPE") {
-            kind = Some(String::from_utf8_lossy(&args[i + 1]).to_ascii_lowercase());
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 2;
-    }
-    let table = ctx.session.table;
+    let cursor = super::scan::parse_cursor(&args[1])?;
+    let options = super::scan::parse_options(args, 2, true)?;
     let start = if cursor == 0 { Vec::new() } else { ctx.server.cursors.resume(cursor).unwrap_or_default() };
     let mut keys = Vec::new();
     let mut next_key = None;
     let mut seen = 0usize;
-    ctx.server.scan_table(table, &start, count + 1, |raw, key, meta| {
+    ctx.server.scan_table(ctx.session.table, &start, options.count + 1, |raw, key, meta| {
         seen += 1;
-        if seen > count {
+        if seen > options.count {
             next_key = Some(raw.to_vec());
-            return;
-        }
-        let type_ok = kind.as_deref().is_none_or(|k| k == meta.kind.name());
-        let match_ok = pattern.is_none_or(|p| crate::glob::glob_match(p, key));
-        if type_ok && match_ok {
-            keys.push(key.to_vec());
+        } else if options.kind.as_deref().is_none_or(|k| k == meta.kind.name()) && options.matches(key) {
+            keys.push(Reply::bulk(key));
         }
     })?;
-    let next = match next_key {
-        Some(key) => ctx.server.cursors.store(key),
-        None => 0,
-    };
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
+    let next = next_key.map_or(0, |key| ctx.server.cursors.store(key));
+    Ok(super::scan::reply(next, keys))
 }
 
 fn randomkey(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::args::{self, is};
-use super::{Exec, Spec, KEY1, WRITE};
+use super::{collection, scan, Exec, Spec, KEY1, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::storage::{Kind, Meta, Txn};
@@ -187,8 +187,7 @@ fn hmget(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 fn hlen(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let meta = ex.read().typed_meta(&args[1], Kind::Hash)?;
-    Ok(Reply::Int(meta.map_or(0, |m| m.count()) as i64))
+    collection::len(ex, &args[1], Kind::Hash)
 }
 
 fn hexists(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
@@ -328,88 +327,19 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Array(out))
 }
 
-/// What an HSCAN cursor id stands for: the hash and the field to resume at. The key is kept so
-/// a cursor from another key (or from SCAN) restarts from the beginning instead of skipping.
-fn encode_resume(key: &[u8], field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + key.len() + field.len());
-    out.push(b'H');
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(field);
-    out
-}
-
-fn decode_resume<'r>(stored: &'r [u8], key: &[u8]) -> Option<&'r [u8]> {
-    let rest = stored.strip_prefix(b"H")?;
-    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let (stored_key, field) = (rest.get(4..4 + len)?, &rest[4 + len..]);
-    (stored_key == key).then_some(field)
-}
-
-/// HSCAN key cursor [MATCH pattern] [COUNT n]: `[next cursor, [field, value, ...]]`, cursor "0"
-/// when the scan is complete. Fields come in byte order; the cursor maps to the next field.
+/// HSCAN key cursor [MATCH pattern] [COUNT count]: fields and values, in field order.
 fn hscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::err("invalid cursor"))?;
-    let key = &args[1];
+    let cursor = scan::parse_cursor(&args[2])?;
     let txn = ex.read();
-    let done = |items: Vec<Reply>| Reply::Array(vec![Reply::bulk("0"), Reply::Array(items)]);
     // As in Redis, a missing key answers an empty scan before the options are looked at.
-    if txn.typed_meta(key, Kind::Hash)?.is_none() {
-        return Ok(done(Vec::new()));
+    if txn.typed_meta(&args[1], Kind::Hash)?.is_none() {
+        return Ok(scan::reply(0, Vec::new()));
     }
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut i = 3;
-    while i < args.len() {
-        let Some(value) = args.get(i + 1) else { return Err(CmdError::Syntax) };
-        if is(&args[i], "MATCH") {
-            pattern = Some(value);
-        } else if is(&args[i], "COUNT") {
-            count = args::int(value)?.try_into().map_err(|_| CmdError::Syntax)?;
-            if count == 0 {
-                return Err(CmdError::Syntax);
-            }
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 2;
-    }
-    let resume = if cursor == 0 { None } else { ex.server.cursors.resume(cursor) };
-    let from = resume.as_deref().and_then(|stored| decode_resume(stored, key)).unwrap_or(&[]);
-    let mut items = Vec::new();
-    let mut next = None;
-    for (n, (field, value)) in txn.elements(key, from, &[], false).enumerate() {
-        if n == count {
-            next = Some(field);
-            break;
-        }
-        if pattern.is_none_or(|p| crate::glob::glob_match(p, &field)) {
-            items.push(Reply::Bulk(field));
-            items.push(Reply::Bulk(value));
-        }
-    }
-    Ok(match next {
-        Some(field) => {
-            let id = ex.server.cursors.store(encode_resume(key, &field));
-            Reply::Array(vec![Reply::bulk(id.to_string()), Reply::Array(items)])
-        }
-        None => done(items),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_positions_belong_to_their_key() {
-        let stored = encode_resume(b"h1", b"field");
-        assert_eq!(decode_resume(&stored, b"h1"), Some(&b"field"[..]));
-        assert_eq!(decode_resume(&stored, b"h2"), None);
-        assert_eq!(decode_resume(b"raw scan key", b"h1"), None);
-        assert_eq!(decode_resume(&encode_resume(b"", b""), b""), Some(&b""[..]));
-    }
+    let options = scan::parse_options(args, 3, false)?;
+    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, &[], &[], options.count);
+    let items = page
+        .into_iter()
+        .filter(|(field, _)| options.matches(field))
+        .flat_map(|(field, value)| [Reply::Bulk(field), Reply::Bulk(value)]);
+    Ok(scan::reply(next, items.collect()))
 }

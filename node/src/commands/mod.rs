@@ -9,11 +9,13 @@
 
 pub mod args;
 pub mod codis;
+pub mod collection;
 pub mod connection;
 pub mod generic;
 pub mod hashes;
 pub mod lists;
 pub mod pkcluster;
+pub mod scan;
 pub mod server;
 pub mod sets;
 pub mod strings;

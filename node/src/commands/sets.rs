@@ -4,17 +4,18 @@
 //! Storage: one element per member, its suffix the member itself and its value empty; the meta
 //! holds the member count. Members therefore come back in byte order, which is the order our
 //! SMEMBERS and SSCAN use (Redis's hash order is unspecified, so clients cannot rely on it).
-//!
-//! The random-pick and scan helpers here are shared with the sorted sets.
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use rand::seq::SliceRandom;
-use rand::Rng;
 
 use super::args::{self, is};
-use super::{Exec, Keys, Spec, ALL_KEYS, KEY1, WRITE};
+use super::collection::{
+    self, distinct_positions, entries_at, entries_for_draws, numkeys_keys, positive_count, random_draws,
+    set_count_after_removal, signed_count,
+};
+use super::{scan, Exec, Keys, Spec, ALL_KEYS, KEY1, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::storage::{Kind, Meta, Txn};
@@ -39,20 +40,6 @@ pub fn specs() -> Vec<Spec> {
         Spec::slot("sintercard", -3, 0, Keys::Custom(numkeys_keys), sintercard),
         Spec::slot("sscan", -3, 0, KEY1, sscan),
     ]
-}
-
-/// Keys of a `numkeys key...` command whose count is argument 1 (SINTERCARD, ZUNION, ...). A
-/// bad count yields what can be read; the handler reports the error.
-pub fn numkeys_keys(args: &[Bytes]) -> Vec<Bytes> {
-    keys_after_count(args, 1)
-}
-
-/// The `n` keys following the count at `at`, `n` clamped to the arguments present.
-pub fn keys_after_count(args: &[Bytes], at: usize) -> Vec<Bytes> {
-    let n = args.get(at).and_then(|a| common::resp::parse_i64(a)).unwrap_or(0).max(0) as usize;
-    let first = at + 1;
-    let last = (first + n).min(args.len());
-    args.get(first..last).map_or_else(Vec::new, |keys| keys.to_vec())
 }
 
 // ---- single-key commands ----
@@ -95,25 +82,8 @@ fn srem(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Int(removed as i64))
 }
 
-/// Writes a collection's count after removing `removed` of its elements (already deleted in
-/// `txn`); a collection left empty is deleted, as Redis deletes empty collections.
-pub fn set_count_after_removal(txn: &mut Txn, key: &[u8], mut meta: Meta, removed: u64) -> CmdResult<()> {
-    if removed == 0 {
-        return Ok(());
-    }
-    let left = meta.count().saturating_sub(removed);
-    if left == 0 {
-        return txn.delete_key(key, &meta);
-    }
-    let old_expire = meta.expire_at;
-    meta.set_count(left);
-    txn.put_meta(key, &meta, old_expire);
-    Ok(())
-}
-
 fn scard(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let meta = ex.read().typed_meta(&args[1], Kind::Set)?;
-    Ok(Reply::Int(meta.map_or(0, |m| m.count()) as i64))
+    collection::len(ex, &args[1], Kind::Set)
 }
 
 fn sismember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
@@ -143,111 +113,6 @@ fn smembers(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 // ---- random picks ----
-
-/// The optional count of SPOP/ZPOPMIN/ZPOPMAX: a non-negative integer, with Redis's one error
-/// text for anything else.
-pub fn positive_count(arg: &[u8]) -> CmdResult<u64> {
-    args::int(arg)
-        .ok()
-        .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(|| CmdError::err("value is out of range, must be positive"))
-}
-
-/// The optional count of SRANDMEMBER/ZRANDMEMBER, within Redis's range.
-pub fn signed_count(arg: &[u8]) -> CmdResult<i64> {
-    match args::int(arg)? {
-        i64::MIN => {
-            Err(CmdError::err("value is out of range, value must between -9223372036854775807 and 9223372036854775807"))
-        }
-        n => Ok(n),
-    }
-}
-
-/// Most members a negative-count random pick may draw. Redis streams such a reply without
-/// bound; we build replies in memory, so an absurd count is refused instead.
-const MAX_DRAWS: u64 = 1 << 24;
-
-/// `amount` distinct positions in `0..len`, in increasing order.
-pub fn distinct_positions(len: u64, amount: u64) -> Vec<u64> {
-    let amount = amount.min(len) as usize;
-    let mut picked: Vec<u64> =
-        rand::seq::index::sample(&mut rand::rng(), len as usize, amount).into_iter().map(|i| i as u64).collect();
-    picked.sort_unstable();
-    picked
-}
-
-/// Positions for a random pick of `count` among `len` entries: distinct and in random order for
-/// a positive count, drawn with replacement for a negative one.
-pub fn random_draws(len: u64, count: i64) -> CmdResult<Vec<u64>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    if count >= 0 {
-        let mut picked = distinct_positions(len, count as u64);
-        picked.shuffle(&mut rand::rng());
-        return Ok(picked);
-    }
-    let amount = count.unsigned_abs();
-    if amount > MAX_DRAWS {
-        return Err(CmdError::err("value is out of range"));
-    }
-    let mut rng = rand::rng();
-    Ok((0..amount).map(|_| rng.random_range(0..len)).collect())
-}
-
-/// The `(suffix, value)` entries at `positions` (sorted, distinct) among the `len` entries of
-/// `key` whose suffix is in `[from, to)`. There is no index by position, so each position is
-/// reached by walking from the nearer end of the range.
-pub fn entries_at(
-    txn: &Txn,
-    key: &[u8],
-    from: &[u8],
-    to: &[u8],
-    len: u64,
-    positions: &[u64],
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let split = positions.partition_point(|&p| p < len / 2);
-    let (low, high) = positions.split_at(split);
-    let mut out = Vec::with_capacity(positions.len());
-    if let Some(&last) = low.last() {
-        let mut wanted = low.iter().peekable();
-        for (i, entry) in txn.elements(key, from, to, false).enumerate().take(last as usize + 1) {
-            if wanted.peek() == Some(&&(i as u64)) {
-                wanted.next();
-                out.push(entry);
-            }
-        }
-    }
-    if let Some(&first) = high.first() {
-        let mut wanted = high.iter().rev().peekable();
-        let mut tail = Vec::with_capacity(high.len());
-        for (i, entry) in txn.elements(key, from, to, true).enumerate().take((len - first) as usize) {
-            if wanted.peek() == Some(&&(len - 1 - i as u64)) {
-                wanted.next();
-                tail.push(entry);
-            }
-        }
-        tail.reverse();
-        out.extend(tail);
-    }
-    out
-}
-
-/// Members for a drawn list of positions (possibly repeated, any order), each read once.
-pub fn entries_for_draws(
-    txn: &Txn,
-    key: &[u8],
-    from: &[u8],
-    to: &[u8],
-    len: u64,
-    draws: &[u64],
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut distinct = draws.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let entries = entries_at(txn, key, from, to, len, &distinct);
-    draws.iter().map(|d| entries[distinct.binary_search(d).expect("drawn position")].clone()).collect()
-}
 
 /// SPOP key [count]
 fn spop(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
@@ -475,106 +340,22 @@ fn sintercard(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 // ---- scanning ----
 
-/// A SCAN-family cursor: 0 starts over, anything else names a stored resume point.
-pub fn parse_cursor(arg: &[u8]) -> CmdResult<u64> {
-    std::str::from_utf8(arg).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| CmdError::err("invalid cursor"))
-}
-
-/// `[MATCH pattern] [COUNT n]` of SSCAN/ZSCAN/HSCAN, from argument `from` on.
-pub fn scan_options(args: &[Bytes], from: usize) -> CmdResult<(Option<&[u8]>, usize)> {
-    let mut pattern = None;
-    let mut count = 10usize;
-    let mut i = from;
-    while i < args.len() {
-        if i + 1 >= args.len() {
-            return Err(CmdError::Syntax);
-        }
-        if is(&args[i], "MATCH") {
-            pattern = Some(&args[i + 1][..]);
-        } else if is(&args[i], "COUNT") {
-            count = usize::try_from(args::int(&args[i + 1])?).ok().filter(|&n| n >= 1).ok_or(CmdError::Syntax)?;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 2;
-    }
-    Ok((pattern, count))
-}
-
-/// What a collection-scan cursor id stands for: the key and the element suffix to resume at.
-/// The key is kept so a cursor of another key (or of SCAN) starts over instead of skipping.
-fn encode_resume(key: &[u8], suffix: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + key.len() + suffix.len());
-    out.push(b'C');
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(suffix);
-    out
-}
-
-fn decode_resume<'r>(stored: &'r [u8], key: &[u8]) -> Option<&'r [u8]> {
-    let rest = stored.strip_prefix(b"C")?;
-    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let (stored_key, suffix) = (rest.get(4..4 + len)?, &rest[4 + len..]);
-    (stored_key == key).then_some(suffix)
-}
-
-/// One page of a collection scan over the suffix range `[from, to)`: up to `count` entries from
-/// the cursor's resume point, and the next cursor (0 when the range is exhausted).
-pub fn scan_page(
-    ex: &Exec,
-    txn: &Txn,
-    key: &[u8],
-    cursor: u64,
-    from: &[u8],
-    to: &[u8],
-    count: usize,
-) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
-    let stored = if cursor == 0 { None } else { ex.server.cursors.resume(cursor) };
-    // A forgotten or foreign cursor starts over, which SCAN's guarantees allow.
-    let start = stored.as_deref().and_then(|s| decode_resume(s, key)).filter(|s| *s >= from).unwrap_or(from);
-    let mut page: Vec<(Vec<u8>, Vec<u8>)> = txn.elements(key, start, to, false).take(count + 1).collect();
-    let next = match page.len() > count {
-        true => ex.server.cursors.store(encode_resume(key, &page.pop().expect("extra entry").0)),
-        false => 0,
-    };
-    (next, page)
-}
-
 /// SSCAN key cursor [MATCH pattern] [COUNT count]
 fn sscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = parse_cursor(&args[2])?;
+    let cursor = scan::parse_cursor(&args[2])?;
     let txn = ex.read();
     if txn.typed_meta(&args[1], Kind::Set)?.is_none() {
-        return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]));
+        return Ok(scan::reply(0, Vec::new()));
     }
-    let (pattern, count) = scan_options(args, 3)?;
-    let (next, page) = scan_page(ex, &txn, &args[1], cursor, &[], &[], count);
-    let members = page.into_iter().map(|(m, _)| m).filter(|m| pattern.is_none_or(|p| crate::glob::glob_match(p, m)));
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(members)]))
+    let options = scan::parse_options(args, 3, false)?;
+    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, &[], &[], options.count);
+    let members = page.into_iter().filter(|(m, _)| options.matches(m)).map(|(m, _)| Reply::Bulk(m));
+    Ok(scan::reply(next, members.collect()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resume_points_belong_to_their_key() {
-        let stored = encode_resume(b"s1", b"member");
-        assert_eq!(decode_resume(&stored, b"s1"), Some(&b"member"[..]));
-        assert_eq!(decode_resume(&stored, b"s2"), None);
-        assert_eq!(decode_resume(b"raw scan key", b"s1"), None);
-    }
-
-    #[test]
-    fn numkeys_are_clamped_to_the_arguments() {
-        let args: Vec<Bytes> = ["zunion", "2", "a", "b", "WEIGHTS"].iter().map(|s| Bytes::from(*s)).collect();
-        assert_eq!(numkeys_keys(&args), vec![Bytes::from("a"), Bytes::from("b")]);
-        let args: Vec<Bytes> = ["sintercard", "9", "a"].iter().map(|s| Bytes::from(*s)).collect();
-        assert_eq!(numkeys_keys(&args), vec![Bytes::from("a")]);
-        let args: Vec<Bytes> = ["sintercard", "x", "a"].iter().map(|s| Bytes::from(*s)).collect();
-        assert!(numkeys_keys(&args).is_empty());
-    }
 
     #[test]
     fn random_draws_respect_the_count_sign() {

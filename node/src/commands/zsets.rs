@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::args::{self, is};
-use super::sets::{self, keys_after_count, numkeys_keys};
-use super::{Exec, Keys, Spec, KEY1, WRITE};
+use super::collection::{self, keys_after_count, numkeys_keys};
+use super::{scan, Exec, Keys, Spec, KEY1, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::storage::encoding::{decode_score, encode_score, successor};
@@ -522,8 +522,7 @@ fn zincrby(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 // ---- lookups and counts ----
 
 fn zcard(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let meta = ex.read().typed_meta(&args[1], Kind::ZSet)?;
-    Ok(Reply::Int(meta.map_or(0, |m| m.count()) as i64))
+    collection::len(ex, &args[1], Kind::ZSet)
 }
 
 fn zscore(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
@@ -721,7 +720,7 @@ fn zrem(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
             removed += 1;
         }
     }
-    sets::set_count_after_removal(&mut txn, key, meta, removed)?;
+    collection::set_count_after_removal(&mut txn, key, meta, removed)?;
     txn.commit()?;
     Ok(Reply::Int(removed as i64))
 }
@@ -733,7 +732,7 @@ fn remove_walk(txn: &mut Txn, key: &[u8], walk: &Walk) -> CmdResult<Vec<(Vec<u8>
     for (member, score) in &items {
         remove(txn, key, member, *score);
     }
-    sets::set_count_after_removal(txn, key, meta, items.len() as u64)?;
+    collection::set_count_after_removal(txn, key, meta, items.len() as u64)?;
     Ok(items)
 }
 
@@ -772,7 +771,7 @@ fn pop(ex: &Exec, args: &[Bytes], highest: bool) -> CmdResult<Reply> {
     if args.len() > 3 {
         return Err(CmdError::Syntax);
     }
-    let count = args.get(2).map_or(Ok(1), |a| sets::positive_count(a))? as i64;
+    let count = args.get(2).map_or(Ok(1), |a| collection::positive_count(a))? as i64;
     if count == 0 {
         return Ok(Reply::Array(Vec::new()));
     }
@@ -786,7 +785,7 @@ fn pop(ex: &Exec, args: &[Bytes], highest: bool) -> CmdResult<Reply> {
 /// ZRANDMEMBER key [count [WITHSCORES]]: a positive count gives distinct members, a negative
 /// one may repeat them.
 fn zrandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let count = args.get(2).map(|a| sets::signed_count(a)).transpose()?;
+    let count = args.get(2).map(|a| collection::signed_count(a)).transpose()?;
     let withscores = match args.len() {
         2 | 3 => false,
         4 if is(&args[3], "WITHSCORES") => true,
@@ -801,8 +800,8 @@ fn zrandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     let Some(meta) = txn.typed_meta(key, Kind::ZSet)? else {
         return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
     };
-    let draws = sets::random_draws(meta.count(), count.unwrap_or(1))?;
-    let entries = sets::entries_for_draws(&txn, key, BY_SCORE.0, BY_SCORE.1, meta.count(), &draws);
+    let draws = collection::random_draws(meta.count(), count.unwrap_or(1))?;
+    let entries = collection::entries_for_draws(&txn, key, BY_SCORE.0, BY_SCORE.1, meta.count(), &draws);
     let items: Vec<(Vec<u8>, f64)> = entries.iter().map(|(s, _)| decode_entry(s)).collect();
     match count {
         None => Ok(Reply::opt_bulk(items.into_iter().next().map(|(m, _)| m))),
@@ -812,19 +811,22 @@ fn zrandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]: walks the member index.
 fn zscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = sets::parse_cursor(&args[2])?;
+    let cursor = scan::parse_cursor(&args[2])?;
     let txn = ex.read();
     if txn.typed_meta(&args[1], Kind::ZSet)?.is_none() {
-        return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]));
+        return Ok(scan::reply(0, Vec::new()));
     }
-    let (pattern, count) = sets::scan_options(args, 3)?;
-    let (next, page) = sets::scan_page(ex, &txn, &args[1], cursor, BY_MEMBER.0, BY_MEMBER.1, count);
+    let options = scan::parse_options(args, 3, false)?;
+    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, BY_MEMBER.0, BY_MEMBER.1, options.count);
     let items = page
         .into_iter()
         .map(|(suffix, value)| (suffix[1..].to_vec(), decode_score(&value)))
-        .filter(|(m, _)| pattern.is_none_or(|p| crate::glob::glob_match(p, m)))
+        .filter(|(m, _)| options.matches(m))
         .collect();
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), pairs_reply(items, true)]))
+    match pairs_reply(items, true) {
+        Reply::Array(items) => Ok(scan::reply(next, items)),
+        other => Ok(other),
+    }
 }
 
 // ---- ZUNION / ZINTER / ZDIFF ----
