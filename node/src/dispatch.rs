@@ -160,7 +160,7 @@ fn run_split(
     split: Split,
 ) -> CmdResult<Reply> {
     let per_item = if split == Split::Pairs { 2 } else { 1 };
-    if (args.len() - 1) % per_item != 0 {
+    if !(args.len() - 1).is_multiple_of(per_item) {
         return Err(CmdError::Arity(spec.name.to_string()));
     }
     // slot -> (positions of items, argv for that slot)

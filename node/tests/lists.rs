@@ -27,7 +27,7 @@ fn push_pop_and_counts() {
     // The X forms only push onto an existing list.
     assert_eq!(q(&mut c, &["LPUSHX", "nolist", "a"]).unwrap(), Value::Int(0));
     assert_eq!(q(&mut c, &["RPUSHX", "nolist", "a", "b"]).unwrap(), Value::Int(0));
-    assert_eq!(c.exists::<_, bool>("nolist").unwrap(), false);
+    assert!(!c.exists::<_, bool>("nolist").unwrap());
     assert_eq!(q(&mut c, &["RPUSHX", "l", "z"]).unwrap(), Value::Int(6));
     assert_eq!(q(&mut c, &["LPUSHX", "l", "w"]).unwrap(), Value::Int(7));
     // Single pops answer an item; counted pops an array.
@@ -46,7 +46,7 @@ fn push_pop_and_counts() {
     // A count larger than the list pops everything and deletes the key.
     let rest: Vec<String> = redis::cmd("RPOP").arg("l").arg(10).query(&mut c).unwrap();
     assert_eq!(rest, strings(&["a"]));
-    assert_eq!(c.exists::<_, bool>("l").unwrap(), false, "an emptied list is deleted");
+    assert!(!c.exists::<_, bool>("l").unwrap(), "an emptied list is deleted");
     assert_eq!(c.llen::<_, i64>("l").unwrap(), 0);
     // A new list after the old one was emptied starts clean.
     assert_eq!(q(&mut c, &["RPUSH", "l", "again"]).unwrap(), Value::Int(1));
@@ -131,7 +131,7 @@ fn index_range_set_and_trim() {
     assert_eq!(c.lindex::<_, String>("l", 2).unwrap(), "d");
     assert!(c.ttl::<_, i64>("l").unwrap() > 90, "pushes keep the TTL");
     let _: () = c.ltrim("l", 5, 10).unwrap();
-    assert_eq!(c.exists::<_, bool>("l").unwrap(), false);
+    assert!(!c.exists::<_, bool>("l").unwrap());
     assert_eq!(q(&mut c, &["LTRIM", "missing", "0", "1"]).unwrap(), Value::Okay);
     assert!(q(&mut c, &["LTRIM", "l", "a", "1"]).unwrap_err().contains("not an integer"));
 }
@@ -194,7 +194,7 @@ fn linsert_in_long_lists() {
     assert!(c.ttl::<_, i64>("l").unwrap() > 90, "TTL kept");
     assert_eq!(q(&mut c, &["LINSERT", "l", "BEFORE", "nope", "x"]).unwrap(), Value::Int(-1));
     assert_eq!(q(&mut c, &["LINSERT", "missing", "BEFORE", "a", "x"]).unwrap(), Value::Int(0));
-    assert_eq!(c.exists::<_, bool>("missing").unwrap(), false);
+    assert!(!c.exists::<_, bool>("missing").unwrap());
     assert!(q(&mut c, &["LINSERT", "l", "MIDDLE", "1", "x"]).unwrap_err().contains("syntax error"));
     // Only the first occurrence of the pivot counts.
     let _: () = redis::cmd("RPUSH").arg("d").arg(&["a", "p", "b", "p"]).query(&mut c).unwrap();
@@ -249,7 +249,7 @@ fn lrem_in_long_lists() {
     // Removing every item deletes the key.
     let _: () = redis::cmd("RPUSH").arg("same").arg(&["v", "v", "v"]).query(&mut c).unwrap();
     assert_eq!(c.lrem::<_, _, i64>("same", -10, "v").unwrap(), 3);
-    assert_eq!(c.exists::<_, bool>("same").unwrap(), false);
+    assert!(!c.exists::<_, bool>("same").unwrap());
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn rpoplpush_and_lmove() {
     // Moving the last item deletes the source.
     let moved: String = redis::cmd("LMOVE").arg("src").arg("dst").arg("right").arg("left").query(&mut c).unwrap();
     assert_eq!(moved, "b");
-    assert_eq!(c.exists::<_, bool>("src").unwrap(), false);
+    assert!(!c.exists::<_, bool>("src").unwrap());
     assert_eq!(range(&mut c, "dst"), strings(&["b", "c", "a"]));
     assert_eq!(q(&mut c, &["LMOVE", "src", "dst", "LEFT", "LEFT"]).unwrap(), Value::Nil);
     assert!(q(&mut c, &["LMOVE", "dst", "x", "UP", "LEFT"]).unwrap_err().contains("syntax error"));
@@ -377,7 +377,7 @@ fn blocking_pops_wake_on_push() {
     assert!(started.elapsed() >= Duration::from_millis(250));
     let got: Option<String> = redis::cmd("BRPOPLPUSH").arg("nothing").arg("dst").arg("0.2").query(&mut c).unwrap();
     assert_eq!(got, None);
-    assert_eq!(c.exists::<_, bool>("dst").unwrap(), false);
+    assert!(!c.exists::<_, bool>("dst").unwrap());
     assert!(q(&mut c, &["BLPOP", "q", "abc"]).unwrap_err().contains("timeout is not a float or out of range"));
     assert!(q(&mut c, &["BLPOP", "q", "-1"]).unwrap_err().contains("timeout is negative"));
 }
@@ -401,7 +401,7 @@ fn blocking_moves_wake_on_push() {
         redis::cmd("BLMOVE").arg("empty").arg("out").arg("LEFT").arg("RIGHT").arg(5).query(&mut c).unwrap();
     pusher.join().unwrap();
     assert_eq!(got, "z");
-    assert_eq!(c.exists::<_, bool>("empty").unwrap(), false);
+    assert!(!c.exists::<_, bool>("empty").unwrap());
     assert_eq!(range(&mut c, "out"), strings(&["z"]));
     // A blocked client downstream of a blocking move is woken by the move's push.
     let url = node.url();

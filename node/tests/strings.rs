@@ -44,7 +44,7 @@ fn set_options_of_redis_6_2() {
     // SET (without GET) overwrites any type.
     let _: () = c.set("h", "now a string").unwrap();
     assert_eq!(c.get::<_, String>("h").unwrap(), "now a string");
-    assert_eq!(q(&mut c, &["HGET", "h", "f"]).unwrap_err().contains("WRONGTYPE"), true);
+    assert!(q(&mut c, &["HGET", "h", "f"]).unwrap_err().contains("WRONGTYPE"));
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub fn to_vec(args: &[Bytes]) -> Vec<Vec<u8>> {
 pub fn clamp_range(start: i64, stop: i64, len: i64) -> Option<(u64, u64)> {
     let start = if start < 0 { (len + start).max(0) } else { start };
     let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
-    (start <= stop && start < len && stop >= 0).then(|| (start as u64, stop as u64))
+    (start <= stop && start < len && stop >= 0).then_some((start as u64, stop as u64))
 }
 
 /// An expiry given as a relative or absolute time, converted to absolute Unix milliseconds.

@@ -26,7 +26,7 @@ fn sharding_only(ctx: &ConnCtx, name: &str) -> CmdResult<std::sync::Arc<crate::s
     Ok(ctx.server.slots.snapshot())
 }
 
-fn default_table<'t>(topology: &'t crate::slots::Topology) -> CmdResult<&'t std::sync::Arc<Table>> {
+fn default_table(topology: &crate::slots::Topology) -> CmdResult<&std::sync::Arc<Table>> {
     topology.default().ok_or_else(|| CmdError::err("Table not found"))
 }
 

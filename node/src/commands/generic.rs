@@ -146,11 +146,9 @@ fn set_expiry(ex: &Exec, args: &[Bytes], unit_ms: i64, absolute: bool, name: &st
     let Some(mut meta) = txn.meta_for_write(&args[1])? else { return Ok(Reply::Int(0)) };
     // A persistent key counts as an infinite TTL for GT/LT.
     let current = if meta.expire_at == 0 { i64::MAX } else { meta.expire_at as i64 };
-    let allowed = !(nx && meta.expire_at != 0)
-        && !(xx && meta.expire_at == 0)
-        && !(gt && at <= current)
-        && !(lt && at >= current);
-    if !allowed {
+    let refused =
+        (nx && meta.expire_at != 0) || (xx && meta.expire_at == 0) || (gt && at <= current) || (lt && at >= current);
+    if refused {
         return Ok(Reply::Int(0));
     }
     if at <= txn.now_ms as i64 {

@@ -93,7 +93,7 @@ impl Writing {
 }
 
 fn check_pairs(args: &[Bytes], name: &str) -> CmdResult<()> {
-    if (args.len() - 2) % 2 != 0 {
+    if !(args.len() - 2).is_multiple_of(2) {
         return Err(CmdError::Arity(name.into()));
     }
     Ok(())

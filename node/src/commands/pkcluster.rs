@@ -44,7 +44,7 @@ fn table_arg(ctx: &ConnCtx, arg: Option<&Bytes>) -> CmdResult<u32> {
 }
 
 fn slot_group(arg: &[u8]) -> CmdResult<Vec<u32>> {
-    parse_slots(&String::from_utf8_lossy(arg)).map_err(|e| CmdError::err(e))
+    parse_slots(&String::from_utf8_lossy(arg)).map_err(CmdError::err)
 }
 
 /// Why a slot cannot be deleted now (it replicates, or is replicated from).

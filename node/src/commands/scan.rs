@@ -10,7 +10,7 @@ use super::args::{self, is};
 use super::Exec;
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
-use crate::storage::Txn;
+use crate::storage::{Entry, Txn};
 
 /// Options of a scan: `[MATCH pattern] [COUNT n]`, and `[TYPE t]` where allowed (SCAN).
 pub struct ScanOptions<'a> {
@@ -83,11 +83,11 @@ pub fn scan_page(
     from: &[u8],
     to: &[u8],
     count: usize,
-) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
+) -> (u64, Vec<Entry>) {
     let stored = if cursor == 0 { None } else { ex.server.cursors.resume(cursor) };
     // A forgotten or foreign cursor starts over, which SCAN's guarantees allow.
     let start = stored.as_deref().and_then(|s| decode_resume(s, key)).filter(|s| *s >= from).unwrap_or(from);
-    let mut page: Vec<(Vec<u8>, Vec<u8>)> = txn.elements(key, start, to, false).take(count + 1).collect();
+    let mut page: Vec<Entry> = txn.elements(key, start, to, false).take(count + 1).collect();
     let next = match page.len() > count {
         true => ex.server.cursors.store(encode_resume(key, &page.pop().expect("extra entry").0)),
         false => 0,

@@ -265,7 +265,7 @@ fn mget(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 fn check_pairs(args: &[Bytes], name: &str) -> CmdResult<()> {
-    if (args.len() - 1) % 2 != 0 {
+    if !(args.len() - 1).is_multiple_of(2) {
         return Err(CmdError::Arity(name.into()));
     }
     Ok(())

@@ -456,7 +456,7 @@ fn zadd(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         i += 1;
     }
     let pairs = &args[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
     if flags.nx && flags.xx {
@@ -659,7 +659,10 @@ fn parse_query(args: &[Bytes], at: usize, mut by: Option<By>, mut rev: Option<bo
 }
 
 /// Runs a parsed range command on the sorted set at `key` (None: no such key).
-fn run_query(txn: &Txn, key: &[u8], query: &Query) -> CmdResult<Option<Vec<(Vec<u8>, f64)>>> {
+/// A member with its score.
+type Scored = (Vec<u8>, f64);
+
+fn run_query(txn: &Txn, key: &[u8], query: &Query) -> CmdResult<Option<Vec<Scored>>> {
     let Some(meta) = txn.typed_meta(key, Kind::ZSet)? else { return Ok(None) };
     Ok(Some(collect(txn, key, meta.count(), &query.walk)))
 }

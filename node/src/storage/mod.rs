@@ -17,7 +17,7 @@ use rocksdb::{
 };
 
 pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
-pub use txn::{ElemIter, Txn};
+pub use txn::{ElemIter, Entry, Txn};
 
 pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 

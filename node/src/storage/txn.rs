@@ -237,6 +237,9 @@ impl<'a> Txn<'a> {
     }
 }
 
+/// A collection element as iterated: `(suffix, value)`.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Iterator over a collection's elements, yielding `(suffix, value)`.
 pub struct ElemIter<'a> {
     iter: rocksdb::DBRawIteratorWithThreadMode<'a, Db>,
@@ -245,7 +248,7 @@ pub struct ElemIter<'a> {
 }
 
 impl Iterator for ElemIter<'_> {
-    type Item = (Vec<u8>, Vec<u8>);
+    type Item = Entry;
 
     fn next(&mut self) -> Option<Self::Item> {
         if !self.iter.valid() {
