@@ -16,7 +16,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   if rustup toolchain list | grep -q nightly; then
     echo "== fuzzing the RESP parsers for ${FUZZ_SECONDS}s each"
     for target in resp_request resp_reply; do
-      (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
+      (cd fuzz && cargo +nightly fuzz run --target-dir "${CARGO_TARGET_DIR}-fuzz" "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
     done
   else
     echo "== fuzzing skipped: no nightly Rust toolchain (cargo fuzz needs one)"
