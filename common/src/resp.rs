@@ -71,42 +71,82 @@ fn header_number(line: &[u8]) -> Option<i64> {
     std::str::from_utf8(line).ok()?.parse().ok()
 }
 
-/// Parses one client request from the front of `buf`.
+/// Parses one client request from the front of `buf` (a one-shot [`RequestDecoder`]).
 ///
 /// Returns `Ok(None)` when more bytes are needed (nothing is consumed), `Ok(Some(args))` for a
 /// whole request (its bytes are consumed; an empty `args` is a blank inline line or `*0`, which
 /// servers ignore), or a protocol error.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if buf[0] == b'*' {
-        parse_multibulk(buf)
-    } else {
-        parse_inline(buf)
+    RequestDecoder::default().decode(buf)
+}
+
+/// A request parser that remembers how far it got in an incomplete multibulk request, so a
+/// request that arrives in many reads (a big MSET, a 512 MB value) is scanned once, not once per
+/// read. The caller must only append to the buffer between calls.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    partial: Option<Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    /// Declared argument count.
+    count: usize,
+    /// (start, length) of each argument located so far.
+    spans: Vec<(usize, usize)>,
+    /// Where the next argument's `$` header starts.
+    at: usize,
+}
+
+impl RequestDecoder {
+    /// Like [`parse_request`], resuming where the previous call stopped.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self.partial.is_none() {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            if buf[0] != b'*' {
+                return parse_inline(buf);
+            }
+            let Some(cr) = find_crlf(buf, 1) else {
+                if buf.len() > MAX_INLINE_LEN {
+                    return Err(protocol_error("too big mbulk count string"));
+                }
+                return Ok(None);
+            };
+            let count = header_number(&buf[1..cr])
+                .filter(|n| *n <= MAX_MULTIBULK_LEN as i64)
+                .ok_or_else(|| protocol_error("invalid multibulk length"))?;
+            if count <= 0 {
+                buf.advance(cr + 2);
+                return Ok(Some(Vec::new()));
+            }
+            // Capacity grows with what arrives, not with what a peer declares.
+            let count = count as usize;
+            self.partial = Some(Partial { count, spans: Vec::with_capacity(count.min(1024)), at: cr + 2 });
+        }
+        let partial = self.partial.as_mut().expect("set above");
+        match locate_args(partial, buf) {
+            Ok(true) => {
+                let p = self.partial.take().expect("set above");
+                let frame = buf.split_to(p.at).freeze();
+                Ok(Some(p.spans.into_iter().map(|(start, len)| frame.slice(start..start + len)).collect()))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => {
+                self.partial = None;
+                Err(e)
+            }
+        }
     }
 }
 
-fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(cr) = find_crlf(buf, 1) else {
-        if buf.len() > MAX_INLINE_LEN {
-            return Err(protocol_error("too big mbulk count string"));
-        }
-        return Ok(None);
-    };
-    let count = header_number(&buf[1..cr])
-        .filter(|n| *n <= MAX_MULTIBULK_LEN as i64)
-        .ok_or_else(|| protocol_error("invalid multibulk length"))?;
-    if count <= 0 {
-        buf.advance(cr + 2);
-        return Ok(Some(Vec::new()));
-    }
-    // First pass: locate every argument without copying; give up early if incomplete.
-    let mut spans = Vec::with_capacity(count as usize);
-    let mut at = cr + 2;
-    for _ in 0..count {
+/// Locates the remaining arguments of a multibulk request; whether all of them are present.
+fn locate_args(p: &mut Partial, buf: &[u8]) -> Result<bool, ProtocolError> {
+    while p.spans.len() < p.count {
+        let at = p.at;
         if at >= buf.len() {
-            return Ok(None);
+            return Ok(false);
         }
         if buf[at] != b'$' {
             return Err(protocol_error(format!("expected '$', got '{}'", buf[at] as char)));
@@ -115,23 +155,22 @@ fn parse_multibulk(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolErr
             if buf.len() - at > MAX_INLINE_LEN {
                 return Err(protocol_error("too big bulk count string"));
             }
-            return Ok(None);
+            return Ok(false);
         };
         let len = header_number(&buf[at + 1..cr])
             .filter(|n| (0..=MAX_BULK_LEN as i64).contains(n))
             .ok_or_else(|| protocol_error("invalid bulk length"))? as usize;
         let start = cr + 2;
         if buf.len() < start + len + 2 {
-            return Ok(None);
+            return Ok(false);
         }
         if &buf[start + len..start + len + 2] != b"\r\n" {
             return Err(protocol_error("bulk string is not terminated by CRLF"));
         }
-        spans.push((start, len));
-        at = start + len + 2;
+        p.spans.push((start, len));
+        p.at = start + len + 2;
     }
-    let frame = buf.split_to(at).freeze();
-    Ok(Some(spans.into_iter().map(|(start, len)| frame.slice(start..start + len)).collect()))
+    Ok(true)
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -441,6 +480,24 @@ mod tests {
             assert_eq!(parse_request(&mut buf).unwrap(), None, "cut at {cut}");
             assert_eq!(buf.len(), cut);
         }
+    }
+
+    #[test]
+    fn decoder_resumes_across_reads() {
+        let full = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n*1\r\n$4\r\nPING\r\n";
+        let mut decoder = RequestDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for byte in full {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(args) = decoder.decode(&mut buf).unwrap() {
+                got.push(args);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(strs(&got[0]), ["SET", "k", "value"]);
+        assert_eq!(strs(&got[1]), ["PING"]);
+        assert!(buf.is_empty());
     }
 
     #[test]

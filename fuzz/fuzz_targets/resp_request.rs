@@ -1,10 +1,10 @@
-//! Feeds arbitrary bytes, split at an arbitrary point, to the server-side request parser.
-//! Properties: no panic; a request parsed from the whole input is parsed the same way when the
-//! bytes arrive in two reads; a partial input consumes nothing.
+//! Feeds arbitrary bytes, split at an arbitrary point, to the server-side request decoder.
+//! Properties: no panic; requests decoded from the whole input are decoded the same way when the
+//! bytes arrive in two reads through one resumable decoder; a partial input consumes nothing.
 #![no_main]
 
 use bytes::BytesMut;
-use common::resp::parse_request;
+use common::resp::{parse_request, RequestDecoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,11 +21,12 @@ fuzz_target!(|data: &[u8]| {
         from_whole.push(args);
     }
 
+    let mut decoder = RequestDecoder::default();
     let mut split = BytesMut::from(&input[..cut]);
     let mut from_split = Vec::new();
     loop {
         let before = split.len();
-        match parse_request(&mut split) {
+        match decoder.decode(&mut split) {
             Ok(Some(args)) => from_split.push(args),
             Ok(None) => {
                 assert_eq!(split.len(), before, "an incomplete request consumed bytes");
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     split.extend_from_slice(&input[cut..]);
-    while let Ok(Some(args)) = parse_request(&mut split) {
+    while let Ok(Some(args)) = decoder.decode(&mut split) {
         from_split.push(args);
     }
     // Errors may surface at a different point, but everything parsed before must agree.

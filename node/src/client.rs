@@ -39,10 +39,11 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
 async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
+    let mut decoder = resp::RequestDecoder::default();
     loop {
         // Execute everything already buffered.
         loop {
-            match resp::parse_request(&mut input) {
+            match decoder.decode(&mut input) {
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => {
                     let reply = dispatch::execute(server, session, &args).await;
