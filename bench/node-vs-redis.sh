@@ -24,13 +24,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-pin_server() { taskset -c 0 "$@"; }
 pin_client() { taskset -c 1 "$@"; }
 
 wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-pin_server redis-server --port $REDIS_PORT --save '' --appendonly no --dir "$work" --daemonize no >/dev/null &
+taskset -c 0 redis-server --port $REDIS_PORT --save '' --appendonly no --dir "$work" --daemonize no >/dev/null &
 pids+=($!)
 cat > "$work/pika.conf" <<CONF
 port : $NODE_PORT
@@ -40,7 +39,7 @@ default-slot-num : 1024
 db-path : $work/node/db
 log-path : $work/node/log
 CONF
-pin_server "$NODE_BIN" -c "$work/pika.conf" 2>"$work/node.log" &
+taskset -c 0 "$NODE_BIN" -c "$work/pika.conf" 2>"$work/node.log" &
 node_pid=$!
 pids+=($node_pid)
 wait_port $REDIS_PORT

@@ -50,7 +50,7 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                     reply.encode(&mut output);
                     session.info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
                     if session.quit || server.is_shutting_down() || session.info.killed.load(Ordering::Acquire) {
-                        stream.write_all(&output).await?;
+                        write_out(server, stream, &mut output).await?;
                         return Ok(());
                     }
                     if output.len() >= FLUSH_AT {
@@ -61,7 +61,7 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                 Err(err) => {
                     // The stream cannot be framed any more: answer and close, as Redis does.
                     resp::write_error(&mut output, &format!("ERR {err}"));
-                    stream.write_all(&output).await?;
+                    write_out(server, stream, &mut output).await?;
                     return Ok(());
                 }
             }
@@ -98,7 +98,11 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
     }
 }
 
+/// Sends the buffered replies, after the writes they acknowledge are durable (group commit).
 async fn write_out(server: &Server, stream: &mut TcpStream, output: &mut BytesMut) -> std::io::Result<()> {
+    if server.store.wal_pending() {
+        server.store.commit_wal().await.map_err(std::io::Error::other)?;
+    }
     server.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
     stream.write_all(output).await?;
     output.clear();

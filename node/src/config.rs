@@ -68,8 +68,8 @@ impl Default for Config {
             maxclients: 20000,
             timeout: 0,
             block_cache: 128 << 20,
-            write_buffer_size: 64 << 20,
-            max_write_buffer_num: 2,
+            write_buffer_size: 8 << 20,
+            max_write_buffer_num: 4,
             max_background_jobs: 2,
             sync_writes: false,
             slowlog_log_slower_than: 10000,
@@ -319,6 +319,6 @@ mod tests {
     fn config_get_globs() {
         let c = Config::default();
         let got = c.get_matching(b"maxmem*");
-        assert_eq!(got, vec![("maxmemory".to_string(), (64u64 << 20).to_string())]);
+        assert_eq!(got, vec![("maxmemory".to_string(), (8u64 << 20).to_string())]);
     }
 }

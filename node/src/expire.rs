@@ -41,29 +41,47 @@ pub async fn run(server: Arc<Server>) {
 /// Deletes up to [`BATCH`] due keys of one slot; returns how many.
 pub fn expire_slot(server: &Server, slot: &Arc<Slot>) -> Result<usize, crate::error::CmdError> {
     let now = now_ms();
+    let generation = {
+        let state = slot.lock.lock();
+        if state.next_expiry > now {
+            return Ok(0); // nothing due: no RocksDB access at all
+        }
+        state.expiry_gen
+    };
     let (start, end) = slot.prefix.tag_range(TAG_EXPIRE);
-    // A cheap unlocked peek first: most slots have nothing due.
-    let due: Vec<(u64, Vec<u8>)> = {
+    // Peek without the lock first: most passes find little to do.
+    let mut due: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut next_after = u64::MAX;
+    {
         let mut iter = server.store.raw_iter(&start, &end);
         iter.seek_to_first();
-        let mut due = Vec::new();
         while iter.valid() && due.len() < BATCH {
             let Some((at, key)) = iter.key().and_then(decode_expire_key) else { break };
             if at > now {
+                next_after = at;
                 break;
             }
             due.push((at, key.to_vec()));
             iter.next();
         }
-        due
-    };
+        if due.len() == BATCH {
+            next_after = 0; // more may be due: look again next pass
+        }
+    }
     if due.is_empty() {
+        let mut state = slot.lock.lock();
+        // A write that set an earlier expiry meanwhile has already lowered it: keep that.
+        if state.expiry_gen == generation {
+            state.next_expiry = next_after;
+        }
         return Ok(0);
     }
     let mut txn = server.store.txn(slot.prefix, Some(&slot.lock));
     if !slot.alive.load(Ordering::Acquire) || slot.write_refusal().is_some() {
         return Ok(0);
     }
+    // Look again on the next pass: the remaining entries (if any) decide then.
+    txn.reset_next_expiry();
     let mut removed = 0;
     for (at, key) in due {
         let meta = txn.get(&slot.prefix.meta_key(&key))?.and_then(|raw| Meta::decode(&raw));

@@ -39,8 +39,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             block_cache_bytes: 128 << 20,
-            write_buffer_bytes: 64 << 20,
-            max_write_buffers: 2,
+            write_buffer_bytes: 8 << 20,
+            max_write_buffers: 4,
             sync_writes: false,
             background_jobs: 2,
         }
@@ -52,6 +52,11 @@ impl Default for StoreOptions {
 pub struct WriteState {
     /// Write batches committed to this slot since the node started.
     pub commits: u64,
+    /// No key of this slot expires before this time (ms); 0 = unknown, look. Lets the background
+    /// expirer skip slots with nothing due without touching RocksDB.
+    pub next_expiry: u64,
+    /// Bumped whenever a write lowers `next_expiry`, so the expirer knows its view went stale.
+    pub expiry_gen: u64,
 }
 
 pub type WriteLock = Arc<Mutex<WriteState>>;
@@ -60,6 +65,22 @@ pub struct Store {
     db: Db,
     write_opts: WriteOptions,
     cache: Cache,
+    wal: GroupCommit,
+}
+
+/// Group commit of the WAL. RocksDB runs with `manual_wal_flush`: a write lands in the WAL
+/// buffer, and a connection calls [`Store::commit_wal`] before it sends replies. One flush (one
+/// `write(2)`, or one fsync with `sync-writes`) then covers every write made so far by every
+/// connection, as Redis's AOF is written once per event-loop turn. No reply acknowledging a write
+/// leaves before that write is in the OS (kill -9 safe) or on disk (power-loss safe).
+struct GroupCommit {
+    /// Writes applied to the WAL buffer so far.
+    written: std::sync::atomic::AtomicU64,
+    /// Writes known to be flushed.
+    flushed: std::sync::atomic::AtomicU64,
+    /// One flusher at a time; the others wait and usually find their writes covered.
+    flusher: tokio::sync::Mutex<()>,
+    fsync: bool,
 }
 
 impl Store {
@@ -79,6 +100,7 @@ impl Store {
         db_opts.set_max_open_files(5000);
         db_opts.set_keep_log_file_num(5);
         db_opts.set_bytes_per_sync(1 << 20);
+        db_opts.set_manual_wal_flush(true);
 
         let mut data_opts = Options::default();
         data_opts.set_block_based_table_factory(&table);
@@ -99,17 +121,50 @@ impl Store {
                 ColumnFamilyDescriptor::new(CF_NODE, node_opts),
             ],
         )?;
-        let mut write_opts = WriteOptions::default();
-        write_opts.set_sync(opts.sync_writes);
-        Ok(Store { db, write_opts, cache })
+        let wal = GroupCommit {
+            written: Default::default(),
+            flushed: Default::default(),
+            flusher: Default::default(),
+            fsync: opts.sync_writes,
+        };
+        Ok(Store { db, write_opts: WriteOptions::default(), cache, wal })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.db.get(key)
     }
 
+    /// Applies a batch to the memtable and the WAL buffer. Durable once [`Store::commit_wal`]
+    /// (or [`Store::flush_wal`]) has run after it.
     pub fn write(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
-        self.db.write_opt(batch, &self.write_opts)
+        self.db.write_opt(batch, &self.write_opts)?;
+        self.wal.written.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Whether writes were made that no flush has covered yet.
+    pub fn wal_pending(&self) -> bool {
+        use std::sync::atomic::Ordering::Acquire;
+        self.wal.written.load(Acquire) > self.wal.flushed.load(Acquire)
+    }
+
+    /// Makes every write applied so far durable (see [`GroupCommit`]). Yields once first, so the
+    /// other connections ready to run add their writes to the same flush.
+    pub async fn commit_wal(&self) -> Result<(), rocksdb::Error> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let target = self.wal.written.load(Acquire);
+        if self.wal.flushed.load(Acquire) >= target {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+        let _flusher = self.wal.flusher.lock().await;
+        if self.wal.flushed.load(Acquire) >= target {
+            return Ok(());
+        }
+        let covered = self.wal.written.load(Acquire);
+        self.db.flush_wal(self.wal.fsync)?;
+        self.wal.flushed.fetch_max(covered, AcqRel);
+        Ok(())
     }
 
     /// A raw iterator over `[start, end)` (an empty `end` means "to the end").
@@ -139,21 +194,22 @@ impl Store {
     /// Writes one of the node's own records, synced: ownership and roles must survive power loss.
     pub fn node_put(&self, key: &str, value: &[u8]) -> Result<(), rocksdb::Error> {
         let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.put_cf_opt(&cf, key.as_bytes(), value, &opts)
+        self.db.put_cf(&cf, key.as_bytes(), value)?;
+        self.flush_wal()
     }
 
     pub fn node_delete(&self, key: &str) -> Result<(), rocksdb::Error> {
         let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.delete_cf_opt(&cf, key.as_bytes(), &opts)
+        self.db.delete_cf(&cf, key.as_bytes())?;
+        self.flush_wal()
     }
 
-    /// Flushes the WAL to disk (graceful shutdown).
+    /// Writes the WAL buffer out and fsyncs it: everything applied so far is on disk.
     pub fn flush_wal(&self) -> Result<(), rocksdb::Error> {
-        self.db.flush_wal(true)
+        let covered = self.wal.written.load(std::sync::atomic::Ordering::Acquire);
+        self.db.flush_wal(true)?;
+        self.wal.flushed.fetch_max(covered, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
     }
 
     /// Memory held by memtables and table readers, and the block cache usage, in bytes.

@@ -25,6 +25,8 @@ pub struct Txn<'a> {
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Pending range deletes: point reads inside them see nothing (unless written again).
     deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Earliest expiry this transaction sets (u64::MAX: none), published to the slot on commit.
+    earliest_expiry: u64,
     guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
 }
 
@@ -34,7 +36,16 @@ impl<'a> Txn<'a> {
         prefix: SlotPrefix,
         guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
     ) -> Self {
-        Txn { store, prefix, now_ms: now_ms(), batch: None, overlay: HashMap::new(), deleted_ranges: Vec::new(), guard }
+        Txn {
+            store,
+            prefix,
+            now_ms: now_ms(),
+            batch: None,
+            overlay: HashMap::new(),
+            deleted_ranges: Vec::new(),
+            earliest_expiry: u64::MAX,
+            guard,
+        }
     }
 
     pub fn get(&self, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
@@ -66,6 +77,13 @@ impl<'a> Txn<'a> {
         self.batch.get_or_insert_with(WriteBatch::default)
     }
 
+    /// Marks the slot's next expiry as unknown, so the background expirer looks again.
+    pub fn reset_next_expiry(&mut self) {
+        if let Some(state) = self.guard.as_mut() {
+            state.next_expiry = 0;
+        }
+    }
+
     /// Whether this transaction has written anything.
     pub fn is_dirty(&self) -> bool {
         self.batch.as_ref().is_some_and(|b| !b.is_empty())
@@ -77,6 +95,10 @@ impl<'a> Txn<'a> {
         self.store.write(batch)?;
         if let Some(state) = self.guard.as_mut() {
             state.commits += 1;
+            if self.earliest_expiry < state.next_expiry {
+                state.next_expiry = self.earliest_expiry;
+                state.expiry_gen += 1;
+            }
         }
         Ok(true)
     }
@@ -126,6 +148,7 @@ impl<'a> Txn<'a> {
             }
             if meta.expire_at != 0 {
                 self.put(self.prefix.expire_key(meta.expire_at, key), Vec::new());
+                self.earliest_expiry = self.earliest_expiry.min(meta.expire_at);
             }
         }
         self.put(self.prefix.meta_key(key), meta.encode());
