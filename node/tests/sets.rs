@@ -5,23 +5,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use redis::Commands;
-use support::{q, Node};
-
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd
-}
-
-fn int(c: &mut redis::Connection, args: &[&str]) -> i64 {
-    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn strs(c: &mut redis::Connection, args: &[&str]) -> Vec<String> {
-    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
+use support::{cmd, err, int, q, strs, Node};
 
 /// A reply of members compared as a set (our order is byte order, Redis's is unspecified).
 fn members(c: &mut redis::Connection, args: &[&str]) -> BTreeSet<String> {
@@ -30,10 +14,6 @@ fn members(c: &mut redis::Connection, args: &[&str]) -> BTreeSet<String> {
 
 fn set_of(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    q(c, args).expect_err(&format!("{args:?} should fail"))
 }
 
 #[test]

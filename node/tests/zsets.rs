@@ -6,32 +6,11 @@ mod support;
 use std::collections::BTreeSet;
 
 use redis::Commands;
-use support::{q, Node};
-
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd
-}
-
-fn int(c: &mut redis::Connection, args: &[&str]) -> i64 {
-    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-/// An array reply of bulk strings (members, or members and scores flattened).
-fn strs(c: &mut redis::Connection, args: &[&str]) -> Vec<String> {
-    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
+use support::{cmd, err, int, q, strs, Node};
 
 /// A bulk-string-or-nil reply.
 fn opt(c: &mut redis::Connection, args: &[&str]) -> Option<String> {
-    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    q(c, args).expect_err(&format!("{args:?} should fail"))
+    support::query(c, args)
 }
 
 fn zadd_many(c: &mut redis::Connection, key: &str, pairs: &[(&str, &str)]) {

@@ -202,14 +202,47 @@ pub fn raw_exchange(port: u16, input: &[u8], wait: Duration) -> Vec<u8> {
     out
 }
 
-/// Runs one command and returns the reply as a generic value; an error reply as its wire text
-/// (`WRONGTYPE Operation against ...`, `ERR syntax error`).
-pub fn q(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+/// A command from its words.
+pub fn cmd(args: &[&str]) -> redis::Cmd {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);
     }
-    cmd.query::<redis::Value>(c).map_err(|e| error_text(&e))
+    cmd
+}
+
+/// Runs one command and returns the reply as a generic value; an error reply as its wire text
+/// (`WRONGTYPE Operation against ...`, `ERR syntax error`).
+pub fn q(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    cmd(args).query::<redis::Value>(c).map_err(|e| error_text(&e))
+}
+
+/// Runs one command that must succeed, converting its reply.
+pub fn query<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+    cmd(args).query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// An integer reply.
+pub fn int(c: &mut redis::Connection, args: &[&str]) -> i64 {
+    query(c, args)
+}
+
+/// An array reply of bulk strings.
+pub fn strs(c: &mut redis::Connection, args: &[&str]) -> Vec<String> {
+    query(c, args)
+}
+
+/// The error text of a command that must fail.
+pub fn err(c: &mut redis::Connection, args: &[&str]) -> String {
+    q(c, args).expect_err(&format!("{args:?} should fail"))
+}
+
+/// Runs each command and checks its error contains the expected text.
+pub fn expect_errors(c: &mut redis::Connection, cases: &[(&[&str], &str)]) {
+    for (args, expected) in cases {
+        let text = err(c, args);
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
 }
 
 /// The server's error text as it was on the wire, where the redis crate keeps it apart.
