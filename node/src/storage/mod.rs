@@ -106,9 +106,17 @@ impl Store {
         data_opts.set_block_based_table_factory(&table);
         data_opts.set_write_buffer_size(opts.write_buffer_bytes);
         data_opts.set_max_write_buffer_number(opts.max_write_buffers.max(2));
+        // LZ4 on every level: zstd on the bottom level cost most of the CPU of sustained loads on
+        // 2 cores (bench/RESULTS.md).
         data_opts.set_compression_type(DBCompressionType::Lz4);
-        data_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
         data_opts.set_level_compaction_dynamic_level_bytes(true);
+        // Small memtables make many small L0 files; compact several at once, into files of a
+        // moderate size, so one flush does not rewrite the whole bottom level.
+        data_opts.set_level_zero_file_num_compaction_trigger(8);
+        data_opts.set_level_zero_slowdown_writes_trigger(24);
+        data_opts.set_level_zero_stop_writes_trigger(40);
+        data_opts.set_target_file_size_base(32 << 20);
+        data_opts.set_max_bytes_for_level_base(128 << 20);
         data_opts.set_memtable_whole_key_filtering(true);
         data_opts.set_memtable_prefix_bloom_ratio(0.05);
 
