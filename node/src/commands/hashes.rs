@@ -329,17 +329,7 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// HSCAN key cursor [MATCH pattern] [COUNT count]: fields and values, in field order.
 fn hscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = scan::parse_cursor(&args[2])?;
-    let txn = ex.read();
-    // As in Redis, a missing key answers an empty scan before the options are looked at.
-    if txn.typed_meta(&args[1], Kind::Hash)?.is_none() {
-        return Ok(scan::reply(0, Vec::new()));
-    }
-    let options = scan::parse_options(args, 3, false)?;
-    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, &[], &[], options.count);
-    let items = page
-        .into_iter()
-        .filter(|(field, _)| options.matches(field))
-        .flat_map(|(field, value)| [Reply::Bulk(field), Reply::Bulk(value)]);
-    Ok(scan::reply(next, items.collect()))
+    scan::scan_collection(ex, args, Kind::Hash, (&[], &[]), |(field, value)| {
+        (field.clone(), vec![Reply::Bulk(field), Reply::Bulk(value)])
+    })
 }

@@ -10,7 +10,7 @@ use super::args::{self, is};
 use super::Exec;
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
-use crate::storage::{Entry, Txn};
+use crate::storage::{Entry, Kind, Txn};
 
 /// Options of a scan: `[MATCH pattern] [COUNT n]`, and `[TYPE t]` where allowed (SCAN).
 pub struct ScanOptions<'a> {
@@ -93,6 +93,28 @@ pub fn scan_page(
         false => 0,
     };
     (next, page)
+}
+
+/// HSCAN, SSCAN and ZSCAN: `key cursor [MATCH pattern] [COUNT n]` over the entries of a
+/// collection of `kind` whose suffix is in `[from, to)`. `render` turns an entry into the name
+/// MATCH tests and the reply items it contributes. As in Redis, a missing key answers an empty
+/// scan before the options are looked at.
+pub fn scan_collection(
+    ex: &Exec,
+    args: &[Bytes],
+    kind: Kind,
+    (from, to): (&[u8], &[u8]),
+    render: impl Fn(Entry) -> (Vec<u8>, Vec<Reply>),
+) -> CmdResult<Reply> {
+    let cursor = parse_cursor(&args[2])?;
+    let txn = ex.read();
+    if txn.typed_meta(&args[1], kind)?.is_none() {
+        return Ok(reply(0, Vec::new()));
+    }
+    let options = parse_options(args, 3, false)?;
+    let (next, page) = scan_page(ex, &txn, &args[1], cursor, from, to, options.count);
+    let items = page.into_iter().map(render).filter(|(name, _)| options.matches(name)).flat_map(|(_, items)| items);
+    Ok(reply(next, items.collect()))
 }
 
 #[cfg(test)]

@@ -342,15 +342,7 @@ fn sintercard(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// SSCAN key cursor [MATCH pattern] [COUNT count]
 fn sscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = scan::parse_cursor(&args[2])?;
-    let txn = ex.read();
-    if txn.typed_meta(&args[1], Kind::Set)?.is_none() {
-        return Ok(scan::reply(0, Vec::new()));
-    }
-    let options = scan::parse_options(args, 3, false)?;
-    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, &[], &[], options.count);
-    let members = page.into_iter().filter(|(m, _)| options.matches(m)).map(|(m, _)| Reply::Bulk(m));
-    Ok(scan::reply(next, members.collect()))
+    scan::scan_collection(ex, args, Kind::Set, (&[], &[]), |(member, _)| (member.clone(), vec![Reply::Bulk(member)]))
 }
 
 #[cfg(test)]

@@ -814,22 +814,10 @@ fn zrandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]: walks the member index.
 fn zscan(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
-    let cursor = scan::parse_cursor(&args[2])?;
-    let txn = ex.read();
-    if txn.typed_meta(&args[1], Kind::ZSet)?.is_none() {
-        return Ok(scan::reply(0, Vec::new()));
-    }
-    let options = scan::parse_options(args, 3, false)?;
-    let (next, page) = scan::scan_page(ex, &txn, &args[1], cursor, BY_MEMBER.0, BY_MEMBER.1, options.count);
-    let items = page
-        .into_iter()
-        .map(|(suffix, value)| (suffix[1..].to_vec(), decode_score(&value)))
-        .filter(|(m, _)| options.matches(m))
-        .collect();
-    match pairs_reply(items, true) {
-        Reply::Array(items) => Ok(scan::reply(next, items)),
-        other => Ok(other),
-    }
+    scan::scan_collection(ex, args, Kind::ZSet, BY_MEMBER, |(suffix, value)| {
+        let member = suffix[1..].to_vec();
+        (member.clone(), vec![Reply::Bulk(member), Reply::Double(decode_score(&value))])
+    })
 }
 
 // ---- ZUNION / ZINTER / ZDIFF ----
