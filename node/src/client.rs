@@ -45,6 +45,13 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
         loop {
             match decoder.decode(&mut input) {
                 Ok(Some(args)) if args.is_empty() => continue,
+                // A replica's replication stream: the connection changes protocol for good.
+                Ok(Some(args)) if session.authed && args[0].eq_ignore_ascii_case(b"pkrepl") => {
+                    write_out(server, stream, &mut output).await?;
+                    let rest = std::mem::take(&mut input);
+                    crate::replication::master::serve(server, stream, rest, &args).await;
+                    return Ok(());
+                }
                 Ok(Some(args)) => {
                     let reply = dispatch::execute(server, session, &args).await;
                     reply.encode(&mut output);

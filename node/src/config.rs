@@ -48,6 +48,9 @@ pub struct Config {
     pub slowlog_max_len: usize,
     /// Start with every master slot fenced until an admin unfences it.
     pub start_fenced: bool,
+    /// Change-log bytes kept per slot for replicas that reconnect; a replica further behind
+    /// re-syncs in full.
+    pub slot_log_size: u64,
     /// The file the config came from, for CONFIG REWRITE-style reporting.
     pub source: Option<PathBuf>,
 }
@@ -75,6 +78,7 @@ impl Default for Config {
             slowlog_log_slower_than: 10000,
             slowlog_max_len: 128,
             start_fenced: false,
+            slot_log_size: 32 << 20,
             source: None,
         }
     }
@@ -182,6 +186,7 @@ impl Config {
             "maxclients" => self.maxclients = int(value)?.clamp(1, 1_000_000) as usize,
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = int(value)?,
             "slowlog-max-len" => self.slowlog_max_len = int(value)?.max(0) as usize,
+            "slot-log-size" => self.slot_log_size = size(value)?.max(1),
             _ if !at_start => return Err(bad("cannot be changed at runtime")),
             "port" => self.port = value.parse().map_err(|_| bad("not a port"))?,
             "bind" => self.bind = value.into(),
@@ -248,6 +253,7 @@ impl Config {
         m.insert("sync-writes", if self.sync_writes { "yes" } else { "no" }.into());
         m.insert("slowlog-log-slower-than", self.slowlog_log_slower_than.to_string());
         m.insert("slowlog-max-len", self.slowlog_max_len.to_string());
+        m.insert("slot-log-size", self.slot_log_size.to_string());
         m.insert("daemonize", "no".into());
         m
     }

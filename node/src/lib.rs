@@ -2,8 +2,8 @@
 //!
 //! Layers, from the socket in: [`listener`] and [`client`] (connections, RESP framing),
 //! [`dispatch`] (checks and slot routing), [`commands`] (one module per command family),
-//! [`storage`] (RocksDB, key encoding, per-slot transactions), with [`slots`] holding the
-//! ownership truth.
+//! [`storage`] (RocksDB, key encoding, per-slot transactions and change logs), with [`slots`]
+//! holding the ownership truth and [`replication`] moving slots' logs between nodes.
 
 pub mod blocking;
 pub mod client;
@@ -17,6 +17,7 @@ pub mod http;
 pub mod info;
 pub mod listener;
 pub mod metrics;
+pub mod replication;
 pub mod reply;
 pub mod server;
 pub mod slots;

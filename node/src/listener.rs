@@ -34,6 +34,10 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
         tokio::spawn(crate::http::serve(http, server.clone()));
     }
     tokio::spawn(crate::expire::run(server.clone()));
+    tokio::spawn(crate::replication::purge_loop(server.clone()));
+    if let Err(err) = crate::replication::restore(&server) {
+        tracing::error!(error = %err, "cannot restore replica roles");
+    }
     tokio::spawn(sample_ops(server.clone()));
     tokio::spawn(watch_signals(server.clone()));
     let listener = listeners.client;

@@ -6,15 +6,18 @@
 //! take effect, so `kill -9` never loses a slot.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
-use crate::storage::{SlotPrefix, Store, WriteLock};
+use crate::replication::{Downstream, LinkState};
+use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock};
 
 /// One owned slot.
 #[derive(Debug)]
@@ -29,9 +32,15 @@ pub struct Slot {
     pub fenced: AtomicBool,
     /// Cleared when the slot is deleted; a writer that raced with delslots sees it under the lock.
     pub alive: AtomicBool,
+    /// Replica side: the link to the master (a [`LinkState`]), and what stops its task.
+    pub link: AtomicU8,
+    pub upstream: Mutex<Option<CancellationToken>>,
+    /// Master side: the replicas attached to this slot.
+    pub downstream: Mutex<Vec<Downstream>>,
 }
 
-/// A slot's replication role. Replication itself comes with the replication module.
+/// A slot's replication role: a writable master (which may have replicas), or a read-only replica
+/// of `master` (`host:port`), which may itself have replicas (chaining).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Master,
@@ -48,6 +57,24 @@ impl Slot {
             role: RwLock::new(Role::Master),
             fenced: AtomicBool::new(fenced),
             alive: AtomicBool::new(true),
+            link: AtomicU8::new(LinkState::NoConnect as u8),
+            upstream: Mutex::new(None),
+            downstream: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn link_state(&self) -> LinkState {
+        LinkState::from_u8(self.link.load(Ordering::Acquire))
+    }
+
+    pub fn set_link(&self, state: LinkState) {
+        self.link.store(state as u8, Ordering::Release);
+    }
+
+    pub fn master_addr(&self) -> Option<String> {
+        match &*self.role.read() {
+            Role::Replica { master } => Some(master.clone()),
+            Role::Master => None,
         }
     }
 
@@ -184,6 +211,9 @@ impl Slots {
                 }
             },
         };
+        for slot in topology.tables.values().flat_map(|t| t.owned()) {
+            init_log(&store, slot)?;
+        }
         Ok(Slots { mode, current: ArcSwap::from_pointee(topology), admin: Mutex::new(()), store })
     }
 
@@ -221,6 +251,9 @@ impl Slots {
             let mut owned = t.owned_ids();
             owned.extend_from_slice(ids);
             let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false);
+            for &id in ids {
+                init_log(&self.store, rebuilt.slot(id).expect("just added"))?;
+            }
             tables.insert(table, Arc::new(rebuilt));
             Ok(())
         })
@@ -281,6 +314,18 @@ impl Slots {
         })?;
         self.drop_data(&removed)
     }
+}
+
+/// Restores a slot's change-log position, and gives a slot that has never had a history (new,
+/// or from before change logs existed) a fresh one: it starts as a master.
+fn init_log(store: &Store, slot: &Slot) -> CmdResult<()> {
+    let mut state = slot.lock.lock();
+    store.init_log(slot.prefix, &mut state).map_err(|e| CmdError::err(e.to_string()))?;
+    if state.log.history == 0 {
+        let meta = LogMeta { history: crate::replication::new_history(), ..state.log };
+        store.set_log_meta(slot.prefix, meta, &mut state)?;
+    }
+    Ok(())
 }
 
 /// Builds a table owning `owned`, reusing the slot objects (locks, roles) and stats of `previous`.

@@ -1,5 +1,7 @@
 //! The Codis `slots*` commands of Pika's sharding mode (compat doc section 8.1): SLOTSINFO,
-//! SLOTSHASHKEY, SLOTSSCAN, SLOTSDEL. They always address the default table.
+//! SLOTSHASHKEY, SLOTSSCAN, SLOTSDEL (default table), and the semi-async migration probes
+//! SLOTSMGRT*: in Pika's design a slot moves by replication (`pkcluster slotsslaveof`), and
+//! Codis's "migrate" calls only ask whether the target still replicates the slot.
 
 use bytes::Bytes;
 
@@ -16,6 +18,15 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("slotshashkey", -2, 0, slotshashkey),
         Spec::conn("slotsscan", -3, 0, slotsscan),
         Spec::conn("slotsdel", -2, ADMIN, slotsdel),
+        Spec::conn("slotsmgrttagslot-async", 8, ADMIN, slotsmgrttagslot_async),
+        Spec::conn("slotsmgrtslot-async", 8, ADMIN, slotsmgrtslot_async),
+        Spec::conn("slotsmgrt-exec-wrapper", -3, 0, slotsmgrt_exec_wrapper),
+        Spec::conn("slotsmgrt-async-status", 1, ADMIN, slotsmgrt_async_status),
+        Spec::conn("slotsmgrt-async-cancel", 1, ADMIN, slotsmgrt_async_cancel),
+        Spec::conn("slotsmgrtslot", -1, ADMIN, sync_migration_refused),
+        Spec::conn("slotsmgrttagslot", -1, ADMIN, sync_migration_refused),
+        Spec::conn("slotsmgrtone", -1, ADMIN, sync_migration_refused),
+        Spec::conn("slotsmgrttagone", -1, ADMIN, sync_migration_refused),
     ]
 }
 
@@ -93,4 +104,62 @@ fn slotsdel(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         out.push(Reply::Array(vec![Reply::Int(id), Reply::Int(0)]));
     }
     Ok(Reply::Array(out))
+}
+
+/// SLOTSMGRTTAGSLOT-ASYNC host port timeout maxbulks maxbytes slot numkeys: `[0, remained]`,
+/// remained = 1 while `host:port` is a replica attached to the slot (the migration is not done).
+fn slotsmgrttagslot_async(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    let topology = sharding_only(ctx, "SLOTSMGRTTAGSLOT-ASYNC ")?;
+    let host = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    let port = args::int(&args[2])?;
+    if !(1..=65535).contains(&port) {
+        return Err(CmdError::NotInteger);
+    }
+    let own = ctx.server.config.read().port as i64;
+    if port == own && (host == "127.0.0.1" || host == "localhost") {
+        return Err(CmdError::err("destination address error"));
+    }
+    for arg in &args[3..6] {
+        args::int(arg)?;
+    }
+    let table = topology.table(ctx.session.table).ok_or_else(|| CmdError::err("Table not found"))?;
+    let slot_id = args::int(&args[6])?;
+    if slot_id < 0 || slot_id >= table.slot_count as i64 {
+        return Err(CmdError::NotInteger);
+    }
+    let slot = table.slot(slot_id as u32).ok_or(CmdError::NoSuchKey)?;
+    let remained = crate::replication::is_attached(slot, &format!("{host}:{port}"));
+    Ok(Reply::Array(vec![Reply::Int(0), Reply::Int(remained as i64)]))
+}
+
+fn slotsmgrtslot_async(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "SLOTSMGRTTAGSLOT-ASYNC")?;
+    Ok(Reply::Array(vec![Reply::Int(0), Reply::Int(0)]))
+}
+
+/// Always "being migrated, retry later" (`[1, 1]`): nothing is executed, as in Pika.
+fn slotsmgrt_exec_wrapper(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "SLOTSMGRT-EXEC-WRAPPER")?;
+    Ok(Reply::Array(vec![Reply::Int(1), Reply::Int(1)]))
+}
+
+fn slotsmgrt_async_status(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "SLOTSMGRT-ASYNC-STATUS")?;
+    Ok(Reply::bulks([
+        "dest server: none:-1",
+        "slot number: -1",
+        "migrating  : no",
+        "moved keys : -1",
+        "remain keys: -1",
+    ]))
+}
+
+fn slotsmgrt_async_cancel(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "SLOTSMGRT-ASYNC-CANCEL")?;
+    Ok(Reply::Ok)
+}
+
+/// Codis's synchronous migration cannot work against Pika (compat doc 8.1).
+fn sync_migration_refused(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    Err(CmdError::err(format!("{} NOT supported", String::from_utf8_lossy(&args[0]).to_ascii_lowercase())))
 }

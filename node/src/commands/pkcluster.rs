@@ -9,7 +9,7 @@ use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::slots::{Slot, Table};
-use common::pkinfo::{MasterRole, SlotInfo, TableInfo};
+use common::pkinfo::{MasterRole, ReplicaInfo, SlaveRole, SlotInfo, TableInfo};
 use common::slotset::parse_slots;
 
 pub fn specs() -> Vec<Spec> {
@@ -21,8 +21,14 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("pkclusterdeltable", -2, ADMIN, deltable),
         Spec::conn("pkclusterfence", -3, ADMIN, fence),
         Spec::conn("pkclusterunfence", -3, ADMIN, unfence),
+        Spec::conn("pkclusterslotsslaveof", -5, ADMIN, slotsslaveof),
+        Spec::conn("pkclusterdigest", -3, ADMIN, digest),
     ]
 }
+
+/// Pika's binlog files are this big; our byte offset is shown split the same way, so
+/// `binlog_offset=<file> <offset>` and Pika's lag arithmetic both carry over.
+const BINLOG_FILE_SIZE: u64 = 100 << 20;
 
 fn sharding_only(ctx: &ConnCtx, what: &str) -> CmdResult<()> {
     if ctx.server.slots.mode == InstanceMode::Classic {
@@ -47,12 +53,6 @@ fn slot_group(arg: &[u8]) -> CmdResult<Vec<u32>> {
     parse_slots(&String::from_utf8_lossy(arg)).map_err(CmdError::err)
 }
 
-/// Why a slot cannot be deleted now (it replicates, or is replicated from).
-fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
-    slot.is_replica()
-        .then(|| CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in kConnected state", slot.id)))
-}
-
 /// pkcluster addslots <slots> [table]
 fn addslots(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterAddSlots/PkClusterDelSlots")?;
@@ -75,7 +75,7 @@ fn delslots(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let slots = slot_group(&args[2])?;
     let table = table_arg(ctx, args.get(3))?;
     let name = format!("db{table}");
-    ctx.server.slots.del_slots(table, &slots, |slot| busy_reason(slot, &name))?;
+    ctx.server.slots.del_slots(table, &slots, |slot| crate::replication::busy_reason(slot, &name))?;
     tracing::info!(table, slots = %common::slotset::format_slots(&slots), "delslots");
     Ok(Reply::Ok)
 }
@@ -153,13 +153,28 @@ fn info(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 fn slot_info(table: &Table, slot: &Slot) -> SlotInfo {
-    let (master, slave) = match &*slot.role.read() {
-        crate::slots::Role::Master => (Some(MasterRole::default()), None),
-        crate::slots::Role::Replica { master } => {
-            (None, Some(common::pkinfo::SlaveRole { master: master.clone(), state: "kNoConnect".into() }))
-        }
-    };
-    SlotInfo { table: table.name(), slot: slot.id, binlog_offset: (0, 0), safety_purge: "none".into(), master, slave }
+    let head = slot.lock.lock().head.pos();
+    let replicas: Vec<ReplicaInfo> = slot
+        .downstream
+        .lock()
+        .iter()
+        .map(|d| ReplicaInfo {
+            addr: d.addr.clone(),
+            status: d.status.name().into(),
+            lag: Some(head.offset.saturating_sub(d.acked.offset)),
+        })
+        .collect();
+    let slave = slot.master_addr().map(|master| SlaveRole { master, state: slot.link_state().name().into() });
+    // A replica slot shows its master half only when something replicates from it (chaining).
+    let master = (slave.is_none() || !replicas.is_empty()).then_some(MasterRole { replicas });
+    SlotInfo {
+        table: table.name(),
+        slot: slot.id,
+        binlog_offset: (head.offset / BINLOG_FILE_SIZE, head.offset % BINLOG_FILE_SIZE),
+        safety_purge: "none".into(),
+        master,
+        slave,
+    }
 }
 
 fn table_info(table: &Table, with_totals: bool) -> TableInfo {
@@ -200,11 +215,11 @@ fn deltable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     }
     let id = table_arg(ctx, Some(&args[2]))?;
     let name = format!("db{id}");
-    ctx.server.slots.del_table(id, |slot| busy_reason(slot, &name))?;
+    ctx.server.slots.del_table(id, |slot| crate::replication::busy_reason(slot, &name))?;
     Ok(Reply::Ok)
 }
 
-/// Parses `<slots|all> [table]` for fence/unfence into the owned slots it names.
+/// Parses `<slots|all> [table]` (fence, unfence, digest) into the owned slots it names.
 fn fence_targets(ctx: &ConnCtx, args: &[Bytes]) -> CmdResult<Vec<std::sync::Arc<Slot>>> {
     if args.len() > 4 {
         return Err(CmdError::Syntax);
@@ -237,4 +252,99 @@ fn unfence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         slot.fenced.store(false, std::sync::atomic::Ordering::Release);
     }
     Ok(Reply::Ok)
+}
+
+/// pkcluster slotsslaveof no one <slots|all> [table]
+/// pkcluster slotsslaveof <ip> <port> <slots|all> [force] [table]
+///
+/// Replies at once; replication proceeds in the background (`pkcluster info slot` shows it).
+fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterSlotSync")?;
+    if args.len() > 7 {
+        return Err(CmdError::Syntax);
+    }
+    let no_one = args::is(&args[2], "no") && args::is(&args[3], "one");
+    let (force, table_arg_at) = match args.get(5) {
+        Some(a) if args::is(a, "force") => (true, 6),
+        Some(_) if args.len() == 7 => return Err(CmdError::Syntax),
+        _ => (false, 5),
+    };
+    if no_one && force {
+        return Err(CmdError::Syntax);
+    }
+    let master = if no_one {
+        None
+    } else {
+        let host = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
+        let port = args::int(&args[3])?;
+        if !(1..=65535).contains(&port) {
+            return Err(CmdError::NotInteger);
+        }
+        let own = ctx.server.config.read().port as i64;
+        if port == own && (host == "127.0.0.1" || host == "localhost" || host == ctx.server.config.read().bind) {
+            return Err(CmdError::err("You fucked up"));
+        }
+        Some(format!("{host}:{port}"))
+    };
+    let slots = slot_group(&args[4]).or_else(|e| if args::is(&args[4], "all") { Ok(Vec::new()) } else { Err(e) })?;
+    let table_id = table_arg(ctx, args.get(table_arg_at))?;
+    let topology = ctx.server.slots.snapshot();
+    let table = topology.table(table_id).ok_or_else(|| CmdError::err("invalid Table for ''"))?;
+    let ids = if args::is(&args[4], "all") { table.owned_ids() } else { slots };
+    if ids.is_empty() {
+        return Err(CmdError::err("Slots set empty"));
+    }
+    let targets: Vec<_> = ids
+        .iter()
+        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::err(format!("Slot {id} not found!"))))
+        .collect::<CmdResult<_>>()?;
+    match master {
+        None => {
+            for slot in &targets {
+                crate::replication::promote(ctx.server, slot)?;
+            }
+            tracing::info!(table = table_id, slots = %common::slotset::format_slots(&ids), "slotsslaveof no one");
+        }
+        Some(master) => {
+            if !reachable(&master) {
+                return Err(CmdError::err("Corruption: connect remote node error"));
+            }
+            for slot in &targets {
+                crate::replication::follow(ctx.server, slot, &master, force)?;
+            }
+            tracing::info!(table = table_id, slots = %common::slotset::format_slots(&ids), %master, force, "slotsslaveof");
+        }
+    }
+    Ok(Reply::Ok)
+}
+
+/// Whether a TCP connection to `addr` opens within 1.5 s (Pika checks this before replying).
+fn reachable(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    tokio::task::block_in_place(|| {
+        addr.to_socket_addrs().map(|mut addrs| {
+            addrs.any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(1500)).is_ok())
+        })
+    })
+    .unwrap_or(false)
+}
+
+/// pkcluster digest <slots|all> [table]: for each owned slot, `[slot, crc32 hex, records, seq,
+/// offset]`: a CRC-32 over the slot's stored records and the log position it corresponds to. Two
+/// copies of a slot at the same position have the same digest (our addition, for verifying
+/// replication and migrations).
+fn digest(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterDigest")?;
+    let mut out = Vec::new();
+    for slot in fence_targets(ctx, args)? {
+        let (crc, records, pos) = tokio::task::block_in_place(|| ctx.server.store.slot_digest(slot.prefix, &slot.lock))?;
+        out.push(Reply::Array(vec![
+            Reply::Int(slot.id as i64),
+            Reply::bulk(format!("{crc:08x}")),
+            Reply::Int(records as i64),
+            Reply::Int(pos.seq as i64),
+            Reply::Int(pos.offset as i64),
+        ]));
+    }
+    Ok(Reply::Array(out))
 }

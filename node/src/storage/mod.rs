@@ -5,10 +5,13 @@
 //! and every slot has one total order of writes (the order its change log will follow).
 //! Reads take no lock: RocksDB gives each read a consistent view.
 
+pub mod changelog;
 pub mod encoding;
+mod slotlog;
 mod txn;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -16,13 +19,18 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+pub use changelog::{ChangeSet, LogMeta, LogPos};
 pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
+pub use slotlog::LogEntry;
 pub use txn::{ElemIter, Entry, Txn};
 
 pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
 /// Column family for the node's own records (tables, slot ownership, roles).
 const CF_NODE: &str = "node";
+/// Column family for the per-slot change logs: key = slot prefix + u64 seq (big-endian), value =
+/// [`changelog::encode_stored`]; the bare slot prefix holds the slot's [`LogMeta`].
+const CF_LOG: &str = "log";
 
 /// Storage tuning, from pika.conf.
 #[derive(Debug, Clone)]
@@ -57,6 +65,55 @@ pub struct WriteState {
     pub next_expiry: u64,
     /// Bumped whenever a write lowers `next_expiry`, so the expirer knows its view went stale.
     pub expiry_gen: u64,
+    /// The slot's log bookkeeping (history ids, first retained position).
+    pub log: LogMeta,
+    /// The slot's log position, readable without the lock.
+    pub head: Arc<LogHead>,
+}
+
+/// A slot's change-log position, published after every commit; written only under the slot's
+/// write lock, read by replication senders without it.
+#[derive(Debug, Default)]
+pub struct LogHead {
+    seq: AtomicU64,
+    offset: AtomicU64,
+    /// Bumped when the log is replaced (a full sync into this slot), so senders streaming from
+    /// the old one stop and their replicas start over.
+    epoch: AtomicU64,
+    /// Woken after every commit: senders waiting for new entries.
+    pub notify: tokio::sync::Notify,
+}
+
+impl LogHead {
+    pub fn pos(&self) -> LogPos {
+        LogPos { seq: self.seq.load(Ordering::Acquire), offset: self.offset.load(Ordering::Acquire) }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn advance(&self, pos: LogPos) {
+        self.offset.store(pos.offset, Ordering::Release);
+        self.seq.store(pos.seq, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn replace(&self, pos: LogPos) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.advance(pos);
+    }
+}
+
+/// Why a replicated entry or chunk was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("out-of-order entry {got} (expected {expected})")]
+    Gap { expected: u64, got: u64 },
+    #[error(transparent)]
+    Corrupt(#[from] changelog::Corrupt),
+    #[error(transparent)]
+    Db(#[from] rocksdb::Error),
 }
 
 pub type WriteLock = Arc<Mutex<WriteState>>;
@@ -121,12 +178,18 @@ impl Store {
         data_opts.set_memtable_prefix_bloom_ratio(0.05);
 
         let node_opts = Options::default();
+        // Log entries are written once, read soon after (from the memtable) and purged in
+        // order: small blocks are not worth compressing twice.
+        let mut log_opts = Options::default();
+        log_opts.set_write_buffer_size(opts.write_buffer_bytes);
+        log_opts.set_compression_type(DBCompressionType::Lz4);
         let db = Db::open_cf_descriptors(
             &db_opts,
             path,
             vec![
                 ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts),
                 ColumnFamilyDescriptor::new(CF_NODE, node_opts),
+                ColumnFamilyDescriptor::new(CF_LOG, log_opts),
             ],
         )?;
         let wal = GroupCommit {
@@ -185,11 +248,12 @@ impl Store {
         self.db.raw_iterator_opt(ro)
     }
 
-    /// Drops everything stored for a slot, with one range tombstone.
+    /// Drops everything stored for a slot, its change log included, with range tombstones.
     pub fn drop_slot(&self, prefix: SlotPrefix) -> Result<(), rocksdb::Error> {
         let (start, end) = prefix.range();
         let mut batch = WriteBatch::default();
-        batch.delete_range(start, end);
+        batch.delete_range(&start, &end);
+        batch.delete_range_cf(&self.log_cf(), &start, &end);
         self.write(batch)
     }
 

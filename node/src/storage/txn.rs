@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use parking_lot::{lock_api::ArcMutexGuard, RawMutex};
-use rocksdb::WriteBatch;
 
+use super::changelog::ChangeSet;
 use super::encoding::{self, Kind, Meta, MetaBody, SlotPrefix};
 use super::{now_ms, Db, Store, WriteState};
 use crate::error::{CmdError, CmdResult};
@@ -19,8 +19,8 @@ pub struct Txn<'a> {
     pub prefix: SlotPrefix,
     /// The command's clock: every expiry decision in one command uses the same instant.
     pub now_ms: u64,
-    /// Created on the first write: read-only commands never allocate one.
-    batch: Option<WriteBatch>,
+    /// The writes so far, keys relative to the slot prefix: applied and logged as one entry.
+    changes: ChangeSet,
     /// Pending point writes (`None` = deleted), so a command reads what it wrote.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Pending range deletes: point reads inside them see nothing (unless written again).
@@ -40,7 +40,7 @@ impl<'a> Txn<'a> {
             store,
             prefix,
             now_ms: now_ms(),
-            batch: None,
+            changes: ChangeSet::default(),
             overlay: HashMap::new(),
             deleted_ranges: Vec::new(),
             earliest_expiry: u64::MAX,
@@ -63,18 +63,20 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.batch().put(&key, &value);
+        self.changes.put(self.relative(&key), &value);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.batch().delete(&key);
+        self.changes.delete(self.relative(&key));
         self.overlay.insert(key, None);
     }
 
-    fn batch(&mut self) -> &mut WriteBatch {
+    /// A key of this slot without the slot prefix, as the change log stores it.
+    fn relative<'k>(&self, key: &'k [u8]) -> &'k [u8] {
         debug_assert!(self.guard.is_some(), "write outside a locked transaction");
-        self.batch.get_or_insert_with(WriteBatch::default)
+        debug_assert!(key.starts_with(self.prefix.bytes()), "key outside the transaction's slot");
+        &key[8..]
     }
 
     /// Marks the slot's next expiry as unknown, so the background expirer looks again.
@@ -86,14 +88,18 @@ impl<'a> Txn<'a> {
 
     /// Whether this transaction has written anything.
     pub fn is_dirty(&self) -> bool {
-        self.batch.as_ref().is_some_and(|b| !b.is_empty())
+        !self.changes.is_empty()
     }
 
-    /// Writes everything atomically (to the WAL before it returns).
+    /// Writes everything atomically, with its change-log entry (to the WAL buffer before it
+    /// returns; durable at the connection's next group commit).
     pub fn commit(mut self) -> CmdResult<bool> {
-        let Some(batch) = self.batch.take().filter(|b| !b.is_empty()) else { return Ok(false) };
-        self.store.write(batch)?;
-        if let Some(state) = self.guard.as_mut() {
+        if self.changes.is_empty() {
+            return Ok(false);
+        }
+        let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
+        self.store.commit_changes(self.prefix, &self.changes, state)?;
+        {
             state.commits += 1;
             if self.earliest_expiry < state.next_expiry {
                 state.next_expiry = self.earliest_expiry;
@@ -190,7 +196,9 @@ impl<'a> Txn<'a> {
 
     /// Deletes `[start, end)`; later point reads in this transaction see it deleted.
     fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
-        self.batch().delete_range(&start, &end);
+        // The slot's own end (the next slot's prefix) is logged as "to the end of the slot".
+        let rel_end: &[u8] = if end.starts_with(self.prefix.bytes()) { &end[8..] } else { &[] };
+        self.changes.delete_range(self.relative(&start), rel_end);
         self.overlay
             .retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
         self.deleted_ranges.push((start, end));

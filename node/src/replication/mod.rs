@@ -1,0 +1,240 @@
+//! Per-slot master/replica replication between pika-nodes (compat doc section 7, our protocol).
+//!
+//! A replica slot runs one task ([`replica`]) that connects to the master's client port and asks
+//! for the slot from its log position; the master ([`master`]) answers with either the log from
+//! there or a consistent snapshot followed by the log, and keeps, per attached replica, the
+//! acknowledged position (the lag `pkcluster info slot` shows). Frames: [`protocol`]. The log
+//! itself lives in storage (`storage::slotlog`), written in the same batch as the data.
+//!
+//! Roles persist in the node column family (`role:<table>:<slot>` = `<host:port> <full|inc>`), so
+//! a restarted replica comes back read-only, following the same master; `full` marks a full sync
+//! in progress, which a restart begins again.
+
+pub mod master;
+pub mod protocol;
+pub mod replica;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{CmdError, CmdResult};
+use crate::server::Server;
+use crate::slots::{Role, Slot};
+use crate::storage::{LogPos, Store};
+
+/// A replica slot's link to its master, with Pika's state names (compat doc 7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    NoConnect,
+    TryConnect,
+    TryDbSync,
+    WaitDbSync,
+    WaitReply,
+    Connected,
+    Error,
+    DbNoConnect,
+}
+
+impl LinkState {
+    pub fn from_u8(v: u8) -> LinkState {
+        use LinkState::*;
+        [NoConnect, TryConnect, TryDbSync, WaitDbSync, WaitReply, Connected, Error, DbNoConnect]
+            .get(v as usize)
+            .copied()
+            .unwrap_or(Error)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::NoConnect => "kNoConnect",
+            LinkState::TryConnect => "kTryConnect",
+            LinkState::TryDbSync => "kTryDBSync",
+            LinkState::WaitDbSync => "kWaitDBSync",
+            LinkState::WaitReply => "kWaitReply",
+            LinkState::Connected => "kConnected",
+            LinkState::Error => "kError",
+            LinkState::DbNoConnect => "kDBNoConnect",
+        }
+    }
+}
+
+/// How far an attached replica is, as the master sees it (Pika's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStatus {
+    NotSync,
+    DbSync,
+    BinlogSync,
+}
+
+impl SyncStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncStatus::NotSync => "SlaveNotSync",
+            SyncStatus::DbSync => "SlaveDbSync",
+            SyncStatus::BinlogSync => "SlaveBinlogSync",
+        }
+    }
+}
+
+/// A replica attached to a master slot.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// `ip:port` of the replica's client port, as it identified itself.
+    pub addr: String,
+    /// Distinguishes a reconnected replica's new connection from its old one.
+    pub session: u64,
+    pub status: SyncStatus,
+    /// The last position the replica acknowledged as durable.
+    pub acked: LogPos,
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// Attaches a replica to a slot (replacing an older connection of the same replica).
+pub fn attach(slot: &Slot, addr: &str, acked: LogPos) -> u64 {
+    let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    let mut list = slot.downstream.lock();
+    list.retain(|d| d.addr != addr);
+    list.push(Downstream { addr: addr.to_string(), session, status: SyncStatus::NotSync, acked });
+    session
+}
+
+/// Detaches a replica's connection, unless a newer one replaced it.
+pub fn detach(slot: &Slot, session: u64) {
+    slot.downstream.lock().retain(|d| d.session != session);
+}
+
+/// Updates an attached replica's progress; false when the session is no longer attached.
+pub fn record(slot: &Slot, session: u64, status: SyncStatus, acked: LogPos) -> bool {
+    let mut list = slot.downstream.lock();
+    match list.iter_mut().find(|d| d.session == session) {
+        Some(d) => {
+            d.status = status;
+            d.acked = acked;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `addr` (`host:port`) is a replica attached to this slot (codis's migration probe).
+pub fn is_attached(slot: &Slot, addr: &str) -> bool {
+    slot.downstream.lock().iter().any(|d| d.addr.eq_ignore_ascii_case(addr))
+}
+
+/// A new random history id (never 0, which means "none").
+pub fn new_history() -> u64 {
+    rand::random::<u64>() | 1
+}
+
+fn role_key(slot: &Slot) -> String {
+    format!("role:{}:{}", slot.table, slot.id)
+}
+
+/// Persists a slot's role: `Some((master, full_sync_pending))` for a replica, `None` for a master.
+pub fn save_role(store: &Store, slot: &Slot, replica_of: Option<(&str, bool)>) -> CmdResult<()> {
+    match replica_of {
+        Some((master, full)) => {
+            let value = format!("{master} {}", if full { "full" } else { "inc" });
+            store.node_put(&role_key(slot), value.as_bytes())?;
+        }
+        None => store.node_delete(&role_key(slot))?,
+    }
+    Ok(())
+}
+
+/// The persisted role of a slot: `(master, full sync pending)` for a replica.
+fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool)>> {
+    let Some(raw) = store.node_get(&role_key(slot))? else { return Ok(None) };
+    let text = String::from_utf8_lossy(&raw);
+    let (master, mode) = text.split_once(' ').unwrap_or((&text, "full"));
+    Ok(Some((master.to_string(), mode != "inc")))
+}
+
+/// At startup: every slot persisted as a replica comes back read-only and follows its master.
+pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
+    let topology = server.slots.snapshot();
+    for slot in topology.tables.values().flat_map(|t| t.owned()) {
+        if let Some((master, full)) = load_role(&server.store, slot)? {
+            tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
+            *slot.role.write() = Role::Replica { master: master.clone() };
+            replica::spawn(server, slot.clone(), master, full);
+        }
+    }
+    Ok(())
+}
+
+/// `slotsslaveof <host> <port>` for one slot: becomes a replica of `master`. Returns false when
+/// the slot already follows that master and is connected (Pika skips those, even with force).
+pub fn follow(server: &Arc<Server>, slot: &Arc<Slot>, master: &str, force: bool) -> CmdResult<bool> {
+    if slot.master_addr().as_deref() == Some(master) && slot.link_state() == crate::replication::LinkState::Connected {
+        return Ok(false);
+    }
+    stop_upstream(slot);
+    save_role(&server.store, slot, Some((master, force)))?;
+    *slot.role.write() = Role::Replica { master: master.to_string() };
+    replica::spawn(server, slot.clone(), master.to_string(), force);
+    Ok(true)
+}
+
+/// `slotsslaveof no one` for one slot: stops replicating and becomes a writable master under a new
+/// history (replicas of the old master can still continue from it up to this point).
+pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
+    if slot.master_addr().is_none() {
+        return Ok(());
+    }
+    stop_upstream(slot);
+    {
+        let mut state = slot.lock.lock();
+        let meta = state.log.promoted(state.head.pos(), new_history());
+        server.store.set_log_meta(slot.prefix, meta, &mut state)?;
+        *slot.role.write() = Role::Master;
+    }
+    slot.set_link(LinkState::NoConnect);
+    save_role(&server.store, slot, None)?;
+    Ok(())
+}
+
+/// Stops a slot's replica task; closing its connection makes the master forget this replica.
+pub fn stop_upstream(slot: &Slot) {
+    if let Some(cancel) = slot.upstream.lock().take() {
+        cancel.cancel();
+    }
+    slot.set_link(LinkState::NoConnect);
+}
+
+/// Why a slot cannot be deleted now: it has replicas, or replicates (compat doc 5.3).
+pub fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
+    if !slot.downstream.lock().is_empty() {
+        return Some(CmdError::err(format!("Corruption: sync master partition ({table}:{}) in syncing", slot.id)));
+    }
+    slot.master_addr().map(|_| {
+        CmdError::err(format!(
+            "Corruption: sync slave partition ({table}:{}) in {} state",
+            slot.id,
+            slot.link_state().name()
+        ))
+    })
+}
+
+/// Keeps every slot's log within `slot-log-size`, once a second.
+pub async fn purge_loop(server: Arc<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let limit = server.config.read().slot_log_size;
+        let topology = server.slots.snapshot();
+        for slot in topology.tables.values().flat_map(|t| t.owned()) {
+            let mut state = slot.lock.lock();
+            if state.head.pos().offset.saturating_sub(state.log.base.offset) <= limit {
+                continue;
+            }
+            match server.store.purge_log(slot.prefix, limit, &mut state) {
+                Ok(n) => tracing::debug!(slot = slot.id, entries = n, "purged change log"),
+                Err(err) => tracing::warn!(slot = slot.id, error = %err, "change-log purge failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The per-slot change log's formats. Pure functions, no I/O.
+//!
+//! Every committed write to a slot becomes one log entry: the list of RocksDB operations it made,
+//! with keys *relative to the slot prefix*. A replica prepends its own copy of the prefix, so an
+//! entry can only ever touch the slot it was read for (a cross-slot MSET commits one entry per
+//! slot, each holding that slot's keys only; compat doc section 12.1). Replaying the entries in
+//! order reproduces the slot byte for byte.
+//!
+//! Positions: `seq` counts entries (1 = the first write since the slot's history began) and
+//! `offset` counts entry bytes, so lag in bytes is a subtraction, as Pika reports it.
+//!
+//! A slot's *history* is a random id drawn when the slot starts as a master; replicas adopt
+//! their master's. Promotion (`slotsslaveof no one`) draws a new one and remembers the previous
+//! id and the last position written under it, so replicas of the old master can continue
+//! incrementally from the new one when their positions are no later than that point, and a
+//! returning old master that wrote past it is sent a full sync instead of diverging silently.
+
+use thiserror::Error;
+
+const OP_PUT: u8 = b'P';
+const OP_DELETE: u8 = b'D';
+const OP_DELETE_RANGE: u8 = b'R';
+
+/// A position in a slot's log: the last entry applied and the byte offset after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub struct LogPos {
+    pub seq: u64,
+    pub offset: u64,
+}
+
+/// Why bytes did not decode as an entry or record.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("corrupt change-log data: {0}")]
+pub struct Corrupt(pub &'static str);
+
+/// One operation of an entry, keys relative to the slot prefix. An empty range end means "to the
+/// end of the slot".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op<'a> {
+    Put(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+    DeleteRange(&'a [u8], &'a [u8]),
+}
+
+/// The operations of one transaction, encoded as they are added (the encoding is the log entry).
+#[derive(Debug, Default, Clone)]
+pub struct ChangeSet {
+    buf: Vec<u8>,
+}
+
+impl ChangeSet {
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.buf.push(OP_PUT);
+        put_bytes(&mut self.buf, key);
+        put_bytes(&mut self.buf, value);
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        self.buf.push(OP_DELETE);
+        put_bytes(&mut self.buf, key);
+    }
+
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.buf.push(OP_DELETE_RANGE);
+        put_bytes(&mut self.buf, start);
+        put_bytes(&mut self.buf, end);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Reads a length-prefixed byte string from the front of `input`.
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], Corrupt> {
+    let len = take_u32(input)? as usize;
+    if input.len() < len {
+        return Err(Corrupt("length past the end"));
+    }
+    let (head, rest) = input.split_at(len);
+    *input = rest;
+    Ok(head)
+}
+
+fn take_u32(input: &mut &[u8]) -> Result<u32, Corrupt> {
+    let Some((head, rest)) = input.split_first_chunk::<4>() else { return Err(Corrupt("truncated length")) };
+    *input = rest;
+    Ok(u32::from_be_bytes(*head))
+}
+
+pub fn take_u64(input: &mut &[u8]) -> Result<u64, Corrupt> {
+    let Some((head, rest)) = input.split_first_chunk::<8>() else { return Err(Corrupt("truncated integer")) };
+    *input = rest;
+    Ok(u64::from_be_bytes(*head))
+}
+
+/// Decodes a whole entry. Nothing is applied unless all of it decodes.
+pub fn decode_entry(mut input: &[u8]) -> Result<Vec<Op<'_>>, Corrupt> {
+    let mut ops = Vec::new();
+    while let Some((&tag, rest)) = input.split_first() {
+        input = rest;
+        ops.push(match tag {
+            OP_PUT => {
+                let key = take_bytes(&mut input)?;
+                Op::Put(key, take_bytes(&mut input)?)
+            }
+            OP_DELETE => Op::Delete(take_bytes(&mut input)?),
+            OP_DELETE_RANGE => {
+                let start = take_bytes(&mut input)?;
+                Op::DeleteRange(start, take_bytes(&mut input)?)
+            }
+            _ => return Err(Corrupt("unknown operation")),
+        });
+    }
+    Ok(ops)
+}
+
+/// Key/value pairs of a full-sync chunk: `(u32 len, key, u32 len, value)*`, keys relative.
+pub fn encode_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    put_bytes(out, key);
+    put_bytes(out, value);
+}
+
+pub fn decode_pairs(mut input: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Corrupt> {
+    let mut pairs = Vec::new();
+    while !input.is_empty() {
+        let key = take_bytes(&mut input)?;
+        pairs.push((key, take_bytes(&mut input)?));
+    }
+    Ok(pairs)
+}
+
+/// A slot's log bookkeeping, stored next to its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogMeta {
+    /// The position just before the first retained entry (moves on purge and full sync).
+    pub base: LogPos,
+    pub history: u64,
+    pub prev_history: u64,
+    /// The last sequence number written under `prev_history`.
+    pub prev_until: u64,
+}
+
+impl LogMeta {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40);
+        for v in [self.base.seq, self.base.offset, self.history, self.prev_history, self.prev_until] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn decode(mut input: &[u8]) -> Result<LogMeta, Corrupt> {
+        let base = LogPos { seq: take_u64(&mut input)?, offset: take_u64(&mut input)? };
+        Ok(LogMeta {
+            base,
+            history: take_u64(&mut input)?,
+            prev_history: take_u64(&mut input)?,
+            prev_until: take_u64(&mut input)?,
+        })
+    }
+
+    /// Whether a replica at `pos` under `history` has a prefix of this slot's log, judged by ids
+    /// only (the caller also checks that the position exists and its offset matches).
+    pub fn shares_history(&self, history: u64, seq: u64) -> bool {
+        history == self.history || (history == self.prev_history && history != 0 && seq <= self.prev_until)
+    }
+
+    /// The bookkeeping after this slot is promoted at `head`.
+    pub fn promoted(&self, head: LogPos, new_history: u64) -> LogMeta {
+        LogMeta { base: self.base, history: new_history, prev_history: self.history, prev_until: head.seq }
+    }
+}
+
+/// A log entry's stored value: the offset after it, then the operations.
+pub fn encode_stored(end_offset: u64, entry: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + entry.len());
+    out.extend_from_slice(&end_offset.to_be_bytes());
+    out.extend_from_slice(entry);
+    out
+}
+
+pub fn decode_stored(mut value: &[u8]) -> Result<(u64, &[u8]), Corrupt> {
+    let offset = take_u64(&mut value)?;
+    Ok((offset, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn entry_round_trips() {
+        let mut c = ChangeSet::default();
+        c.put(b"kfoo", b"bar");
+        c.delete(b"kgone");
+        c.delete_range(b"d", b"");
+        let ops = decode_entry(c.bytes()).unwrap();
+        assert_eq!(ops, vec![Op::Put(b"kfoo", b"bar"), Op::Delete(b"kgone"), Op::DeleteRange(b"d", b"")]);
+    }
+
+    #[test]
+    fn truncated_and_unknown_entries_are_refused() {
+        let mut c = ChangeSet::default();
+        c.put(b"key", b"value");
+        let bytes = c.bytes();
+        for cut in 1..bytes.len() {
+            assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(decode_entry(b"X"), Err(Corrupt("unknown operation")));
+        assert_eq!(decode_entry(b"P\xff\xff\xff\xff"), Err(Corrupt("length past the end")));
+    }
+
+    #[test]
+    fn promotion_keeps_the_old_history_up_to_the_promotion_point() {
+        let m = LogMeta { base: LogPos::default(), history: 7, prev_history: 0, prev_until: 0 };
+        let p = m.promoted(LogPos { seq: 10, offset: 100 }, 9);
+        assert!(p.shares_history(9, 50));
+        assert!(p.shares_history(7, 10));
+        assert!(!p.shares_history(7, 11), "the old master wrote past the promotion point");
+        assert!(!p.shares_history(0, 0), "no history is never shared");
+        assert_eq!(LogMeta::decode(&p.encode()).unwrap(), p);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_entry(&bytes);
+            let _ = decode_pairs(&bytes);
+            let _ = LogMeta::decode(&bytes);
+        }
+
+        #[test]
+        fn pairs_round_trip(pairs in proptest::collection::vec((any::<Vec<u8>>(), any::<Vec<u8>>()), 0..8)) {
+            let mut buf = Vec::new();
+            for (k, v) in &pairs {
+                encode_pair(&mut buf, k, v);
+            }
+            let back = decode_pairs(&buf).unwrap();
+            prop_assert_eq!(back.len(), pairs.len());
+            for ((k, v), (bk, bv)) in pairs.iter().zip(back) {
+                prop_assert_eq!(k.as_slice(), bk);
+                prop_assert_eq!(v.as_slice(), bv);
+            }
+        }
+    }
+}
