@@ -64,7 +64,7 @@ pub fn render(server: &Arc<Server>, _current_table: u32, section: Option<&str>, 
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_commands_processed:{}\r\n\
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n\
-             keyspace_hits:{}\r\nkeyspace_misses:{}\r\nis_scaning_keyspace:No\r\n\r\n",
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nis_scaning_keyspace:No\r\n\r\n",
             s.connections_received.load(Relaxed),
             s.ops_per_sec.load(Relaxed),
             s.commands_processed.load(Relaxed),
@@ -74,6 +74,8 @@ pub fn render(server: &Arc<Server>, _current_table: u32, section: Option<&str>, 
             s.expired_keys.load(Relaxed),
             s.keyspace_hits.load(Relaxed),
             s.keyspace_misses.load(Relaxed),
+            s.sync_full.load(Relaxed),
+            s.sync_partial_ok.load(Relaxed),
         );
     }
     if want("cpu") {
@@ -131,16 +133,53 @@ fn server_section(server: &Server, out: &mut String) {
     );
 }
 
-/// Until per-slot replication exists every slot is a master without replicas.
+/// Sharding mode derives the node's role from its slots (compat doc 11.6): "slave" when every
+/// owned slot follows one common master and is connected; "master" when some replica is attached
+/// in BinlogSync to every owned slot (a "complete replica"); both at once is `master&&slave`.
 fn replication_section(server: &Server, out: &mut String) {
     let topology = server.slots.snapshot();
-    let replicas = topology.tables.values().flat_map(|t| t.owned()).filter(|s| s.is_replica()).count();
-    if replicas == 0 {
-        out.push_str("# Replication(MASTER)\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-    } else {
-        let _ =
-            write!(out, "# Replication(SLAVE)\r\nrole:slave\r\nreplica_slots:{replicas}\r\nconnected_slaves:0\r\n\r\n");
+    let slots: Vec<_> = topology.tables.values().flat_map(|t| t.owned()).collect();
+    let masters: std::collections::BTreeSet<Option<String>> = slots.iter().map(|s| s.master_addr()).collect();
+    let connected = slots.iter().all(|s| s.link_state() == crate::replication::LinkState::Connected);
+    let upstream = match masters.into_iter().collect::<Vec<_>>().as_slice() {
+        [Some(master)] if connected && !slots.is_empty() => Some(master.clone()),
+        _ => None,
+    };
+    let mut complete: Option<std::collections::BTreeSet<String>> = None;
+    for slot in &slots {
+        let synced: std::collections::BTreeSet<String> = slot
+            .downstream
+            .lock()
+            .iter()
+            .filter(|d| d.status == crate::replication::SyncStatus::BinlogSync)
+            .map(|d| d.addr.clone())
+            .collect();
+        complete = Some(match complete {
+            None => synced,
+            Some(so_far) => so_far.intersection(&synced).cloned().collect(),
+        });
     }
+    let complete = complete.unwrap_or_default();
+    let (header, role) = match (upstream.is_some(), !complete.is_empty()) {
+        (true, true) => ("Master && SLAVE", "master&&slave"),
+        (true, false) => ("SLAVE", "slave"),
+        _ => ("MASTER", "master"),
+    };
+    let _ = write!(out, "# Replication({header})\r\nrole:{role}\r\n");
+    if let Some(master) = upstream {
+        let (host, port) = master.rsplit_once(':').unwrap_or((&master, "0"));
+        let _ = write!(
+            out,
+            "master_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:up\r\nslave_priority:100\r\n"
+        );
+    }
+    let replica_slots = slots.iter().filter(|s| s.is_replica()).count();
+    let _ = write!(out, "replica_slots:{replica_slots}\r\nconnected_slaves:{}\r\n", complete.len());
+    for (i, addr) in complete.iter().enumerate() {
+        let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+        let _ = write!(out, "slave{i}:ip={ip},port={port}\r\n");
+    }
+    out.push_str("\r\n");
 }
 
 fn keyspace_section(server: &Server, rescan: bool, out: &mut String) {

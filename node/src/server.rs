@@ -253,4 +253,8 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Instantaneous ops/sec, sampled by a background task.
     pub ops_per_sec: AtomicU64,
+    /// Replica slots served a full sync, and ones that continued from their position (Redis's
+    /// names for the same two counters).
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
 }

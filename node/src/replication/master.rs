@@ -91,15 +91,25 @@ async fn run(
     handshake: &Handshake,
     session: u64,
 ) -> Result<(), StreamError> {
+    use std::sync::atomic::Ordering::Relaxed;
     let (start, epoch) = match continue_point(server, slot, handshake)? {
-        Some((start, epoch)) => (start, epoch),
-        None => full_sync(server, stream, slot, session).await?,
+        Some((start, epoch)) => {
+            let log = slot.lock.lock().log;
+            let reply = Start::Continue { history: log.history, prev_history: log.prev_history, prev_until: log.prev_until };
+            send(stream, reply.line().as_bytes()).await?;
+            server.stats.sync_partial_ok.fetch_add(1, Relaxed);
+            (start, epoch)
+        }
+        None => {
+            server.stats.sync_full.fetch_add(1, Relaxed);
+            full_sync(server, stream, slot, session).await?
+        }
     };
     stream_log(server, stream, input, slot, session, start, epoch).await
 }
 
-/// Whether the replica can continue from its position; if so, sends `+CONTINUE` (the caller
-/// does) and returns that position with the log epoch it belongs to.
+/// Whether the replica can continue from its position: if so, that position and the log epoch
+/// it belongs to.
 fn continue_point(server: &Server, slot: &Slot, h: &Handshake) -> Result<Option<(LogPos, u64)>, StreamError> {
     if h.force {
         return Ok(None);

@@ -252,3 +252,77 @@ pub fn error_text(e: &redis::RedisError) -> String {
         _ => e.to_string(),
     }
 }
+
+// ---- replication ----
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One row of `pkcluster digest`: slot, CRC-32 (hex), records, log seq, log offset.
+pub type Digest = (i64, String, i64, i64, i64);
+
+impl Node {
+    /// `host:port` as other nodes (and the master's replica list) name this node.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `pkcluster info slot [group]`, parsed.
+    pub fn slot_info(&self, group: Option<&str>) -> Vec<common::pkinfo::SlotInfo> {
+        let mut c = self.conn();
+        let mut args = vec!["pkcluster", "info", "slot"];
+        args.extend(group);
+        let text: String = query(&mut c, &args);
+        common::pkinfo::parse_slot_info(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+
+    /// `pkcluster digest <group>`.
+    pub fn digest(&self, group: &str) -> Vec<Digest> {
+        query(&mut self.conn(), &["pkcluster", "digest", group])
+    }
+
+    /// `pkcluster slotsslaveof 127.0.0.1 <master port> <group> [force]`.
+    pub fn follow(&self, master: &Node, group: &str, force: bool) {
+        let port = master.port.to_string();
+        let mut args = vec!["pkcluster", "slotsslaveof", "127.0.0.1", port.as_str(), group];
+        if force {
+            args.push("force");
+        }
+        let _: () = query(&mut self.conn(), &args);
+    }
+
+    /// The lag the master reports for `replica` on every slot of `group`, if it is attached in
+    /// BinlogSync on all of them.
+    pub fn replica_lags(&self, replica: &Node, group: &str) -> Option<Vec<u64>> {
+        let addr = replica.addr();
+        self.slot_info(Some(group))
+            .iter()
+            .map(|s| {
+                let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == addr)?;
+                (r.status == "SlaveBinlogSync").then_some(r.lag?)
+            })
+            .collect()
+    }
+
+    /// An INFO field (`sync_full`, `role`, ...).
+    pub fn info_field(&self, name: &str) -> String {
+        let text: String = query(&mut self.conn(), &["info", "all"]);
+        let prefix = format!("{name}:");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_default().to_string()
+    }
+}
+
+/// Waits until `replica` is attached to `master` in BinlogSync on every slot of `group` with lag 0,
+/// then checks both copies have the same digest (same records at the same log position).
+pub fn wait_in_sync(master: &Node, replica: &Node, group: &str, timeout: Duration) {
+    wait_until(timeout, &format!("{} to catch up with {} on {group}", replica.addr(), master.addr()), || {
+        master.replica_lags(replica, group).is_some_and(|lags| lags.iter().all(|&l| l == 0))
+            && master.digest(group) == replica.digest(group)
+    });
+}
