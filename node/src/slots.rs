@@ -214,6 +214,7 @@ impl Slots {
         for slot in topology.tables.values().flat_map(|t| t.owned()) {
             init_log(&store, slot)?;
         }
+        store.flush_wal()?;
         Ok(Slots { mode, current: ArcSwap::from_pointee(topology), admin: Mutex::new(()), store })
     }
 
@@ -254,6 +255,7 @@ impl Slots {
             for &id in ids {
                 init_log(&self.store, rebuilt.slot(id).expect("just added"))?;
             }
+            self.store.flush_wal()?;
             tables.insert(table, Arc::new(rebuilt));
             Ok(())
         })

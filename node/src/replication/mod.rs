@@ -154,6 +154,11 @@ fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool)>> {
 }
 
 /// At startup: every slot persisted as a replica comes back read-only and follows its master.
+///
+/// Every master slot starts a new history at its recovered position. Entries a master streamed
+/// before they reached its WAL can be lost in a crash while a replica already has them; such a
+/// replica is then past the recovered position and gets a full sync, instead of continuing
+/// from a position the restarted master may fill with different writes.
 pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
     let topology = server.slots.snapshot();
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
@@ -161,8 +166,13 @@ pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
             tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
             *slot.role.write() = Role::Replica { master: master.clone() };
             replica::spawn(server, slot.clone(), master, full);
+        } else {
+            let mut state = slot.lock.lock();
+            let meta = state.log.promoted(state.head.pos(), new_history());
+            server.store.set_log_meta(slot.prefix, meta, &mut state)?;
         }
     }
+    server.store.flush_wal()?;
     Ok(())
 }
 
@@ -190,6 +200,8 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
         let mut state = slot.lock.lock();
         let meta = state.log.promoted(state.head.pos(), new_history());
         server.store.set_log_meta(slot.prefix, meta, &mut state)?;
+        server.store.flush_wal()?;
+        state.head.restart_streams();
         *slot.role.write() = Role::Master;
     }
     slot.set_link(LinkState::NoConnect);

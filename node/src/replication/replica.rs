@@ -129,6 +129,8 @@ async fn session(
             let meta = LogMeta { base: state.log.base, history, prev_history, prev_until };
             if meta != state.log {
                 server.store.set_log_meta(slot.prefix, meta, &mut state)?;
+                server.store.flush_wal()?;
+                state.head.restart_streams();
             }
             tracing::info!(slot = slot.id, %master, from = pos.seq, "replication resumed");
         }

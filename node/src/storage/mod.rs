@@ -103,6 +103,13 @@ impl LogHead {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.advance(pos);
     }
+
+    /// Ends every stream from this log: the slot's history changed (promotion, a new history
+    /// adopted from upstream), and downstream replicas must learn it in a new handshake.
+    pub fn restart_streams(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
 }
 
 /// Why a replicated entry or chunk was not applied.

@@ -124,10 +124,10 @@ impl Store {
         Ok(())
     }
 
-    /// Stores new bookkeeping for a slot (promotion, a new master slot).
+    /// Stores new bookkeeping for a slot (promotion, a new master slot). Durable after the next
+    /// [`Store::flush_wal`], which the caller runs once for a batch of slots.
     pub fn set_log_meta(&self, prefix: SlotPrefix, meta: LogMeta, state: &mut WriteState) -> Result<(), rocksdb::Error> {
         self.db.put_cf(&self.log_cf(), prefix.bytes(), meta.encode())?;
-        self.flush_wal()?;
         state.log = meta;
         Ok(())
     }
