@@ -46,7 +46,11 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             match decoder.decode(&mut input) {
                 Ok(Some(args)) if args.is_empty() => continue,
                 // A replica's replication stream: the connection changes protocol for good.
-                Ok(Some(args)) if session.authed && args[0].eq_ignore_ascii_case(b"pkrepl") => {
+                Ok(Some(args)) if args[0].eq_ignore_ascii_case(b"pkrepl") => {
+                    if !session.authed {
+                        resp::write_error(&mut output, "ERR NOAUTH Authentication required.");
+                        continue;
+                    }
                     write_out(server, stream, &mut output).await?;
                     let rest = std::mem::take(&mut input);
                     crate::replication::master::serve(server, stream, rest, &args).await;

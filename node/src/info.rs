@@ -168,10 +168,8 @@ fn replication_section(server: &Server, out: &mut String) {
     let _ = write!(out, "# Replication({header})\r\nrole:{role}\r\n");
     if let Some(master) = upstream {
         let (host, port) = master.rsplit_once(':').unwrap_or((&master, "0"));
-        let _ = write!(
-            out,
-            "master_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:up\r\nslave_priority:100\r\n"
-        );
+        let _ =
+            write!(out, "master_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:up\r\nslave_priority:100\r\n");
     }
     let replica_slots = slots.iter().filter(|s| s.is_replica()).count();
     let _ = write!(out, "replica_slots:{replica_slots}\r\nconnected_slaves:{}\r\n", complete.len());
@@ -205,16 +203,34 @@ pub fn refresh_gauges(server: &Server) {
     server.metrics.live_sst_bytes.set(server.store.property("rocksdb.live-sst-files-size").unwrap_or(0) as i64);
     let topology = server.slots.snapshot();
     let (mut masters, mut replicas) = (0i64, 0i64);
+    let mut links: std::collections::BTreeMap<&'static str, i64> = Default::default();
+    let mut attached: std::collections::BTreeMap<&'static str, i64> = Default::default();
+    let mut lag_max = 0u64;
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
         if slot.is_replica() {
             replicas += 1;
+            *links.entry(slot.link_state().name()).or_default() += 1;
         } else {
             masters += 1;
         }
+        let head = slot.lock.lock().head.pos();
+        for d in slot.downstream.lock().iter() {
+            *attached.entry(d.status.name()).or_default() += 1;
+            lag_max = lag_max.max(head.offset.saturating_sub(d.acked.offset));
+        }
     }
-    use crate::metrics::RoleLabels;
-    server.metrics.slots.get_or_create(&RoleLabels { role: "master".into() }).set(masters);
-    server.metrics.slots.get_or_create(&RoleLabels { role: "replica".into() }).set(replicas);
+    use crate::metrics::{RoleLabels, StateLabels};
+    let m = &server.metrics;
+    m.slots.get_or_create(&RoleLabels { role: "master".into() }).set(masters);
+    m.slots.get_or_create(&RoleLabels { role: "replica".into() }).set(replicas);
+    m.replication_lag_max.set(lag_max as i64);
+    // Every state gets a value (0 included), so a state that emptied does not keep its old count.
+    for state in ["kNoConnect", "kTryConnect", "kTryDBSync", "kWaitDBSync", "kWaitReply", "kConnected", "kError"] {
+        m.replica_links.get_or_create(&StateLabels { state: state.into() }).set(links.get(state).copied().unwrap_or(0));
+    }
+    for status in ["SlaveNotSync", "SlaveDbSync", "SlaveBinlogSync"] {
+        m.replicas.get_or_create(&StateLabels { state: status.into() }).set(attached.get(status).copied().unwrap_or(0));
+    }
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {

@@ -17,6 +17,11 @@ pub struct RoleLabels {
     pub role: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub commands: Family<CommandLabels, Counter>,
@@ -27,6 +32,14 @@ pub struct Metrics {
     pub memtable_bytes: Gauge,
     pub block_cache_bytes: Gauge,
     pub live_sst_bytes: Gauge,
+    /// Replicas attached to this node's slots, by sync status (one per replica and slot).
+    pub replicas: Family<StateLabels, Gauge>,
+    /// The largest lag in bytes over every attached replica of every slot.
+    pub replication_lag_max: Gauge,
+    /// This node's replica slots, by link state (kConnected, kWaitDBSync, kError, ...).
+    pub replica_links: Family<StateLabels, Gauge>,
+    pub full_syncs: Counter,
+    pub partial_syncs: Counter,
 }
 
 impl Default for Metrics {
@@ -40,6 +53,20 @@ impl Default for Metrics {
         let memtable_bytes = Gauge::default();
         let block_cache_bytes = Gauge::default();
         let live_sst_bytes = Gauge::default();
+        let replicas = Family::<StateLabels, Gauge>::default();
+        let replication_lag_max = Gauge::default();
+        let replica_links = Family::<StateLabels, Gauge>::default();
+        let full_syncs = Counter::default();
+        let partial_syncs = Counter::default();
+        registry.register("replicas", "Replicas attached to owned slots, by sync status", replicas.clone());
+        registry.register(
+            "replication_lag_max_bytes",
+            "Largest unacknowledged log bytes of any attached replica",
+            replication_lag_max.clone(),
+        );
+        registry.register("replica_slots", "Replica slots of this node, by link state", replica_links.clone());
+        registry.register("full_syncs", "Full syncs served to replica slots", full_syncs.clone());
+        registry.register("partial_syncs", "Replica slots that resumed from their position", partial_syncs.clone());
         registry.register("commands", "Commands processed, by name", commands.clone());
         registry.register("command_errors", "Commands answered with an error, by name", command_errors.clone());
         registry.register("command_duration_seconds", "Command execution time", latency.clone());
@@ -58,6 +85,11 @@ impl Default for Metrics {
             memtable_bytes,
             block_cache_bytes,
             live_sst_bytes,
+            replicas,
+            replication_lag_max,
+            replica_links,
+            full_syncs,
+            partial_syncs,
         }
     }
 }

@@ -253,7 +253,10 @@ impl Slots {
             owned.extend_from_slice(ids);
             let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false);
             for &id in ids {
-                init_log(&self.store, rebuilt.slot(id).expect("just added"))?;
+                let slot = rebuilt.slot(id).expect("just added");
+                init_log(&self.store, slot)?;
+                // A new slot is a master, whatever a crashed delslots may have left behind.
+                crate::replication::save_role(&self.store, slot, None)?;
             }
             self.store.flush_wal()?;
             tables.insert(table, Arc::new(rebuilt));
@@ -261,8 +264,14 @@ impl Slots {
         })
     }
 
-    /// Removes slots and drops their data. Refused while a slot replicates either way.
-    pub fn del_slots(&self, table: u32, ids: &[u32], busy: impl Fn(&Slot) -> Option<CmdError>) -> CmdResult<()> {
+    /// Removes slots and drops their data. Refused while a slot replicates either way. Returns
+    /// the removed slots.
+    pub fn del_slots(
+        &self,
+        table: u32,
+        ids: &[u32],
+        busy: impl Fn(&Slot) -> Option<CmdError>,
+    ) -> CmdResult<Vec<Arc<Slot>>> {
         let removed = self.change(|tables| {
             let t = tables.get(&table).ok_or_else(|| CmdError::msg("ERR Internal error: default table not found!"))?;
             let mut removed = Vec::new();
@@ -279,7 +288,8 @@ impl Slots {
             tables.insert(table, Arc::new(rebuilt));
             Ok(removed)
         })?;
-        self.drop_data(&removed)
+        self.drop_data(&removed)?;
+        Ok(removed)
     }
 
     /// Drops the data of slots no longer in the topology. Each slot's write lock is taken first,
@@ -304,7 +314,7 @@ impl Slots {
         })
     }
 
-    pub fn del_table(&self, id: u32, busy: impl Fn(&Slot) -> Option<CmdError>) -> CmdResult<()> {
+    pub fn del_table(&self, id: u32, busy: impl Fn(&Slot) -> Option<CmdError>) -> CmdResult<Vec<Arc<Slot>>> {
         let removed = self.change(|tables| {
             let t = tables.get(&id).ok_or_else(|| CmdError::msg("ERR Internal error: table not found!"))?;
             if t.owned().any(|s| busy(s).is_some()) {
@@ -314,7 +324,8 @@ impl Slots {
             tables.remove(&id);
             Ok(removed)
         })?;
-        self.drop_data(&removed)
+        self.drop_data(&removed)?;
+        Ok(removed)
     }
 }
 

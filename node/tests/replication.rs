@@ -350,3 +350,37 @@ fn cutover_fence_drain_promote_keeps_every_write() {
     }
     let _: () = query(&mut c, &["SET", "new-owner", "writable"]);
 }
+
+#[test]
+fn a_cross_slot_mset_reaches_each_replica_slot_with_its_own_keys_only() {
+    // Pika appends the whole MSET to every slot's binlog, so a replica writes other slots' keys
+    // into the wrong slot (compat doc 12.1). Here each slot's entry holds that slot's keys.
+    let master = sharding(8, &[]);
+    let replica = sharding(8, &[]);
+    replica.follow(&master, "0-3", false); // slots 4-7 stay the replica's own (empty) masters
+    wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
+    let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    let mut mset = vec!["MSET".to_string()];
+    for k in &keys {
+        mset.push(k.clone());
+        mset.push(format!("v-{k}"));
+    }
+    let mut m = master.conn();
+    let _: () = query(&mut m, &mset.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(int(&mut m, &["DEL", "k1", "k2", "k3", "k4"]), 4);
+    wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
+    let slots: Vec<i64> =
+        query(&mut m, &[&["SLOTSHASHKEY"][..], &keys.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+    assert!(slots.iter().any(|&s| s < 4) && slots.iter().any(|&s| s >= 4), "keys span both halves: {slots:?}");
+    let mut r = replica.conn();
+    for (key, slot) in keys.iter().zip(&slots) {
+        let deleted = ["k1", "k2", "k3", "k4"].contains(&key.as_str());
+        let expected = if *slot < 4 && !deleted {
+            redis::Value::BulkString(format!("v-{key}").into_bytes())
+        } else {
+            redis::Value::Nil
+        };
+        assert_eq!(q(&mut r, &["GET", key]), Ok(expected), "{key} (slot {slot})");
+    }
+    assert!(replica.digest("4-7").iter().all(|d| d.2 == 0), "nothing leaked into the replica's own slots");
+}

@@ -75,7 +75,8 @@ fn delslots(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let slots = slot_group(&args[2])?;
     let table = table_arg(ctx, args.get(3))?;
     let name = format!("db{table}");
-    ctx.server.slots.del_slots(table, &slots, |slot| crate::replication::busy_reason(slot, &name))?;
+    let removed = ctx.server.slots.del_slots(table, &slots, |slot| crate::replication::busy_reason(slot, &name))?;
+    crate::replication::forget(ctx.server, &removed)?;
     tracing::info!(table, slots = %common::slotset::format_slots(&slots), "delslots");
     Ok(Reply::Ok)
 }
@@ -215,7 +216,8 @@ fn deltable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     }
     let id = table_arg(ctx, Some(&args[2]))?;
     let name = format!("db{id}");
-    ctx.server.slots.del_table(id, |slot| crate::replication::busy_reason(slot, &name))?;
+    let removed = ctx.server.slots.del_table(id, |slot| crate::replication::busy_reason(slot, &name))?;
+    crate::replication::forget(ctx.server, &removed)?;
     Ok(Reply::Ok)
 }
 
@@ -280,8 +282,7 @@ fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         if !(1..=65535).contains(&port) {
             return Err(CmdError::NotInteger);
         }
-        let own = ctx.server.config.read().port as i64;
-        if port == own && (host == "127.0.0.1" || host == "localhost" || host == ctx.server.config.read().bind) {
+        if is_self(ctx, &host, port as u16) {
             return Err(CmdError::err("You fucked up"));
         }
         Some(format!("{host}:{port}"))
@@ -318,6 +319,26 @@ fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Ok)
 }
 
+/// Whether `host:port` is this node: its port on a loopback, unspecified or the bound address.
+/// Resolved, so `127.1` or `localhost` count too (Pika compares the literal text only). Other
+/// interfaces of a node bound to 0.0.0.0 are not detected (that needs the interface list).
+fn is_self(ctx: &ConnCtx, host: &str, port: u16) -> bool {
+    use std::net::ToSocketAddrs;
+    let (own_port, bind) = {
+        let c = ctx.server.config.read();
+        (c.port, c.bind.parse::<std::net::IpAddr>().ok())
+    };
+    if port != own_port {
+        return false;
+    }
+    let resolved: Vec<std::net::SocketAddr> =
+        tokio::task::block_in_place(|| (host, port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default());
+    resolved.iter().any(|a| {
+        let ip = a.ip();
+        ip.is_loopback() || ip.is_unspecified() || Some(ip) == bind
+    })
+}
+
 /// Whether a TCP connection to `addr` opens within 1.5 s (Pika checks this before replying).
 fn reachable(addr: &str) -> bool {
     use std::net::ToSocketAddrs;
@@ -337,7 +358,8 @@ fn digest(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterDigest")?;
     let mut out = Vec::new();
     for slot in fence_targets(ctx, args)? {
-        let (crc, records, pos) = tokio::task::block_in_place(|| ctx.server.store.slot_digest(slot.prefix, &slot.lock))?;
+        let (crc, records, pos) =
+            tokio::task::block_in_place(|| ctx.server.store.slot_digest(slot.prefix, &slot.lock))?;
         out.push(Reply::Array(vec![
             Reply::Int(slot.id as i64),
             Reply::bulk(format!("{crc:08x}")),

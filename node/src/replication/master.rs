@@ -95,13 +95,16 @@ async fn run(
     let (start, epoch) = match continue_point(server, slot, handshake)? {
         Some((start, epoch)) => {
             let log = slot.lock.lock().log;
-            let reply = Start::Continue { history: log.history, prev_history: log.prev_history, prev_until: log.prev_until };
+            let reply =
+                Start::Continue { history: log.history, prev_history: log.prev_history, prev_until: log.prev_until };
             send(stream, reply.line().as_bytes()).await?;
             server.stats.sync_partial_ok.fetch_add(1, Relaxed);
+            server.metrics.partial_syncs.inc();
             (start, epoch)
         }
         None => {
             server.stats.sync_full.fetch_add(1, Relaxed);
+            server.metrics.full_syncs.inc();
             full_sync(server, stream, slot, session).await?
         }
     };
@@ -157,7 +160,8 @@ async fn full_sync(
     };
     let (pos, meta, epoch) = start_rx.await.map_err(|_| StreamError::Storage("snapshot failed to start".into()))?;
     super::record(slot, session, SyncStatus::DbSync, pos);
-    let start = Start::FullSync { history: meta.history, prev_history: meta.prev_history, prev_until: meta.prev_until, pos };
+    let start =
+        Start::FullSync { history: meta.history, prev_history: meta.prev_history, prev_until: meta.prev_until, pos };
     send(stream, start.line().as_bytes()).await?;
     let mut out = BytesMut::new();
     while let Some(chunk) = chunk_rx.recv().await {

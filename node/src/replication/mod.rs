@@ -140,7 +140,9 @@ pub fn save_role(store: &Store, slot: &Slot, replica_of: Option<(&str, bool)>) -
             let value = format!("{master} {}", if full { "full" } else { "inc" });
             store.node_put(&role_key(slot), value.as_bytes())?;
         }
-        None => store.node_delete(&role_key(slot))?,
+        // Most slots never had a role record: skip the synced delete for them.
+        None if store.node_get(&role_key(slot))?.is_some() => store.node_delete(&role_key(slot))?,
+        None => {}
     }
     Ok(())
 }
@@ -222,13 +224,23 @@ pub fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
     if !slot.downstream.lock().is_empty() {
         return Some(CmdError::err(format!("Corruption: sync master partition ({table}:{}) in syncing", slot.id)));
     }
-    slot.master_addr().map(|_| {
-        CmdError::err(format!(
-            "Corruption: sync slave partition ({table}:{}) in {} state",
-            slot.id,
-            slot.link_state().name()
-        ))
+    let state = slot.link_state();
+    // As Pika: a replica slot that is not connected and not syncing (kError) may be deleted;
+    // the caller stops its task.
+    slot.master_addr().filter(|_| !matches!(state, LinkState::NoConnect | LinkState::Error)).map(|_| {
+        CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in {} state", slot.id, state.name()))
     })
+}
+
+/// Forgets the replication of slots being deleted: stops their replica tasks and drops their
+/// role records, so they do not come back as replicas.
+pub fn forget(server: &Server, slots: &[Arc<Slot>]) -> CmdResult<()> {
+    for slot in slots {
+        stop_upstream(slot);
+        *slot.role.write() = Role::Master;
+        save_role(&server.store, slot, None)?;
+    }
+    Ok(())
 }
 
 /// Keeps every slot's log within `slot-log-size`, once a second.

@@ -239,16 +239,17 @@ mod tests {
     #[test]
     fn bad_frames_are_errors() {
         assert_eq!(Frame::decode(&mut BytesMut::from(&b"Zxxxxxx"[..])), Err(ProtocolError::UnknownTag(b'Z')));
-        assert!(matches!(Frame::decode(&mut BytesMut::from(&b"S\xff\xff\xff\xff"[..])), Err(ProtocolError::TooLarge(_))));
-        assert_eq!(
-            Frame::decode(&mut BytesMut::from(&b"A\0\0\0\x03abc"[..])),
-            Err(ProtocolError::Malformed("ack"))
-        );
+        assert!(matches!(
+            Frame::decode(&mut BytesMut::from(&b"S\xff\xff\xff\xff"[..])),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        assert_eq!(Frame::decode(&mut BytesMut::from(&b"A\0\0\0\x03abc"[..])), Err(ProtocolError::Malformed("ack")));
     }
 
     #[test]
     fn handshake_and_start_lines_round_trip() {
-        let h = Handshake { table: 0, slot: 5, port: 9221, history: 42, pos: LogPos { seq: 3, offset: 99 }, force: true };
+        let h =
+            Handshake { table: 0, slot: 5, port: 9221, history: 42, pos: LogPos { seq: 3, offset: 99 }, force: true };
         let args: Vec<Bytes> = h.to_args().into_iter().map(Bytes::from).collect();
         assert_eq!(Handshake::parse(&args), Ok(h));
         assert!(Handshake::parse(&args[..7]).is_err());

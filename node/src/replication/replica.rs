@@ -158,21 +158,22 @@ async fn receive_snapshot(
     super::save_role(&server.store, slot, Some((master, true))).map_err(|e| SyncError::Apply(e.to_string()))?;
     {
         let mut state = slot.lock.lock();
-        if cancel.is_cancelled() {
+        if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
         server.store.begin_full_sync(slot.prefix, &mut state)?;
     }
     let started = std::time::Instant::now();
-    let mut records = 0u64;
+    let (mut records, mut bytes) = (0u64, 0u64);
     loop {
         match next_frame(stream, buf).await? {
             Frame::Chunk(chunk) => {
                 let _state = slot.lock.lock();
-                if cancel.is_cancelled() {
+                if stopped(slot, cancel) {
                     return Err(SyncError::Cancelled);
                 }
                 records += server.store.apply_chunk(slot.prefix, &chunk)?;
+                bytes += chunk.len() as u64;
             }
             Frame::SnapshotDone { records: sent } if sent == records => break,
             Frame::SnapshotDone { records: sent } => {
@@ -183,18 +184,16 @@ async fn receive_snapshot(
         }
     }
     let store = server.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_data())
-        .await
-        .map_err(|e| SyncError::Apply(e.to_string()))??;
+    tokio::task::spawn_blocking(move || store.flush_data()).await.map_err(|e| SyncError::Apply(e.to_string()))??;
     {
         let mut state = slot.lock.lock();
-        if cancel.is_cancelled() {
+        if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
         server.store.finish_full_sync(slot.prefix, meta, &mut state)?;
     }
     super::save_role(&server.store, slot, Some((master, false))).map_err(|e| SyncError::Apply(e.to_string()))?;
-    tracing::info!(slot = slot.id, %master, records, seq = meta.base.seq, elapsed = ?started.elapsed(), "full sync done");
+    tracing::info!(slot = slot.id, %master, records, bytes, seq = meta.base.seq, elapsed_ms = started.elapsed().as_millis() as u64, "full sync done");
     Ok(())
 }
 
@@ -214,7 +213,7 @@ async fn follow_log(
             match Frame::decode(buf).map_err(|e| SyncError::Protocol(e.to_string()))? {
                 Some(Frame::Entry { pos, entry }) => {
                     let mut state = slot.lock.lock();
-                    if cancel.is_cancelled() {
+                    if stopped(slot, cancel) {
                         return Err(SyncError::Cancelled);
                     }
                     server.store.apply_entry(slot.prefix, pos, &entry, &mut state)?;
@@ -281,4 +280,10 @@ fn resp_command(args: &[String]) -> BytesMut {
 /// The position a replica slot has reached (for tests and INFO).
 pub fn position(slot: &Slot) -> LogPos {
     slot.lock.lock().head.pos()
+}
+
+/// Checked under the slot's lock before every write: the task was cancelled (new master,
+/// promotion) or the slot was deleted; nothing more may be applied.
+fn stopped(slot: &Slot, cancel: &CancellationToken) -> bool {
+    cancel.is_cancelled() || !slot.alive.load(std::sync::atomic::Ordering::Acquire)
 }

@@ -130,7 +130,10 @@ pub fn encode_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     put_bytes(out, value);
 }
 
-pub fn decode_pairs(mut input: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Corrupt> {
+/// A key and its value, borrowed from a chunk.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
+pub fn decode_pairs(mut input: &[u8]) -> Result<Vec<Pair<'_>>, Corrupt> {
     let mut pairs = Vec::new();
     while !input.is_empty() {
         let key = take_bytes(&mut input)?;

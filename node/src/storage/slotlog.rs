@@ -126,7 +126,12 @@ impl Store {
 
     /// Stores new bookkeeping for a slot (promotion, a new master slot). Durable after the next
     /// [`Store::flush_wal`], which the caller runs once for a batch of slots.
-    pub fn set_log_meta(&self, prefix: SlotPrefix, meta: LogMeta, state: &mut WriteState) -> Result<(), rocksdb::Error> {
+    pub fn set_log_meta(
+        &self,
+        prefix: SlotPrefix,
+        meta: LogMeta,
+        state: &mut WriteState,
+    ) -> Result<(), rocksdb::Error> {
         self.db.put_cf(&self.log_cf(), prefix.bytes(), meta.encode())?;
         state.log = meta;
         Ok(())
@@ -180,7 +185,8 @@ impl Store {
         iter.seek_to_first();
         let mut cut = state.log.base;
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            let seq = u64::from_be_bytes(k.get(8..16).and_then(|s| s.try_into().ok()).ok_or(changelog::Corrupt("log key"))?);
+            let seq =
+                u64::from_be_bytes(k.get(8..16).and_then(|s| s.try_into().ok()).ok_or(changelog::Corrupt("log key"))?);
             let (offset, _) = changelog::decode_stored(v)?;
             cut = LogPos { seq, offset };
             if head.offset - offset <= max_bytes {
@@ -277,7 +283,8 @@ impl Store {
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             changelog::encode_pair(&mut chunk, &k[8..], v);
             records += 1;
-            if chunk.len() >= chunk_bytes && !send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_bytes + 4096)))
+            if chunk.len() >= chunk_bytes
+                && !send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_bytes + 4096)))
             {
                 return Ok(records);
             }
@@ -293,7 +300,11 @@ impl Store {
     /// A digest of a slot's stored data (CRC-32 over every key and value, in order), the number
     /// of records, and the log position it corresponds to. Two copies at the same position have
     /// the same digest.
-    pub fn slot_digest(&self, prefix: SlotPrefix, lock: &super::WriteLock) -> Result<(u32, u64, LogPos), rocksdb::Error> {
+    pub fn slot_digest(
+        &self,
+        prefix: SlotPrefix,
+        lock: &super::WriteLock,
+    ) -> Result<(u32, u64, LogPos), rocksdb::Error> {
         let (snapshot, pos) = {
             let state = lock.lock();
             (self.db.snapshot(), state.head.pos())
