@@ -48,9 +48,11 @@ pub struct Config {
     pub slowlog_max_len: usize,
     /// Start with every master slot fenced until an admin unfences it.
     pub start_fenced: bool,
-    /// Change-log bytes kept per slot for replicas that reconnect; a replica further behind
-    /// re-syncs in full.
+    /// Backlog bytes kept per slot (in memory) for replicas that reconnect; a replica further
+    /// behind re-syncs in full.
     pub slot_log_size: u64,
+    /// Backlog bytes a slot may hold for replicas still catching up (a full sync in progress).
+    pub slot_log_max: u64,
     /// The file the config came from, for CONFIG REWRITE-style reporting.
     pub source: Option<PathBuf>,
 }
@@ -78,7 +80,8 @@ impl Default for Config {
             slowlog_log_slower_than: 10000,
             slowlog_max_len: 128,
             start_fenced: false,
-            slot_log_size: 32 << 20,
+            slot_log_size: 4 << 20,
+            slot_log_max: 64 << 20,
             source: None,
         }
     }
@@ -187,6 +190,7 @@ impl Config {
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = int(value)?,
             "slowlog-max-len" => self.slowlog_max_len = int(value)?.max(0) as usize,
             "slot-log-size" => self.slot_log_size = size(value)?.max(1),
+            "slot-log-max" => self.slot_log_max = size(value)?.max(1),
             _ if !at_start => return Err(bad("cannot be changed at runtime")),
             "port" => self.port = value.parse().map_err(|_| bad("not a port"))?,
             "bind" => self.bind = value.into(),
@@ -254,6 +258,7 @@ impl Config {
         m.insert("slowlog-log-slower-than", self.slowlog_log_slower_than.to_string());
         m.insert("slowlog-max-len", self.slowlog_max_len.to_string());
         m.insert("slot-log-size", self.slot_log_size.to_string());
+        m.insert("slot-log-max", self.slot_log_max.to_string());
         m.insert("daemonize", "no".into());
         m
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::replication::{Downstream, LinkState};
-use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock};
+use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock, WriteState};
 
 /// One owned slot.
 #[derive(Debug)]
@@ -53,7 +53,12 @@ impl Slot {
             table,
             id,
             prefix: SlotPrefix::new(table, id),
-            lock: Default::default(),
+            // Every slot starts as a master with a history of its own; a replica slot's is
+            // restored from its persisted position (replication::restore).
+            lock: Arc::new(Mutex::new(WriteState {
+                log: LogMeta { history: crate::replication::new_history(), ..Default::default() },
+                ..Default::default()
+            })),
             role: RwLock::new(Role::Master),
             fenced: AtomicBool::new(fenced),
             alive: AtomicBool::new(true),
@@ -211,10 +216,6 @@ impl Slots {
                 }
             },
         };
-        for slot in topology.tables.values().flat_map(|t| t.owned()) {
-            init_log(&store, slot)?;
-        }
-        store.flush_wal()?;
         Ok(Slots { mode, current: ArcSwap::from_pointee(topology), admin: Mutex::new(()), store })
     }
 
@@ -253,12 +254,9 @@ impl Slots {
             owned.extend_from_slice(ids);
             let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false);
             for &id in ids {
-                let slot = rebuilt.slot(id).expect("just added");
-                init_log(&self.store, slot)?;
                 // A new slot is a master, whatever a crashed delslots may have left behind.
-                crate::replication::save_role(&self.store, slot, None)?;
+                crate::replication::save_role(&self.store, rebuilt.slot(id).expect("just added"), None)?;
             }
-            self.store.flush_wal()?;
             tables.insert(table, Arc::new(rebuilt));
             Ok(())
         })
@@ -327,18 +325,6 @@ impl Slots {
         self.drop_data(&removed)?;
         Ok(removed)
     }
-}
-
-/// Restores a slot's change-log position, and gives a slot that has never had a history (new,
-/// or from before change logs existed) a fresh one: it starts as a master.
-fn init_log(store: &Store, slot: &Slot) -> CmdResult<()> {
-    let mut state = slot.lock.lock();
-    store.init_log(slot.prefix, &mut state).map_err(|e| CmdError::err(e.to_string()))?;
-    if state.log.history == 0 {
-        let meta = LogMeta { history: crate::replication::new_history(), ..state.log };
-        store.set_log_meta(slot.prefix, meta, &mut state)?;
-    }
-    Ok(())
 }
 
 /// Builds a table owning `owned`, reusing the slot objects (locks, roles) and stats of `previous`.

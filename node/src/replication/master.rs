@@ -92,7 +92,7 @@ async fn run(
     session: u64,
 ) -> Result<(), StreamError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let (start, epoch) = match continue_point(server, slot, handshake)? {
+    let (start, epoch) = match continue_point(slot, handshake) {
         Some((start, epoch)) => {
             let log = slot.lock.lock().log;
             let reply =
@@ -112,27 +112,17 @@ async fn run(
 }
 
 /// Whether the replica can continue from its position: if so, that position and the log epoch
-/// it belongs to.
-fn continue_point(server: &Server, slot: &Slot, h: &Handshake) -> Result<Option<(LogPos, u64)>, StreamError> {
-    if h.force {
-        return Ok(None);
-    }
-    let state = slot.lock.lock();
+/// it belongs to. Either way the slot's backlog is on from here, so nothing written after this
+/// point is missed.
+fn continue_point(slot: &Slot, h: &Handshake) -> Option<(LogPos, u64)> {
+    let mut state = slot.lock.lock();
     let head = state.head.pos();
-    let log = state.log;
-    let usable = log.shares_history(h.history, h.pos.seq) && h.pos.seq <= head.seq && h.pos.seq >= log.base.seq;
-    if !usable {
-        return Ok(None);
-    }
-    let offset = if h.pos.seq == log.base.seq {
-        Some(log.base.offset)
-    } else {
-        server.store.log_offset_at(slot.prefix, h.pos.seq).map_err(|e| StreamError::Storage(e.to_string()))?
-    };
-    if offset != Some(h.pos.offset) {
-        return Ok(None);
-    }
-    Ok(Some((h.pos, state.head.epoch())))
+    let usable = !h.force
+        && state.log.shares_history(h.history, h.pos.seq)
+        && h.pos.seq <= head.seq
+        && state.backlog.offset_at(h.pos.seq) == Some(h.pos.offset);
+    state.backlog.start(head);
+    usable.then(|| (h.pos, state.head.epoch()))
 }
 
 /// Streams a consistent snapshot of the slot; returns the position it corresponds to.
@@ -151,8 +141,10 @@ async fn full_sync(
                 slot.prefix,
                 &slot.lock,
                 CHUNK,
-                |pos, meta, epoch| {
-                    let _ = start_tx.send((pos, meta, epoch));
+                |state| {
+                    let head = state.head.pos();
+                    state.backlog.start(head);
+                    let _ = start_tx.send((head, state.log, state.head.epoch()));
                 },
                 |chunk| chunk_tx.blocking_send(chunk).is_ok(),
             )
@@ -207,17 +199,11 @@ async fn stream_log(
         tokio::pin!(notified);
         notified.as_mut().enable();
         if window_open && head.pos().seq > sent.seq {
-            let entries = server
-                .store
-                .read_log(slot.prefix, sent.seq + 1, READ_BATCH)
-                .map_err(|e| StreamError::Storage(e.to_string()))?;
-            match entries.first() {
-                Some((pos, _)) if pos.seq == sent.seq + 1 => {}
-                _ => return Err(StreamError::Purged(sent.seq + 1)),
-            }
+            let entries = slot.lock.lock().backlog.read(sent.seq + 1, READ_BATCH);
+            let Some(entries) = entries else { return Err(StreamError::Purged(sent.seq + 1)) };
             out.clear();
             for (pos, entry) in entries {
-                Frame::Entry { pos, entry: Bytes::from(entry) }.encode(&mut out);
+                Frame::Entry { pos, entry }.encode(&mut out);
                 sent = pos;
             }
             send(stream, &out).await?;

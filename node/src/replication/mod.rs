@@ -101,9 +101,17 @@ pub fn attach(slot: &Slot, addr: &str, acked: LogPos) -> u64 {
     session
 }
 
-/// Detaches a replica's connection, unless a newer one replaced it.
+/// Detaches a replica's connection, unless a newer one replaced it. When the last one leaves,
+/// the slot keeps its backlog for a while, for a reconnect.
 pub fn detach(slot: &Slot, session: u64) {
-    slot.downstream.lock().retain(|d| d.session != session);
+    let empty = {
+        let mut list = slot.downstream.lock();
+        list.retain(|d| d.session != session);
+        list.is_empty()
+    };
+    if empty {
+        slot.lock.lock().backlog.detached(std::time::Instant::now());
+    }
 }
 
 /// Updates an attached replica's progress; false when the session is no longer attached.
@@ -155,26 +163,22 @@ fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool)>> {
     Ok(Some((master.to_string(), mode != "inc")))
 }
 
-/// At startup: every slot persisted as a replica comes back read-only and follows its master.
-///
-/// Every master slot starts a new history at its recovered position. Entries a master streamed
-/// before they reached its WAL can be lost in a crash while a replica already has them; such a
-/// replica is then past the recovered position and gets a full sync, instead of continuing
-/// from a position the restarted master may fill with different writes.
+/// At startup: every slot persisted as a replica comes back read-only at its durable position
+/// and follows its master. Master slots start with a fresh history (their backlog was in
+/// memory), so their replicas re-sync in full.
 pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
     let topology = server.slots.snapshot();
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
         if let Some((master, full)) = load_role(&server.store, slot)? {
             tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
+            server
+                .store
+                .resume_replica(slot.prefix, &mut slot.lock.lock())
+                .map_err(|e| CmdError::err(e.to_string()))?;
             *slot.role.write() = Role::Replica { master: master.clone() };
             replica::spawn(server, slot.clone(), master, full);
-        } else {
-            let mut state = slot.lock.lock();
-            let meta = state.log.promoted(state.head.pos(), new_history());
-            server.store.set_log_meta(slot.prefix, meta, &mut state)?;
         }
     }
-    server.store.flush_wal()?;
     Ok(())
 }
 
@@ -200,9 +204,8 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
     stop_upstream(slot);
     {
         let mut state = slot.lock.lock();
-        let meta = state.log.promoted(state.head.pos(), new_history());
-        server.store.set_log_meta(slot.prefix, meta, &mut state)?;
-        server.store.flush_wal()?;
+        state.log = state.log.promoted(state.head.pos(), new_history());
+        server.store.clear_replica_state(slot.prefix)?;
         state.head.restart_streams();
         *slot.role.write() = Role::Master;
     }
@@ -243,21 +246,23 @@ pub fn forget(server: &Server, slots: &[Arc<Slot>]) -> CmdResult<()> {
     Ok(())
 }
 
-/// Keeps every slot's log within `slot-log-size`, once a second.
+/// Trims every slot's backlog once a second: to `slot-log-size` beyond what attached replicas
+/// still need, and to `slot-log-max` in any case; turns it off for slots whose replicas left.
 pub async fn purge_loop(server: Arc<Server>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let limit = server.config.read().slot_log_size;
+        let (keep, max) = {
+            let c = server.config.read();
+            (c.slot_log_size as usize, c.slot_log_max as usize)
+        };
+        let now = std::time::Instant::now();
         let topology = server.slots.snapshot();
         for slot in topology.tables.values().flat_map(|t| t.owned()) {
+            let needed_from = slot.downstream.lock().iter().map(|d| d.acked.seq).min();
             let mut state = slot.lock.lock();
-            if state.head.pos().offset.saturating_sub(state.log.base.offset) <= limit {
-                continue;
-            }
-            match server.store.purge_log(slot.prefix, limit, &mut state) {
-                Ok(n) => tracing::debug!(slot = slot.id, entries = n, "purged change log"),
-                Err(err) => tracing::warn!(slot = slot.id, error = %err, "change-log purge failed"),
+            if state.backlog.is_logging() {
+                state.backlog.trim(keep, max.max(keep), needed_from, now);
             }
         }
     }

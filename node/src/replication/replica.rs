@@ -126,17 +126,17 @@ async fn session(
     match Start::parse(&line).map_err(SyncError::Refused)? {
         Start::Continue { history, prev_history, prev_until } => {
             let mut state = slot.lock.lock();
-            let meta = LogMeta { base: state.log.base, history, prev_history, prev_until };
-            if meta != state.log {
-                server.store.set_log_meta(slot.prefix, meta, &mut state)?;
-                server.store.flush_wal()?;
+            let meta = LogMeta { history, prev_history, prev_until };
+            let changed = meta != state.log;
+            server.store.set_replica_meta(slot.prefix, meta, &mut state)?;
+            if changed {
                 state.head.restart_streams();
             }
             tracing::info!(slot = slot.id, %master, from = pos.seq, "replication resumed");
         }
         Start::FullSync { history, prev_history, prev_until, pos } => {
-            let meta = LogMeta { base: pos, history, prev_history, prev_until };
-            receive_snapshot(server, slot, master, &mut stream, &mut buf, meta, cancel).await?;
+            let meta = LogMeta { history, prev_history, prev_until };
+            receive_snapshot(server, slot, master, &mut stream, &mut buf, pos, meta, cancel).await?;
         }
     }
     slot.set_link(LinkState::Connected);
@@ -151,6 +151,7 @@ async fn receive_snapshot(
     master: &str,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    pos: LogPos,
     meta: LogMeta,
     cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
@@ -190,10 +191,10 @@ async fn receive_snapshot(
         if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
-        server.store.finish_full_sync(slot.prefix, meta, &mut state)?;
+        server.store.finish_full_sync(slot.prefix, pos, meta, &mut state)?;
     }
     super::save_role(&server.store, slot, Some((master, false))).map_err(|e| SyncError::Apply(e.to_string()))?;
-    tracing::info!(slot = slot.id, %master, records, bytes, seq = meta.base.seq, elapsed_ms = started.elapsed().as_millis() as u64, "full sync done");
+    tracing::info!(slot = slot.id, %master, records, bytes, seq = pos.seq, elapsed_ms = started.elapsed().as_millis() as u64, "full sync done");
     Ok(())
 }
 
@@ -216,7 +217,7 @@ async fn follow_log(
                     if stopped(slot, cancel) {
                         return Err(SyncError::Cancelled);
                     }
-                    server.store.apply_entry(slot.prefix, pos, &entry, &mut state)?;
+                    server.store.apply_entry(slot.prefix, pos, entry, &mut state)?;
                     applied = true;
                 }
                 Some(Frame::Keepalive(_)) => pinged = true,

@@ -1,4 +1,5 @@
-//! The per-slot change log's formats. Pure functions, no I/O.
+//! The per-slot change log's formats. Pure functions, no I/O. (The entries themselves are kept
+//! in memory, `backlog`; what is persisted is each replica slot's position, `slotlog`.)
 //!
 //! Every committed write to a slot becomes one log entry: the list of RocksDB operations it made,
 //! with keys *relative to the slot prefix*. A replica prepends its own copy of the prefix, so an
@@ -73,6 +74,10 @@ impl ChangeSet {
     pub fn bytes(&self) -> &[u8] {
         &self.buf
     }
+
+    pub fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from(self.buf)
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -142,11 +147,9 @@ pub fn decode_pairs(mut input: &[u8]) -> Result<Vec<Pair<'_>>, Corrupt> {
     Ok(pairs)
 }
 
-/// A slot's log bookkeeping, stored next to its entries.
+/// A slot's history ids (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LogMeta {
-    /// The position just before the first retained entry (moves on purge and full sync).
-    pub base: LogPos,
     pub history: u64,
     pub prev_history: u64,
     /// The last sequence number written under `prev_history`.
@@ -154,24 +157,6 @@ pub struct LogMeta {
 }
 
 impl LogMeta {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(40);
-        for v in [self.base.seq, self.base.offset, self.history, self.prev_history, self.prev_until] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        out
-    }
-
-    pub fn decode(mut input: &[u8]) -> Result<LogMeta, Corrupt> {
-        let base = LogPos { seq: take_u64(&mut input)?, offset: take_u64(&mut input)? };
-        Ok(LogMeta {
-            base,
-            history: take_u64(&mut input)?,
-            prev_history: take_u64(&mut input)?,
-            prev_until: take_u64(&mut input)?,
-        })
-    }
-
     /// Whether a replica at `pos` under `history` has a prefix of this slot's log, judged by ids
     /// only (the caller also checks that the position exists and its offset matches).
     pub fn shares_history(&self, history: u64, seq: u64) -> bool {
@@ -180,21 +165,28 @@ impl LogMeta {
 
     /// The bookkeeping after this slot is promoted at `head`.
     pub fn promoted(&self, head: LogPos, new_history: u64) -> LogMeta {
-        LogMeta { base: self.base, history: new_history, prev_history: self.history, prev_until: head.seq }
+        LogMeta { history: new_history, prev_history: self.history, prev_until: head.seq }
     }
 }
 
-/// A log entry's stored value: the offset after it, then the operations.
-pub fn encode_stored(end_offset: u64, entry: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + entry.len());
-    out.extend_from_slice(&end_offset.to_be_bytes());
-    out.extend_from_slice(entry);
+/// What a replica slot persists with every applied entry, in the same batch: its position and
+/// history, so after a restart it resumes exactly where its data is.
+pub fn encode_replica_state(pos: LogPos, meta: &LogMeta) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    for (i, v) in [pos.seq, pos.offset, meta.history, meta.prev_history, meta.prev_until].into_iter().enumerate() {
+        out[i * 8..(i + 1) * 8].copy_from_slice(&v.to_be_bytes());
+    }
     out
 }
 
-pub fn decode_stored(mut value: &[u8]) -> Result<(u64, &[u8]), Corrupt> {
-    let offset = take_u64(&mut value)?;
-    Ok((offset, value))
+pub fn decode_replica_state(mut input: &[u8]) -> Result<(LogPos, LogMeta), Corrupt> {
+    let pos = LogPos { seq: take_u64(&mut input)?, offset: take_u64(&mut input)? };
+    let meta = LogMeta {
+        history: take_u64(&mut input)?,
+        prev_history: take_u64(&mut input)?,
+        prev_until: take_u64(&mut input)?,
+    };
+    Ok((pos, meta))
 }
 
 #[cfg(test)]
@@ -226,13 +218,14 @@ mod tests {
 
     #[test]
     fn promotion_keeps_the_old_history_up_to_the_promotion_point() {
-        let m = LogMeta { base: LogPos::default(), history: 7, prev_history: 0, prev_until: 0 };
+        let m = LogMeta { history: 7, prev_history: 0, prev_until: 0 };
         let p = m.promoted(LogPos { seq: 10, offset: 100 }, 9);
         assert!(p.shares_history(9, 50));
         assert!(p.shares_history(7, 10));
         assert!(!p.shares_history(7, 11), "the old master wrote past the promotion point");
         assert!(!p.shares_history(0, 0), "no history is never shared");
-        assert_eq!(LogMeta::decode(&p.encode()).unwrap(), p);
+        let pos = LogPos { seq: 3, offset: 4 };
+        assert_eq!(decode_replica_state(&encode_replica_state(pos, &p)).unwrap(), (pos, p));
     }
 
     proptest! {
@@ -240,7 +233,7 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_entry(&bytes);
             let _ = decode_pairs(&bytes);
-            let _ = LogMeta::decode(&bytes);
+            let _ = decode_replica_state(&bytes);
         }
 
         #[test]

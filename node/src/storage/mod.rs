@@ -5,6 +5,7 @@
 //! and every slot has one total order of writes (the order its change log will follow).
 //! Reads take no lock: RocksDB gives each read a consistent view.
 
+pub mod backlog;
 pub mod changelog;
 pub mod encoding;
 mod slotlog;
@@ -19,17 +20,17 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+pub use backlog::Backlog;
 pub use changelog::{ChangeSet, LogMeta, LogPos};
 pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
-pub use slotlog::LogEntry;
 pub use txn::{ElemIter, Entry, Txn};
 
 pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
 /// Column family for the node's own records (tables, slot ownership, roles).
 const CF_NODE: &str = "node";
-/// Column family for the per-slot change logs: key = slot prefix + u64 seq (big-endian), value =
-/// [`changelog::encode_stored`]; the bare slot prefix holds the slot's [`LogMeta`].
+/// Column family for replica slots' positions: key = slot prefix, value =
+/// [`changelog::encode_replica_state`], written in the batch of every applied entry.
 const CF_LOG: &str = "log";
 
 /// Storage tuning, from pika.conf.
@@ -65,8 +66,10 @@ pub struct WriteState {
     pub next_expiry: u64,
     /// Bumped whenever a write lowers `next_expiry`, so the expirer knows its view went stale.
     pub expiry_gen: u64,
-    /// The slot's log bookkeeping (history ids, first retained position).
+    /// The slot's history ids.
     pub log: LogMeta,
+    /// Recent entries for replicas.
+    pub backlog: Backlog,
     /// The slot's log position, readable without the lock.
     pub head: Arc<LogHead>,
 }
@@ -93,7 +96,7 @@ impl LogHead {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn advance(&self, pos: LogPos) {
+    pub(crate) fn advance(&self, pos: LogPos) {
         self.offset.store(pos.offset, Ordering::Release);
         self.seq.store(pos.seq, Ordering::Release);
         self.notify.notify_waiters();

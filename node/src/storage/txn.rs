@@ -98,7 +98,7 @@ impl<'a> Txn<'a> {
             return Ok(false);
         }
         let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
-        self.store.commit_changes(self.prefix, &self.changes, state)?;
+        self.store.commit_changes(self.prefix, std::mem::take(&mut self.changes), state)?;
         {
             state.commits += 1;
             if self.earliest_expiry < state.next_expiry {
