@@ -7,8 +7,6 @@
 # Method (DESIGN.md section 7): servers pinned to CPU 0, the client to CPU 1; the reference and
 # ours run back to back per test; the median of REPS repetitions is reported.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 REQUESTS="${REQUESTS:-1000000}"
 REPS="${REPS:-3}"
 CLIENTS="${CLIENTS:-50}"
@@ -16,21 +14,13 @@ KEYSPACE="${KEYSPACE:-100000}"
 TESTS="${TESTS:-set,get,incr,lpush,lpop,hset,sadd,zadd,mset}"
 REDIS_PORT=26379
 NODE_PORT=29221
-
-cargo build --release -q -p pika-node
-NODE_BIN="$CARGO_TARGET_DIR/release/pika-node"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
 
 pin_client() { taskset -c 1 "$@"; }
 
-wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
-
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 taskset -c 0 redis-server --port $REDIS_PORT --save '' --appendonly no --dir "$work" --daemonize no >/dev/null &
-pids+=($!)
+track $!
 cat > "$work/pika.conf" <<CONF
 port : $NODE_PORT
 bind : 127.0.0.1
@@ -41,7 +31,7 @@ log-path : $work/node/log
 CONF
 taskset -c 0 "$NODE_BIN" -c "$work/pika.conf" 2>"$work/node.log" &
 node_pid=$!
-pids+=($node_pid)
+track $node_pid
 wait_port $REDIS_PORT
 wait_port $NODE_PORT
 redis-cli -p $NODE_PORT pkcluster addslots 0-1023 >/dev/null

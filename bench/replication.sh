@@ -8,21 +8,12 @@
 #
 # Master and replica share CPU 0, the load generator runs on CPU 1.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 DATA_MB="${DATA_MB:-1024}"
 VALUE="${VALUE:-1000}"
 LOAD_REQUESTS="${LOAD_REQUESTS:-2000000}"
 M_PORT=29301
 R_PORT=29302
-
-cargo build --release -q -p pika-node
-NODE_BIN="$CARGO_TARGET_DIR/release/pika-node"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"
 
 start_node() { # name port
   mkdir -p "$work/$1"
@@ -34,7 +25,7 @@ default-slot-num : 1
 db-path : $work/$1/db
 CONF
   taskset -c 0 "$NODE_BIN" -c "$work/$1/pika.conf" 2>"$work/$1.log" &
-  pids+=($!)
+  track $!
   wait_port "$2"
   redis-cli -p "$2" pkcluster addslots 0 >/dev/null
 }

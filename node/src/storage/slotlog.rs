@@ -169,23 +169,21 @@ impl Store {
         Ok(())
     }
 
-    /// Streams a consistent snapshot of a slot as chunks of key/value pairs (keys relative to the
-    /// prefix) of about `chunk_bytes`. `start` receives the log position, history and log epoch
-    /// the snapshot corresponds to, taken under the slot's write lock (it may also turn the
-    /// slot's backlog on, so entries after the snapshot are kept); `send` returns false to
-    /// stop. Blocking: run it on a blocking thread. Returns the number of records sent.
-    pub fn stream_slot(
+    /// Walks a consistent snapshot of a slot: `at_snapshot` runs under the slot's write lock at
+    /// the instant the snapshot is taken (so it sees the matching log position), then `each`
+    /// gets every record (key relative to the prefix) until it returns false. Uncached reads:
+    /// a full walk must not evict the working set. Returns the number of records visited.
+    fn walk_snapshot(
         &self,
         prefix: SlotPrefix,
         lock: &super::WriteLock,
-        chunk_bytes: usize,
-        start: impl FnOnce(&mut WriteState),
-        mut send: impl FnMut(Vec<u8>) -> bool,
+        at_snapshot: impl FnOnce(&mut WriteState),
+        mut each: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<u64, rocksdb::Error> {
         let snapshot = {
             let mut state = lock.lock();
             let snapshot = self.db.snapshot();
-            start(&mut state);
+            at_snapshot(&mut state);
             snapshot
         };
         let (lower, upper) = prefix.range();
@@ -196,19 +194,42 @@ impl Store {
         ro.fill_cache(false);
         let mut iter = self.db.raw_iterator_opt(ro);
         iter.seek_to_first();
-        let (mut chunk, mut records) = (Vec::with_capacity(chunk_bytes + 4096), 0u64);
+        let mut records = 0u64;
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            changelog::encode_pair(&mut chunk, &k[8..], v);
             records += 1;
-            if chunk.len() >= chunk_bytes
-                && !send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_bytes + 4096)))
-            {
+            if !each(&k[8..], v) {
                 return Ok(records);
             }
             iter.next();
         }
         iter.status()?;
-        if !chunk.is_empty() {
+        Ok(records)
+    }
+
+    /// Streams a consistent snapshot of a slot as chunks of key/value pairs (keys relative to the
+    /// prefix) of about `chunk_bytes`. `start` runs under the slot's write lock when the
+    /// snapshot is taken (to read the position and history it matches, and to turn the slot's
+    /// backlog on, so entries after the snapshot are kept); `send` returns false to stop.
+    /// Blocking: run it on a blocking thread. Returns the number of records sent.
+    pub fn stream_slot(
+        &self,
+        prefix: SlotPrefix,
+        lock: &super::WriteLock,
+        chunk_bytes: usize,
+        start: impl FnOnce(&mut WriteState),
+        mut send: impl FnMut(Vec<u8>) -> bool,
+    ) -> Result<u64, rocksdb::Error> {
+        let new_chunk = || Vec::with_capacity(chunk_bytes + 4096);
+        let mut chunk = new_chunk();
+        let mut open = true;
+        let records = self.walk_snapshot(prefix, lock, start, |k, v| {
+            changelog::encode_pair(&mut chunk, k, v);
+            if chunk.len() >= chunk_bytes {
+                open = send(std::mem::replace(&mut chunk, new_chunk()));
+            }
+            open
+        })?;
+        if open && !chunk.is_empty() {
             send(chunk);
         }
         Ok(records)
@@ -222,28 +243,20 @@ impl Store {
         prefix: SlotPrefix,
         lock: &super::WriteLock,
     ) -> Result<(u32, u64, LogPos), rocksdb::Error> {
-        let (snapshot, pos) = {
-            let state = lock.lock();
-            (self.db.snapshot(), state.head.pos())
-        };
-        let (lower, upper) = prefix.range();
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&snapshot);
-        ro.set_iterate_lower_bound(lower);
-        ro.set_iterate_upper_bound(upper);
-        ro.fill_cache(false);
-        let mut iter = self.db.raw_iterator_opt(ro);
-        iter.seek_to_first();
-        let (mut hasher, mut records) = (crc32fast::Hasher::new(), 0u64);
-        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            for part in [&k[8..], v] {
-                hasher.update(&(part.len() as u32).to_be_bytes());
-                hasher.update(part);
-            }
-            records += 1;
-            iter.next();
-        }
-        iter.status()?;
+        let mut pos = LogPos::default();
+        let mut hasher = crc32fast::Hasher::new();
+        let records = self.walk_snapshot(
+            prefix,
+            lock,
+            |state| pos = state.head.pos(),
+            |k, v| {
+                for part in [k, v] {
+                    hasher.update(&(part.len() as u32).to_be_bytes());
+                    hasher.update(part);
+                }
+                true
+            },
+        )?;
         Ok((hasher.finalize(), records, pos))
     }
 }
