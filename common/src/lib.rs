@@ -4,7 +4,9 @@
 //! - [`slot`]: the key -> slot function of Pika 3.3.6 (CRC-32/IEEE of the hashtag or key, `% N`).
 //! - [`slotset`]: Pika's slot-range syntax (`0-99,512`).
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
+//! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
 
+pub mod http;
 pub mod pkinfo;
 pub mod resp;
 pub mod slot;

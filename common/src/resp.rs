@@ -324,6 +324,16 @@ pub fn parse_frame(buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
     }
 }
 
+/// Takes one whole reply frame off the front of `buf`, as raw bytes (to forward unchanged).
+pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
+    Ok(frame_len(buf, 0, 0)?.map(|len| buf.split_to(len).freeze()))
+}
+
+/// Decodes a complete frame taken by [`take_frame`].
+pub fn decode_reply(bytes: &Bytes) -> Frame {
+    decode_frame(bytes, 0).0
+}
+
 /// Deepest reply nesting accepted; bounds recursion on hostile input.
 const MAX_DEPTH: usize = 64;
 

@@ -23,6 +23,7 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("pkclusterunfence", -3, ADMIN, unfence),
         Spec::conn("pkclusterslotsslaveof", -5, ADMIN, slotsslaveof),
         Spec::conn("pkclusterdigest", -3, ADMIN, digest),
+        Spec::conn("pkclusterwritable", -2, ADMIN, writable),
     ]
 }
 
@@ -369,4 +370,24 @@ fn digest(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         ]));
     }
     Ok(Reply::Array(out))
+}
+
+/// pkcluster writable: per table, `[table id, slot count, slots]` where slots (range syntax) are
+/// the master slots that accept writes (not fenced). What a proxy rebuilding its routing table
+/// asks every node (ours; `info slot` has no fence state and its layout is fixed by Codis).
+fn writable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterWritable")?;
+    if args.len() > 2 {
+        return Err(CmdError::Arity("pkclusterwritable".into()));
+    }
+    let topology = ctx.server.slots.snapshot();
+    let tables = topology.tables.values().map(|t| {
+        let ids: Vec<u32> = t.owned().filter(|s| s.write_refusal().is_none()).map(|s| s.id).collect();
+        Reply::Array(vec![
+            Reply::Int(t.id as i64),
+            Reply::Int(t.slot_count as i64),
+            Reply::bulk(common::slotset::format_slots(&ids)),
+        ])
+    });
+    Ok(Reply::Array(tables.collect()))
 }

@@ -136,7 +136,7 @@ async fn session(
         }
         Start::FullSync { history, prev_history, prev_until, pos } => {
             let meta = LogMeta { history, prev_history, prev_until };
-            receive_snapshot(server, slot, master, &mut stream, &mut buf, pos, meta, cancel).await?;
+            receive_snapshot(server, slot, master, &mut stream, &mut buf, (pos, meta), cancel).await?;
         }
     }
     slot.set_link(LinkState::Connected);
@@ -151,8 +151,7 @@ async fn receive_snapshot(
     master: &str,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    pos: LogPos,
-    meta: LogMeta,
+    (pos, meta): (LogPos, LogMeta),
     cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
     slot.set_link(LinkState::WaitDbSync);

@@ -8,7 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_pika-node");
+/// The `pika-node` binary: Cargo's path for the node's own tests; for other packages' tests
+/// (the proxy's) the one built next to them in the same target directory.
+pub fn node_bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_pika-node") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join("pika-node");
+    assert!(path.exists(), "{} missing: run `cargo build -p pika-node` first", path.display());
+    path
+}
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
@@ -80,8 +90,13 @@ impl Node {
     pub fn spawn(&mut self) {
         let conf = self.write_conf();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
-        let child =
-            Command::new(BIN).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().expect("start pika-node");
+        let child = Command::new(node_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pika-node");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -1,0 +1,207 @@
+//! Pooled, pipelined connections to the nodes. A call is one encoded request; its answer is the
+//! node's raw reply frame, forwarded unchanged. Each connection has a writer task (requests go
+//! out in batches, in call order) and a reader task (replies matched to calls in order), so a
+//! long pipeline never deadlocks on full socket buffers. A client always uses the same
+//! connection to a node, which keeps its requests to that node in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backend {addr} unavailable: {why}")]
+pub struct BackendError {
+    pub addr: String,
+    pub why: String,
+}
+
+pub type BackendReply = Result<Bytes, BackendError>;
+
+struct Call {
+    request: Bytes,
+    reply: oneshot::Sender<BackendReply>,
+}
+
+struct Conn {
+    tx: mpsc::UnboundedSender<Call>,
+    alive: Arc<AtomicBool>,
+}
+
+/// Connections per (node address, table).
+pub struct Pool {
+    conns: Mutex<HashMap<(String, u32), Vec<Conn>>>,
+    size: usize,
+    password: Option<String>,
+}
+
+impl Pool {
+    pub fn new(size: usize, password: Option<String>) -> Pool {
+        Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), password }
+    }
+
+    /// Sends `request` to `addr` for `table` on the connection `client` always uses; the reply
+    /// arrives on the returned channel. Never blocks.
+    pub fn send(&self, addr: &str, table: u32, client: u64, request: Bytes) -> oneshot::Receiver<BackendReply> {
+        let (reply, rx) = oneshot::channel();
+        let mut conns = self.conns.lock();
+        let list = conns.entry((addr.to_string(), table)).or_default();
+        let i = (client as usize) % self.size;
+        while list.len() <= i {
+            list.push(self.open(addr, table));
+        }
+        if !list[i].alive.load(Ordering::Acquire) {
+            list[i] = self.open(addr, table);
+        }
+        if let Err(mpsc::error::SendError(call)) = list[i].tx.send(Call { request, reply }) {
+            let _ = call.reply.send(Err(BackendError { addr: addr.into(), why: "connection closed".into() }));
+        }
+        rx
+    }
+
+    fn open(&self, addr: &str, table: u32) -> Conn {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(run(addr.to_string(), table, self.password.clone(), rx, alive.clone()));
+        Conn { tx, alive }
+    }
+}
+
+/// Runs one connection until it fails (then every waiting call gets the error and the pool opens
+/// a new connection for the next call).
+async fn run(
+    addr: String,
+    table: u32,
+    password: Option<String>,
+    mut rx: mpsc::UnboundedReceiver<Call>,
+    alive: Arc<AtomicBool>,
+) {
+    let inflight: Arc<Mutex<VecDeque<oneshot::Sender<BackendReply>>>> = Default::default();
+    let why = match connect(&addr, table, password.as_deref()).await {
+        Err(why) => why,
+        Ok(stream) => {
+            let (mut rd, mut wr) = stream.into_split();
+            let writer = async {
+                let mut out = BytesMut::new();
+                while let Some(call) = rx.recv().await {
+                    // Queue the reply slot before the bytes leave, then batch what else waits.
+                    out.extend_from_slice(&call.request);
+                    inflight.lock().push_back(call.reply);
+                    while out.len() < 256 << 10 {
+                        let Ok(call) = rx.try_recv() else { break };
+                        out.extend_from_slice(&call.request);
+                        inflight.lock().push_back(call.reply);
+                    }
+                    if let Err(e) = wr.write_all(&out).await {
+                        return e.to_string();
+                    }
+                    out.clear();
+                }
+                "proxy shutting down".to_string()
+            };
+            let reader = async {
+                let mut buf = BytesMut::with_capacity(64 << 10);
+                loop {
+                    match rd.read_buf(&mut buf).await {
+                        Ok(0) => return "connection closed by the node".to_string(),
+                        Ok(_) => {}
+                        Err(e) => return e.to_string(),
+                    }
+                    loop {
+                        match common::resp::take_frame(&mut buf) {
+                            Ok(Some(frame)) => match inflight.lock().pop_front() {
+                                Some(reply) => {
+                                    let _ = reply.send(Ok(frame));
+                                }
+                                None => return "reply without a request".to_string(),
+                            },
+                            Ok(None) => break,
+                            Err(e) => return format!("bad reply: {e}"),
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                why = writer => why,
+                why = reader => why,
+            }
+        }
+    };
+    alive.store(false, Ordering::Release);
+    tracing::debug!(%addr, %why, "backend connection ended");
+    let err = BackendError { addr: addr.clone(), why };
+    for reply in inflight.lock().drain(..) {
+        let _ = reply.send(Err(err.clone()));
+    }
+    rx.close();
+    while let Ok(call) = rx.try_recv() {
+        let _ = call.reply.send(Err(err.clone()));
+    }
+}
+
+/// Opens a connection, authenticates and selects the table.
+async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("connect timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut setup = BytesMut::new();
+    let mut expected = 0;
+    if let Some(pw) = password {
+        common::resp::write_command(&mut setup, &["AUTH", pw]);
+        expected += 1;
+    }
+    if table != 0 {
+        common::resp::write_command(&mut setup, &["SELECT".to_string(), table.to_string()]);
+        expected += 1;
+    }
+    if expected == 0 {
+        return Ok(stream);
+    }
+    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    while expected > 0 {
+        match common::resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
+            Some(frame) if frame.starts_with(b"-") => {
+                return Err(String::from_utf8_lossy(&frame).trim_end().to_string());
+            }
+            Some(_) => expected -= 1,
+            None => {
+                let read = tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(&mut buf)).await;
+                match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err("no answer to AUTH/SELECT".into()),
+                }
+            }
+        }
+    }
+    Ok(stream)
+}
+
+/// One request to one node on a fresh connection (admin traffic: table rebuilds).
+pub async fn one_shot(addr: &str, password: Option<&str>, args: &[&str]) -> Result<common::resp::Frame, String> {
+    let mut stream = connect(addr, 0, password).await?;
+    let mut out = BytesMut::new();
+    common::resp::write_command(&mut out, args);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(frame) = common::resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
+            return Ok(common::resp::decode_reply(&frame));
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err("no answer".into()),
+        }
+    }
+}

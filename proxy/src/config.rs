@@ -1,0 +1,104 @@
+//! pika-proxy's settings: command-line flags, or a `key : value` file (`--config`, same names
+//! without the dashes; flags override the file).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: String,
+    /// Nodes asked for the routing table at start and on every refused request.
+    pub seed_nodes: Vec<String>,
+    /// The cluster password: clients AUTH with it, and the proxy uses it with the nodes.
+    pub password: Option<String>,
+    /// `/metrics` and `/health`; None: off.
+    pub http_listen: Option<String>,
+    /// Connections per node (and table).
+    pub pool_size: usize,
+    /// How long a request waits on a held slot before failing with TRYAGAIN.
+    pub hold_timeout: Duration,
+    /// Memory bound of the requests parked on held slots.
+    pub hold_max_bytes: usize,
+    /// A hold nobody released within this is released (an operator that died mid-cutover).
+    pub hold_expire: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9221".into(),
+            seed_nodes: Vec::new(),
+            password: None,
+            http_listen: None,
+            pool_size: 2,
+            hold_timeout: Duration::from_secs(10),
+            hold_max_bytes: 64 << 20,
+            hold_expire: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}:{1}: expected `key : value`")]
+    Syntax(PathBuf, usize),
+    #[error("invalid value {1:?} for `{0}`")]
+    Value(String, String),
+    #[error("unknown option `{0}`")]
+    Unknown(String),
+}
+
+impl Config {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = || ConfigError::Value(key.to_string(), value.to_string());
+        let ms = |v: &str| v.parse::<u64>().map(Duration::from_millis).map_err(|_| bad());
+        match key {
+            "listen" => self.listen = value.to_string(),
+            "seed-nodes" => {
+                self.seed_nodes = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            }
+            "password" => self.password = (!value.is_empty()).then(|| value.to_string()),
+            "http-listen" => self.http_listen = (!value.is_empty()).then(|| value.to_string()),
+            "pool-size" => self.pool_size = value.parse().map_err(|_| bad())?,
+            "hold-timeout-ms" => self.hold_timeout = ms(value)?,
+            "hold-expire-ms" => self.hold_expire = ms(value)?,
+            "hold-max-bytes" => self.hold_max_bytes = value.parse().map_err(|_| bad())?,
+            _ => return Err(ConfigError::Unknown(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Loads a `key : value` file (`#` comments, blank lines ignored).
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let mut config = Config::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once(':').ok_or_else(|| ConfigError::Syntax(path.to_path_buf(), n + 1))?;
+            config.set(k.trim(), v.trim())?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_bad_values_are_refused() {
+        let mut c = Config::default();
+        c.set("seed-nodes", "a:1, b:2,").unwrap();
+        assert_eq!(c.seed_nodes, vec!["a:1", "b:2"]);
+        c.set("hold-timeout-ms", "250").unwrap();
+        assert_eq!(c.hold_timeout, Duration::from_millis(250));
+        assert!(c.set("pool-size", "x").is_err());
+        assert!(c.set("nope", "1").is_err());
+    }
+}

@@ -1,0 +1,375 @@
+//! pika-proxy in front of real pika-node processes on loopback: routing across groups, split
+//! multi-key commands, holds during a slot move, restarts of the proxy and of a backend.
+
+#[path = "../../node/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SLOTS: u32 = 1024;
+const PROXY_BIN: &str = env!("CARGO_BIN_EXE_pika-proxy");
+
+struct Proxy {
+    port: u16,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Proxy {
+    fn start(seeds: &[&Node], extra: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let seeds: Vec<String> = seeds.iter().map(|n| n.addr()).collect();
+        let mut args =
+            vec!["--listen".to_string(), format!("127.0.0.1:{port}"), "--seed-nodes".into(), seeds.join(",")];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = dir.path().join("proxy.log");
+        let mut p = Proxy { port, args, log, _dir: dir, child: None };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        self.child = Some(Command::new(PROXY_BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+        wait_until(Duration::from_secs(20), "the proxy to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap().get_connection().unwrap()
+    }
+
+    /// Waits until the proxy has built a table covering every slot of db0.
+    fn wait_routed(&self) {
+        wait_until(Duration::from_secs(20), "the proxy's routing table", || {
+            let text: String = query(&mut self.conn(), &["pxroute", "get"]);
+            text.contains("table 0 slots") && text.lines().filter(|l| l.starts_with("group")).count() > 0
+        });
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn node(owned: &str, extra: &[(&str, &str)]) -> Node {
+    let mut conf = vec![("instance-mode", "sharding"), ("default-slot-num", "1024")];
+    conf.extend_from_slice(extra);
+    let n = Node::start(&conf);
+    if !owned.is_empty() {
+        let _: () = query(&mut n.conn(), &["pkcluster", "addslots", owned]);
+    }
+    n
+}
+
+fn slot_of(key: &str) -> u32 {
+    common::slot::key_slot(key.as_bytes(), SLOTS)
+}
+
+/// A hashtag whose keys all land in `slot`.
+fn tag_for(slot: u32) -> String {
+    (0..).map(|i| format!("t{i}")).find(|t| slot_of(t) == slot).unwrap()
+}
+
+#[test]
+fn routes_across_three_groups_and_splits_multi_key_commands() {
+    let nodes = [node("0-340", &[]), node("341-681", &[]), node("682-1023", &[])];
+    let owner = |key: &str| {
+        let s = slot_of(key);
+        &nodes[if s <= 340 {
+            0
+        } else if s <= 681 {
+            1
+        } else {
+            2
+        }]
+    };
+    let proxy = Proxy::start(&nodes.iter().collect::<Vec<_>>(), &[]);
+    proxy.wait_routed();
+    let mut c = proxy.conn();
+    for i in 0..300 {
+        let _: () = query(&mut c, &["SET", &format!("key:{i}"), &format!("v{i}")]);
+    }
+    for i in 0..300 {
+        let key = format!("key:{i}");
+        assert_eq!(query::<String>(&mut owner(&key).conn(), &["GET", &key]), format!("v{i}"), "{key} on its owner");
+    }
+    // MGET across all groups, with missing keys, in key order.
+    let keys: Vec<String> = (0..40).map(|i| format!("key:{}", i * 7)).chain(["missing:1".into()]).collect();
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let values: Vec<Option<String>> = query(&mut c, &mget);
+    for (k, v) in keys.iter().zip(&values) {
+        let expected = k.strip_prefix("key:").map(|n| format!("v{n}"));
+        assert_eq!(v, &expected, "{k}");
+    }
+    // MSET across groups, then DEL and EXISTS summed.
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..40 {
+        mset.push(format!("m:{i}"));
+        mset.push(i.to_string());
+    }
+    let _: () = query(&mut c, &mset.iter().map(String::as_str).collect::<Vec<_>>());
+    for i in 0..40 {
+        let key = format!("m:{i}");
+        assert_eq!(int(&mut owner(&key).conn(), &["GET", &key]), i);
+    }
+    let mut exists = vec!["EXISTS".to_string()];
+    exists.extend((0..40).map(|i| format!("m:{i}")));
+    exists.push("nope".into());
+    assert_eq!(int(&mut c, &exists.iter().map(String::as_str).collect::<Vec<_>>()), 40);
+    exists[0] = "DEL".into();
+    assert_eq!(int(&mut c, &exists.iter().map(String::as_str).collect::<Vec<_>>()), 40);
+    assert_eq!(int(&mut c, &["EXISTS", "m:1", "m:2"]), 0);
+    // Errors pass through; what cannot work through a proxy is refused clearly.
+    let _: () = query(&mut c, &["LPUSH", "list", "x"]);
+    expect_errors(
+        &mut c,
+        &[
+            (&["GET", "list"], "WRONGTYPE"),
+            (&["MSET", "a", "1", "b"], "wrong number of arguments"),
+            (&["MSETNX", "a", "1"], "not supported in current configuration"),
+            (&["KEYS", "*"], "not supported through pika-proxy"),
+            (&["NOSUCH", "x"], "unknown or unsupported command"),
+            (&["SELECT", "9"], "invalid Table"),
+        ],
+    );
+    let a = (0..).map(|i| format!("a{i}")).find(|k| owner(k).port == nodes[0].port).unwrap();
+    let b = (0..).map(|i| format!("b{i}")).find(|k| owner(k).port == nodes[1].port).unwrap();
+    assert!(err(&mut c, &["RPOPLPUSH", &a, &b]).starts_with("CROSSSLOT"));
+    // Keyless commands: PING, ECHO, DBSIZE summed, FLUSHDB everywhere.
+    assert_eq!(query::<String>(&mut c, &["PING"]), "PONG");
+    assert_eq!(query::<String>(&mut c, &["ECHO", "hi"]), "hi");
+    let _: i64 = query(&mut c, &["DBSIZE"]);
+    let _: () = query(&mut c, &["FLUSHDB"]);
+    for i in 0..300 {
+        let key = format!("key:{i}");
+        assert_eq!(q(&mut owner(&key).conn(), &["GET", &key]), Ok(redis::Value::Nil), "{key} flushed");
+    }
+    // redis-cli works through the proxy too.
+    if have_redis_cli() {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &proxy.port.to_string(), "SET", "cli", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+    }
+}
+
+/// Moves `slot` from `from` to `to` the way the operator does, with `proxies` holding it.
+fn move_slot(slot: u32, from: &Node, to: &Node, proxies: &[&Proxy], epoch: u64, from_slots: &str, to_slots: &str) {
+    let s = slot.to_string();
+    let _: () = query(&mut to.conn(), &["pkcluster", "addslots", &s]);
+    to.follow(from, &s, false);
+    // Writes keep coming: wait for the full sync to end, not for lag 0.
+    wait_until(Duration::from_secs(30), "the new owner to follow the log", || from.replica_lags(to, &s).is_some());
+    for p in proxies {
+        let _: () = query(&mut p.conn(), &["pxhold", "0", &s]);
+    }
+    let _: () = query(&mut from.conn(), &["pkcluster", "fence", &s]);
+    wait_in_sync(from, to, &s, Duration::from_secs(30));
+    let _: () = query(&mut to.conn(), &["pkcluster", "slotsslaveof", "no", "one", &s]);
+    for p in proxies {
+        let e = epoch.to_string();
+        let route = ["pxroute", "set", &e, "0", "1024", "ga", &from.addr(), from_slots, "gb", &to.addr(), to_slots];
+        let _: () = query(&mut p.conn(), &route);
+    }
+}
+
+#[test]
+fn a_held_slot_moves_to_another_node_and_every_acknowledged_write_lands_there_once() {
+    let a = node("0-1023", &[]);
+    let b = node("", &[]);
+    let proxy = Proxy::start(&[&a, &b], &[]);
+    proxy.wait_routed();
+    let slot = 77;
+    let tag = tag_for(slot);
+    let list = format!("{{{tag}}}:list");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (stop, list, port) = (stop.clone(), list.clone(), proxy.port);
+            thread::spawn(move || {
+                let mut c =
+                    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+                let mut acked = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let value = format!("{w}-{i}");
+                    // Another slot too: unaffected by the hold.
+                    let _: () = redis::cmd("SET").arg(format!("other:{w}")).arg(i).query(&mut c).unwrap();
+                    match redis::cmd("RPUSH").arg(&list).arg(&value).query::<i64>(&mut c) {
+                        Ok(_) => acked.push(value),
+                        Err(e) => panic!("write refused during the move: {e}"),
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    move_slot(slot, &a, &b, &[&proxy], 1, "0-76,78-1023", "77");
+    let _: () = query(&mut a.conn(), &["pkcluster", "delslots", "77"]);
+    eprintln!("slot moved in {:?}", started.elapsed());
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(acked.len() > 100, "only {} writes", acked.len());
+    let on_b: Vec<String> = query(&mut b.conn(), &["LRANGE", &list, "0", "-1"]);
+    let mut sorted_b = on_b.clone();
+    sorted_b.sort();
+    sorted_b.dedup();
+    assert_eq!(sorted_b.len(), on_b.len(), "no value twice");
+    let mut sorted_acked = acked.clone();
+    sorted_acked.sort();
+    assert_eq!(sorted_b, sorted_acked, "every acknowledged push on the new owner, exactly once");
+    assert_eq!(err(&mut a.conn(), &["LLEN", &list]), "ERR Partition not found");
+}
+
+#[test]
+fn a_proxy_restarted_during_a_hold_and_a_proxy_that_missed_the_update_both_reach_the_new_owner() {
+    let a = node("0-1023", &[]);
+    let b = node("", &[]);
+    let mut restarted = Proxy::start(&[&a, &b], &[]);
+    let stale = Proxy::start(&[&a, &b], &[]);
+    restarted.wait_routed();
+    stale.wait_routed();
+    let slot = 300;
+    let key = format!("{{{}}}:k", tag_for(slot));
+    let _: () = query(&mut restarted.conn(), &["SET", &key, "before"]);
+    let _: () = query(&mut restarted.conn(), &["pxhold", "0", "300"]);
+    restarted.kill9();
+    // The move happens while that proxy is down; the other never hears of it. The old owner
+    // stays fenced (not deleted) so both must tell the two claimants apart.
+    let s = slot.to_string();
+    let _: () = query(&mut b.conn(), &["pkcluster", "addslots", &s]);
+    b.follow(&a, &s, false);
+    wait_in_sync(&a, &b, &s, Duration::from_secs(30));
+    let _: () = query(&mut a.conn(), &["pkcluster", "fence", &s]);
+    wait_in_sync(&a, &b, &s, Duration::from_secs(30));
+    let _: () = query(&mut b.conn(), &["pkcluster", "slotsslaveof", "no", "one", &s]);
+    restarted.spawn();
+    restarted.wait_routed();
+    assert_eq!(query::<String>(&mut restarted.conn(), &["GET", &key]), "before");
+    let _: () = query(&mut restarted.conn(), &["SET", &key, "via-restarted"]);
+    assert_eq!(query::<String>(&mut b.conn(), &["GET", &key]), "via-restarted");
+    // The stale proxy still routes the slot to A: A answers TRYAGAIN (fenced), the proxy
+    // rebuilds its table and retries on B.
+    let _: () = query(&mut stale.conn(), &["SET", &key, "via-stale"]);
+    assert_eq!(query::<String>(&mut b.conn(), &["GET", &key]), "via-stale");
+    // After A deletes the slot, "Partition not found" works the same way.
+    let _: () = query(&mut a.conn(), &["pkcluster", "delslots", &s]);
+    let _: () = query(&mut stale.conn(), &["SET", &key, "after-delete"]);
+    assert_eq!(query::<String>(&mut b.conn(), &["GET", &key]), "after-delete");
+}
+
+#[test]
+fn holds_time_out_cleanly_and_leave_other_slots_alone() {
+    let a = node("0-1023", &[]);
+    let proxy = Proxy::start(&[&a], &["--hold-timeout-ms", "300"]);
+    proxy.wait_routed();
+    let mut c = proxy.conn();
+    let held = format!("{{{}}}:k", tag_for(5));
+    let free = format!("{{{}}}:k", tag_for(6));
+    let _: () = query(&mut c, &["pxhold", "0", "5"]);
+    let started = Instant::now();
+    let text = err(&mut c, &["SET", &held, "x"]);
+    assert!(text.starts_with("TRYAGAIN slot 5 is held"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    let _: () = query(&mut c, &["SET", &free, "y"]);
+    let _: () = query(&mut c, &["pxrelease", "0", "5"]);
+    let _: () = query(&mut c, &["SET", &held, "x"]);
+    assert_eq!(q(&mut a.conn(), &["GET", &held]), Ok(redis::Value::BulkString(b"x".to_vec())));
+    // A request parked on a hold is answered as soon as the slot is released.
+    let _: () = query(&mut c, &["pxhold", "0", "5"]);
+    let port = proxy.port;
+    let held2 = held.clone();
+    let waiter = thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        redis::cmd("SET").arg(&held2).arg("parked").query::<()>(&mut c)
+    });
+    thread::sleep(Duration::from_millis(100));
+    let _: () = query(&mut c, &["pxrelease", "0", "all"]);
+    waiter.join().unwrap().expect("the parked write succeeds after the release");
+    assert_eq!(query::<String>(&mut a.conn(), &["GET", &held]), "parked");
+}
+
+#[test]
+fn a_killed_backend_gives_a_clear_error_and_is_used_again_after_its_restart() {
+    let a = node("0-511", &[]);
+    let mut b = node("512-1023", &[]);
+    let proxy = Proxy::start(&[&a, &b], &[]);
+    proxy.wait_routed();
+    let mut c = proxy.conn();
+    let on_b = (0..).map(|i| format!("k{i}")).find(|k| slot_of(k) >= 512).unwrap();
+    let on_a = (0..).map(|i| format!("k{i}")).find(|k| slot_of(k) < 512).unwrap();
+    let _: () = query(&mut c, &["SET", &on_b, "1"]);
+    b.kill9();
+    let text = err(&mut c, &["GET", &on_b]);
+    assert!(text.contains("unavailable"), "{text}");
+    let _: () = query(&mut c, &["SET", &on_a, "still served"]);
+    b.spawn();
+    wait_until(Duration::from_secs(10), "the proxy to use the restarted node", || {
+        q(&mut c, &["GET", &on_b]) == Ok(redis::Value::BulkString(b"1".to_vec()))
+    });
+}
+
+#[test]
+fn passwords_and_admin_commands_are_checked() {
+    let a = node("", &[("requirepass", "secret")]);
+    let mut admin =
+        redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", a.port)).unwrap().get_connection().unwrap();
+    let _: () = query(&mut admin, &["pkcluster", "addslots", "0-1023"]);
+    let proxy = Proxy::start(&[&a], &["--password", "secret"]);
+    let mut c = proxy.conn();
+    assert_eq!(err(&mut c, &["GET", "k"]), "ERR NOAUTH Authentication required.");
+    assert_eq!(err(&mut c, &["pxroute", "get"]), "ERR NOAUTH Authentication required.");
+    assert_eq!(err(&mut c, &["AUTH", "wrong"]), "ERR invalid password");
+    let _: () = query(&mut c, &["AUTH", "secret"]);
+    proxy.wait_routed_authed(&mut c);
+    let _: () = query(&mut c, &["SET", "k", "v"]);
+    assert_eq!(query::<String>(&mut admin, &["GET", "k"]), "v", "the proxy authenticates to the node");
+    fn route(epoch: &str) -> Vec<&str> {
+        vec!["pxroute", "set", epoch, "0", "1024", "g", "127.0.0.1:1", "0-1023"]
+    }
+    let _: () = query(&mut c, &route("5"));
+    expect_errors(
+        &mut c,
+        &[
+            (&route("4"), "stale route epoch 4 (current 5)"),
+            (&["pxroute", "set", "6", "0", "1024", "g", "127.0.0.1:1", "0-2000"], "beyond the slot count"),
+            (&["pxroute", "set", "6", "0"], "expected <epoch>"),
+            (&["pxhold", "0", "x-y"], "syntax"),
+            (&["pxhold", "0"], "wrong number of arguments"),
+        ],
+    );
+}
+
+impl Proxy {
+    fn wait_routed_authed(&self, c: &mut redis::Connection) {
+        wait_until(Duration::from_secs(20), "the proxy's routing table", || {
+            query::<String>(c, &["pxroute", "get"]).contains("group")
+        });
+    }
+}
