@@ -35,6 +35,7 @@ NC_PORT=29420
 NC_STATS_PORT=29421
 PROXY_PORT=29430
 source "$(dirname "$0")/lib.sh"
+mkdir -p "$work"
 
 command -v nutcracker >/dev/null || PATH="$PATH:/usr/sbin:/usr/local/sbin"
 command -v nutcracker >/dev/null || { echo "nutcracker not installed (apt-get install nutcracker)" >&2; exit 1; }
