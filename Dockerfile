@@ -6,7 +6,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY common common
 COPY node node
-RUN cargo build --release --locked -p pika-node
+COPY proxy proxy
+RUN cargo build --release --locked -p pika-node -p pika-proxy
 
 FROM debian:bookworm-slim AS pika-node
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
@@ -18,3 +19,11 @@ WORKDIR /data
 EXPOSE 9221 9231
 ENTRYPOINT ["/usr/local/bin/pika-node"]
 CMD ["-c", "/etc/pika/pika.conf", "--bind", "0.0.0.0", "--db-path", "/data/db"]
+
+FROM debian:bookworm-slim AS pika-proxy
+RUN useradd --system --uid 10001 pika
+COPY --from=build /src/target/release/pika-proxy /usr/local/bin/pika-proxy
+USER 10001
+EXPOSE 9221 9220
+ENTRYPOINT ["/usr/local/bin/pika-proxy"]
+CMD ["--listen", "0.0.0.0:9221", "--http-listen", "0.0.0.0:9220"]

@@ -373,3 +373,44 @@ impl Proxy {
         });
     }
 }
+
+#[test]
+fn metrics_health_and_a_config_file() {
+    let a = node("0-1023", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, http) = (free_port(), free_port());
+    let conf = dir.path().join("proxy.conf");
+    std::fs::write(
+        &conf,
+        format!("# pika-proxy\nlisten : 127.0.0.1:{port}\nseed-nodes : {}\nhttp-listen : 127.0.0.1:{http}\n", a.addr()),
+    )
+    .unwrap();
+    let mut child = Command::new(PROXY_BIN).arg("-c").arg(&conf).stderr(Stdio::null()).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "the proxy from its config file", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+    wait_until(Duration::from_secs(20), "routes", || query::<String>(&mut c, &["pxroute", "get"]).contains("group"));
+    let _: () = query(&mut c, &["SET", "k", "v"]);
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(get("/health").starts_with("HTTP/1.1 200 OK"));
+    let metrics = get("/metrics");
+    for name in ["pika_proxy_requests_total", "pika_proxy_request_duration_seconds", "pika_proxy_held_requests"] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    // A bad config file is refused with the reason.
+    std::fs::write(&conf, "pool-size : many\n").unwrap();
+    let out = Command::new(PROXY_BIN).arg("-c").arg(&conf).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value \"many\" for `pool-size`"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
