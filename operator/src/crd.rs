@@ -1,0 +1,286 @@
+//! The custom resources users write: `PikaCluster` (a sharded cluster) and `SlotMigration` (move
+//! slots between groups). The CRD YAML in `crds/` is generated from these types by `crdgen`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "pika.sharding.io";
+
+/// A sharded Pika cluster: `groups` shards, each a master and `replicasPerGroup` replicas of
+/// pika-node, splitting `slots` slots, behind `proxy.replicas` pika-proxies.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "pika.sharding.io",
+    version = "v1alpha1",
+    kind = "PikaCluster",
+    namespaced,
+    shortname = "pkc",
+    status = "PikaClusterStatus",
+    printcolumn = r#"{"name":"Groups","type":"integer","jsonPath":".spec.groups"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicasPerGroup"}"#,
+    printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".spec.slots"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PikaClusterSpec {
+    /// Number of shards (groups). Raising it adds groups and moves slots to them; lowering it
+    /// drains the leaving groups first.
+    #[schemars(range(min = 1, max = 1024))]
+    pub groups: u32,
+    /// Replicas per group, besides its master.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(max = 8))]
+    pub replicas_per_group: u32,
+    /// Number of slots (Pika's `default-slot-num`). Fixed at creation: the key -> slot mapping
+    /// depends on it.
+    #[serde(default = "default_slots")]
+    #[schemars(range(min = 1, max = 65536))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("slots is immutable"))]
+    pub slots: u32,
+    /// pika-node image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// The cluster password (`requirepass` of every node, `masterauth` between them, the
+    /// proxies' client password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// pika.conf overrides for every node (`key: value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub proxy: ProxySpec,
+    /// Seconds a master may be unreachable before a replica replaces it.
+    #[serde(default = "default_failover_after")]
+    #[schemars(range(min = 1))]
+    pub failover_after_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<SchedulingSpec>,
+    /// Stop reconciling (nothing is created, changed or moved) until set back to false.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+fn default_slots() -> u32 {
+    1024
+}
+fn default_image() -> String {
+    "pika-node:latest".into()
+}
+fn default_failover_after() -> u32 {
+    10
+}
+fn default_proxy_replicas() -> u32 {
+    2
+}
+fn default_storage_size() -> String {
+    "10Gi".into()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each node's volume.
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Delete a removed group's volumes (kept by default).
+    #[serde(default)]
+    pub delete_on_scale_in: bool,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec { size: default_storage_size(), storage_class_name: None, delete_on_scale_in: false }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    #[serde(default = "default_secret_key")]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "password".into()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySpec {
+    #[serde(default = "default_proxy_replicas")]
+    pub replicas: u32,
+    /// pika-proxy image (default: the node image's repository with `pika-proxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Type of the client Service (ClusterIP, NodePort, LoadBalancer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<String>,
+}
+
+impl Default for ProxySpec {
+    fn default() -> Self {
+        ProxySpec { replicas: default_proxy_replicas(), image: None, service_type: None }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulingSpec {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PikaClusterStatus {
+    /// Creating, Running, Scaling, Migrating, Degraded, Paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing, Degraded, ReconciliationPaused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupStatus>,
+    /// SlotMigrations in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// Owned slots in Pika's range syntax.
+    #[serde(default)]
+    pub slots: String,
+    /// Largest replication lag (bytes) of the group's replicas.
+    #[serde(default)]
+    pub max_lag: u64,
+}
+
+/// Moves `slots` of `cluster` to group `targetGroup`, without losing a write: replicate, catch
+/// up, hold at the proxies, fence, promote, route, release, clean up.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "pika.sharding.io",
+    version = "v1alpha1",
+    kind = "SlotMigration",
+    namespaced,
+    shortname = "slotmig",
+    status = "SlotMigrationStatus",
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.cluster"}"#,
+    printcolumn = r#"{"name":"Slots","type":"string","jsonPath":".spec.slots"}"#,
+    printcolumn = r#"{"name":"Target","type":"integer","jsonPath":".spec.targetGroup"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Pause(ms)","type":"integer","jsonPath":".status.cutoverPauseMs"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotMigrationSpec {
+    /// The PikaCluster (same namespace).
+    pub cluster: String,
+    /// Slots to move, in Pika's range syntax (`0-99,512`).
+    #[schemars(regex(pattern = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*,?$"))]
+    pub slots: String,
+    /// Index of the group that receives them.
+    pub target_group: u32,
+    /// Lag (bytes) under which the cutover may start.
+    #[serde(default = "default_lag_threshold")]
+    pub lag_threshold_bytes: u64,
+    /// How long the writes of a batch may be held before the cutover is rolled back.
+    #[serde(default = "default_cutover_timeout")]
+    pub cutover_timeout_ms: u64,
+    /// Slots cut over together (one hold/fence/promote round each).
+    #[serde(default = "default_batch")]
+    #[schemars(range(min = 1))]
+    pub batch_size: u32,
+}
+
+fn default_lag_threshold() -> u64 {
+    1 << 20
+}
+fn default_cutover_timeout() -> u64 {
+    5000
+}
+fn default_batch() -> u32 {
+    64
+}
+
+/// Where a migration is. Each step is recorded before it acts, so a restarted operator resumes.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MigrationPhase {
+    #[default]
+    Pending,
+    Syncing,
+    CatchingUp,
+    CuttingOver,
+    Cleanup,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotMigrationStatus {
+    #[serde(default)]
+    pub phase: MigrationPhase,
+    /// The cutover step in progress (hold, fence, drain, promote, route, release, cleanup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Slots already moved.
+    #[serde(default)]
+    pub slots_done: String,
+    /// The batch being cut over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_batch: Option<String>,
+    /// Largest lag seen for the batch (bytes).
+    #[serde(default)]
+    pub lag: u64,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Longest time writes were held in one cutover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover_pause_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Every CRD of the operator, in a stable order (crdgen prints them; the operator applies them).
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![PikaCluster::crd(), SlotMigration::crd()]
+}
+
+/// The CRDs as YAML documents, exactly what `crds/` holds.
+pub fn crds_yaml() -> String {
+    crds().iter().map(|crd| format!("---\n{}", serde_yaml::to_string(crd).expect("a CRD serialises"))).collect()
+}
