@@ -5,7 +5,9 @@
 //! - [`slotset`]: Pika's slot-range syntax (`0-99,512`).
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
 //! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
+//! - [`client`]: connect and one-shot admin requests to nodes and proxies.
 
+pub mod client;
 pub mod http;
 pub mod pkinfo;
 pub mod resp;

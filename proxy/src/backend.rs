@@ -7,15 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("backend {addr} unavailable: {why}")]
@@ -85,7 +81,7 @@ async fn run(
     alive: Arc<AtomicBool>,
 ) {
     let inflight: Arc<Mutex<VecDeque<oneshot::Sender<BackendReply>>>> = Default::default();
-    let why = match connect(&addr, table, password.as_deref()).await {
+    let why = match common::client::connect(&addr, table, password.as_deref()).await {
         Err(why) => why,
         Ok(stream) => {
             let (mut rd, mut wr) = stream.into_split();
@@ -147,61 +143,3 @@ async fn run(
     }
 }
 
-/// Opens a connection, authenticates and selects the table.
-async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err("connect timed out".into()),
-    };
-    let _ = stream.set_nodelay(true);
-    let mut setup = BytesMut::new();
-    let mut expected = 0;
-    if let Some(pw) = password {
-        common::resp::write_command(&mut setup, &["AUTH", pw]);
-        expected += 1;
-    }
-    if table != 0 {
-        common::resp::write_command(&mut setup, &["SELECT".to_string(), table.to_string()]);
-        expected += 1;
-    }
-    if expected == 0 {
-        return Ok(stream);
-    }
-    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::new();
-    while expected > 0 {
-        match common::resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
-            Some(frame) if frame.starts_with(b"-") => {
-                return Err(String::from_utf8_lossy(&frame).trim_end().to_string());
-            }
-            Some(_) => expected -= 1,
-            None => {
-                let read = tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(&mut buf)).await;
-                match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return Err("no answer to AUTH/SELECT".into()),
-                }
-            }
-        }
-    }
-    Ok(stream)
-}
-
-/// One request to one node on a fresh connection (admin traffic: table rebuilds).
-pub async fn one_shot(addr: &str, password: Option<&str>, args: &[&str]) -> Result<common::resp::Frame, String> {
-    let mut stream = connect(addr, 0, password).await?;
-    let mut out = BytesMut::new();
-    common::resp::write_command(&mut out, args);
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(frame) = common::resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
-            return Ok(common::resp::decode_reply(&frame));
-        }
-        match tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return Err("no answer".into()),
-        }
-    }
-}

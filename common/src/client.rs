@@ -1,0 +1,74 @@
+//! A minimal async client for admin traffic to nodes and proxies: connect (with AUTH and
+//! SELECT), and one request on a fresh connection. Data traffic uses the proxy's pooled,
+//! pipelined connections instead.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::resp::{self, Frame};
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one admin request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a connection, authenticates and selects the table.
+pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("connect timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut setup = BytesMut::new();
+    let mut expected = 0;
+    if let Some(pw) = password {
+        resp::write_command(&mut setup, &["AUTH", pw]);
+        expected += 1;
+    }
+    if table != 0 {
+        resp::write_command(&mut setup, &["SELECT".to_string(), table.to_string()]);
+        expected += 1;
+    }
+    if expected == 0 {
+        return Ok(stream);
+    }
+    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    while expected > 0 {
+        match resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
+            Some(frame) if frame.starts_with(b"-") => {
+                return Err(String::from_utf8_lossy(&frame).trim_end().to_string());
+            }
+            Some(_) => expected -= 1,
+            None => {
+                let read = tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(&mut buf)).await;
+                match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err("no answer to AUTH/SELECT".into()),
+                }
+            }
+        }
+    }
+    Ok(stream)
+}
+
+/// One request on a fresh connection; the reply (an error reply is `Ok(Frame::Error)`).
+pub async fn request<A: AsRef<[u8]>>(addr: &str, password: Option<&str>, args: &[A]) -> Result<Frame, String> {
+    let mut stream = connect(addr, 0, password).await?;
+    let mut out = BytesMut::new();
+    resp::write_command(&mut out, args);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(frame) = resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
+            return Ok(resp::decode_reply(&frame));
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(format!("no answer from {addr}")),
+        }
+    }
+}
