@@ -142,4 +142,3 @@ async fn run(
         let _ = call.reply.send(Err(err.clone()));
     }
 }
-

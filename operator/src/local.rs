@@ -1,0 +1,364 @@
+//! The local runtime: `pika-operator local -f cluster.yaml` runs a PikaCluster as local
+//! processes (pika-node per group member, one pika-proxy) instead of StatefulSets, with the same
+//! planner and cutover as in Kubernetes, and keeps it in line with the manifest: editing
+//! `groups` moves slots to new groups or drains leaving ones.
+//!
+//! Layout: group `g`, member `m` (0 = the first master) listens on `node_port_base + 10*g + m`
+//! with its data in `<data-dir>/<cluster>/g<g>-m<m>/`; the proxy listens on `--proxy-listen`.
+//! Everything the cluster knows is in the nodes (slots, roles), so a restarted runtime finds
+//! its cluster where it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::process::{Child, Command};
+
+use crate::admin::Admin;
+use crate::crd::{PikaCluster, PikaClusterSpec};
+use crate::cutover::{self, GroupNodes, Limits};
+use crate::planner;
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub manifest: PathBuf,
+    pub data_dir: PathBuf,
+    pub proxy_listen: String,
+    pub node_port_base: u16,
+    pub node_bin: PathBuf,
+    pub proxy_bin: PathBuf,
+    /// Slots moved per cutover.
+    pub batch: usize,
+}
+
+struct Member {
+    port: u16,
+    child: Child,
+}
+
+pub struct Runtime {
+    config: LocalConfig,
+    name: String,
+    spec: PikaClusterSpec,
+    manifest_mtime: Option<SystemTime>,
+    groups: BTreeMap<u32, Vec<Member>>,
+    proxy: Option<Child>,
+    admin: Admin,
+    epoch: u64,
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// Reads the manifest's PikaCluster (the first document of that kind).
+pub fn read_manifest(path: &Path) -> Result<PikaCluster, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    for doc in text.split("\n---") {
+        if doc.contains("kind: PikaCluster") {
+            let c: PikaCluster = serde_yaml::from_str(doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            if c.spec.groups == 0 {
+                return Err(format!("{}: spec.groups must be at least 1", path.display()));
+            }
+            return Ok(c);
+        }
+    }
+    Err(format!("{}: no PikaCluster in it", path.display()))
+}
+
+impl Runtime {
+    pub fn new(config: LocalConfig) -> Result<Runtime, String> {
+        let cluster = read_manifest(&config.manifest)?;
+        let name = cluster.metadata.name.clone().unwrap_or_else(|| "cluster".into());
+        let password = match &cluster.spec.password_secret_ref {
+            // Locally there is no Secret store: the runtime takes the password from the env.
+            Some(_) => std::env::var("PIKA_PASSWORD").ok(),
+            None => None,
+        };
+        Ok(Runtime {
+            manifest_mtime: std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok(),
+            config,
+            name,
+            spec: cluster.spec,
+            groups: BTreeMap::new(),
+            proxy: None,
+            admin: Admin { password },
+            epoch: 0,
+        })
+    }
+
+    fn port(&self, group: u32, member: u32) -> u16 {
+        self.config.node_port_base + (10 * group + member) as u16
+    }
+
+    /// Starts a member's process (its data directory and config are created on first start).
+    async fn start_member(&self, group: u32, member: u32) -> Result<Member, String> {
+        let port = self.port(group, member);
+        let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut conf = format!(
+            "port : {port}\nbind : 127.0.0.1\ninstance-mode : sharding\ndefault-slot-num : {}\ndb-path : {}\n",
+            self.spec.slots,
+            dir.join("db").display()
+        );
+        if let Some(pw) = &self.admin.password {
+            conf.push_str(&format!("requirepass : {pw}\nmasterauth : {pw}\n"));
+        }
+        for (k, v) in &self.spec.config {
+            conf.push_str(&format!("{k} : {v}\n"));
+        }
+        let conf_path = dir.join("pika.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.config.node_bin)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.config.node_bin.display()))?;
+        wait_port(port).await?;
+        tracing::info!(group, member, port, "node started");
+        Ok(Member { port, child })
+    }
+
+    fn nodes(&self, group: u32) -> GroupNodes {
+        let members = &self.groups[&group];
+        GroupNodes { master: addr(members[0].port), replicas: members[1..].iter().map(|m| addr(m.port)).collect() }
+    }
+
+    /// Makes sure groups `0..n` run with `1 + replicasPerGroup` members each.
+    async fn ensure_groups(&mut self, n: u32) -> Result<(), String> {
+        let size = 1 + self.spec.replicas_per_group;
+        for g in 0..n {
+            let have = self.groups.get(&g).map_or(0, Vec::len) as u32;
+            for m in have..size {
+                let member = self.start_member(g, m).await?;
+                self.groups.entry(g).or_default().push(member);
+            }
+        }
+        Ok(())
+    }
+
+    /// Slots each running group's master accepts writes for.
+    async fn ownership(&self) -> Result<BTreeMap<u32, Vec<u32>>, String> {
+        let mut owned = BTreeMap::new();
+        for &g in self.groups.keys() {
+            let slots = self.admin.writable(&self.nodes(g).master).await.map_err(|e| e.to_string())?;
+            if !slots.is_empty() {
+                owned.insert(g, slots);
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Replicas of every group follow their master for every slot it owns.
+    async fn attach_replicas(&self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
+        for (&g, slots) in owned {
+            let nodes = self.nodes(g);
+            let ranges = common::slotset::format_slots(slots);
+            for r in &nodes.replicas {
+                self.admin.add_slots(r, &ranges).await.map_err(|e| e.to_string())?;
+                self.admin.follow(r, &nodes.master, &ranges).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes for the proxy: every group that owns slots, by master.
+    fn routes(&self, owned: &BTreeMap<u32, Vec<u32>>) -> cutover::Routes {
+        owned
+            .iter()
+            .map(|(g, slots)| (format!("g{g}"), self.nodes(*g).master, common::slotset::format_slots(slots)))
+            .collect()
+    }
+
+    async fn push_routes(&mut self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
+        self.epoch += 1;
+        let routes = self.routes(owned);
+        self.admin
+            .set_route(&self.config.proxy_listen, self.epoch, self.spec.slots, &routes)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn ensure_proxy(&mut self) -> Result<(), String> {
+        if self.proxy.is_some() {
+            return Ok(());
+        }
+        let seeds: Vec<String> = self.groups.keys().map(|&g| self.nodes(g).master).collect();
+        let mut cmd = Command::new(&self.config.proxy_bin);
+        cmd.args(["--listen", &self.config.proxy_listen, "--seed-nodes", &seeds.join(",")]);
+        if let Some(pw) = &self.admin.password {
+            cmd.args(["--password", pw]);
+        }
+        let log_path = self.config.data_dir.join(&self.name).join("proxy.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.config.proxy_bin.display()))?;
+        let port: u16 = self.config.proxy_listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(9221);
+        wait_port(port).await?;
+        self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
+        self.proxy = Some(child);
+        tracing::info!(listen = %self.config.proxy_listen, "proxy started");
+        Ok(())
+    }
+
+    /// One pass: processes, bootstrap, rebalance, retire drained groups.
+    async fn reconcile(&mut self) -> Result<(), String> {
+        let groups = self.spec.groups;
+        let running = self.groups.keys().next_back().map_or(0, |g| g + 1);
+        self.ensure_groups(groups.max(running)).await?;
+        let mut owned = self.ownership().await?;
+        if owned.is_empty() {
+            // A new cluster: contiguous shares, on every member of each group.
+            for (g, slots) in planner::initial_split(self.spec.slots, groups).into_iter().enumerate() {
+                let ranges = common::slotset::format_slots(&slots);
+                for node in self.nodes(g as u32).all() {
+                    self.admin.add_slots(node, &ranges).await.map_err(|e| e.to_string())?;
+                }
+                owned.insert(g as u32, slots);
+            }
+            tracing::info!(groups, slots = self.spec.slots, "bootstrapped");
+        }
+        self.attach_replicas(&owned).await?;
+        self.ensure_proxy().await?;
+        if self.epoch == 0 {
+            self.push_routes(&owned).await?;
+        }
+        for mv in planner::rebalance(&owned, groups) {
+            for batch in mv.slots.chunks(self.config.batch.max(1)) {
+                self.move_batch(&mut owned, mv.from, mv.to, batch).await?;
+            }
+        }
+        // Groups beyond the spec own nothing now: stop them (their data stays on disk).
+        let retired: Vec<u32> =
+            self.groups.keys().copied().filter(|&g| g >= groups && !owned.contains_key(&g)).collect();
+        for g in retired {
+            for mut m in self.groups.remove(&g).unwrap_or_default() {
+                stop(&mut m.child).await;
+            }
+            tracing::info!(group = g, "group retired");
+        }
+        Ok(())
+    }
+
+    async fn move_batch(
+        &mut self,
+        owned: &mut BTreeMap<u32, Vec<u32>>,
+        from: u32,
+        to: u32,
+        batch: &[u32],
+    ) -> Result<(), String> {
+        let ranges = common::slotset::format_slots(batch);
+        let mut after = owned.clone();
+        after.get_mut(&from).expect("source owns slots").retain(|s| !batch.contains(s));
+        after.entry(to).or_default().extend_from_slice(batch);
+        after.get_mut(&to).expect("just added").sort_unstable();
+        after.retain(|_, s| !s.is_empty());
+        self.epoch += 1;
+        let routes = self.routes(&after);
+        let proxies = vec![self.config.proxy_listen.clone()];
+        let outcome = cutover::move_slots(
+            &self.admin,
+            &ranges,
+            &self.nodes(from),
+            &self.nodes(to),
+            &proxies,
+            (self.epoch, self.spec.slots, &routes),
+            Limits::default(),
+            |step| tracing::debug!(slots = %ranges, step, "cutover step"),
+        )
+        .await
+        .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
+        tracing::info!(slots = %ranges, from, to, pause_ms = outcome.pause.as_millis() as u64, attempts = outcome.attempts, "slots moved");
+        *owned = after;
+        Ok(())
+    }
+
+    /// Re-reads the manifest if it changed. A change of `slots` is refused (immutable).
+    fn reload(&mut self) {
+        let mtime = std::fs::metadata(&self.config.manifest).and_then(|m| m.modified()).ok();
+        if mtime == self.manifest_mtime {
+            return;
+        }
+        self.manifest_mtime = mtime;
+        match read_manifest(&self.config.manifest) {
+            Ok(c) if c.spec.slots != self.spec.slots => {
+                tracing::error!(was = self.spec.slots, now = c.spec.slots, "spec.slots is immutable; change ignored");
+            }
+            Ok(c) => {
+                tracing::info!(groups = c.spec.groups, replicas = c.spec.replicas_per_group, "manifest changed");
+                self.spec = c.spec;
+            }
+            Err(e) => tracing::error!(error = %e, "manifest not applied"),
+        }
+    }
+
+    /// Runs until SIGINT/SIGTERM, then stops every process it started.
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut signals = Box::pin(shutdown_signal());
+        loop {
+            self.reload();
+            if !self.spec.paused {
+                if let Err(e) = self.reconcile().await {
+                    tracing::error!(error = %e, "reconcile failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut signals => break,
+            }
+        }
+        tracing::info!("stopping the cluster's processes");
+        if let Some(mut p) = self.proxy.take() {
+            stop(&mut p).await;
+        }
+        for (_, members) in std::mem::take(&mut self.groups) {
+            for mut m in members {
+                stop(&mut m.child).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SIGTERM, then wait (SIGKILL after 10 s).
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+async fn wait_port(port: u16) -> Result<(), String> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("nothing listens on port {port} after 15 s"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,158 @@
+//! `pika-operator local`: a manifest becomes running processes; editing `groups` moves slots
+//! under a steady write load without losing an acknowledged write; SIGTERM stops everything.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = env!("CARGO_BIN_EXE_pika-operator");
+
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(OPERATOR).with_file_name(name);
+    assert!(path.exists(), "{} missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A base port with the 40 ports after it free, and a free proxy port.
+fn free_ports() -> (u16, u16) {
+    for _ in 0..100 {
+        let base = 20000 + (rand_u16() % 20000);
+        if (0..40).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            return (base, proxy);
+        }
+    }
+    panic!("no free port range");
+}
+
+fn rand_u16() -> u16 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() ^ std::process::id())
+        as u16
+}
+
+fn conn(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap()
+}
+
+/// Slots node `port` accepts writes for (`pkcluster writable`, table 0), or None if it is down.
+fn writable(port: u16) -> Option<usize> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+    let tables: Vec<(i64, i64, String)> = redis::cmd("pkcluster").arg("writable").query(&mut c).ok()?;
+    let slots = &tables.iter().find(|t| t.0 == 0)?.2;
+    Some(common::slotset::parse_slots(slots).ok()?.len())
+}
+
+fn manifest(groups: u32) -> String {
+    format!(
+        "apiVersion: pika.sharding.io/v1alpha1\nkind: PikaCluster\nmetadata:\n  name: e2e\nspec:\n  groups: {groups}\n  replicasPerGroup: 1\n  slots: 64\n"
+    )
+}
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn local_runtime_bootstraps_scales_out_and_in_without_losing_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(2)).unwrap();
+    let (base, proxy) = free_ports();
+    let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
+    let child = Command::new(OPERATOR)
+        .args(["local", "-f"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--proxy-listen", &format!("127.0.0.1:{proxy}"), "--node-port-base", &base.to_string()])
+        .arg("--node-bin")
+        .arg(sibling("pika-node"))
+        .arg("--proxy-bin")
+        .arg(sibling("pika-proxy"))
+        .args(["--batch", "8"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut operator = Operator(child);
+    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    let ready = || redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut conn(proxy)).is_ok();
+    wait_until(Duration::from_secs(60), "the cluster to serve through the proxy", || {
+        TcpStream::connect(("127.0.0.1", proxy)).is_ok() && ready()
+    });
+    assert_eq!((writable(base), writable(base + 10)), (Some(32), Some(32)), "{}", operator_log());
+
+    // A steady writer through the proxy while the manifest changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut c = conn(proxy);
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                match redis::cmd("SET").arg(format!("key:{i}")).arg(i).query::<()>(&mut c) {
+                    Ok(()) => acked.push(i),
+                    Err(e) => panic!("write {i} failed: {e}"),
+                }
+            }
+            acked
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    std::fs::write(&file, manifest(3)).unwrap();
+    wait_until(Duration::from_secs(120), "three balanced groups", || {
+        let counts = [writable(base), writable(base + 10), writable(base + 20)];
+        counts.iter().all(|c| c.is_some_and(|n| (21..=22).contains(&n)))
+    });
+    // Scale back in: group 2 drains and stops.
+    std::fs::write(&file, manifest(2)).unwrap();
+    wait_until(Duration::from_secs(120), "group 2 to drain and stop", || {
+        writable(base) == Some(32)
+            && writable(base + 10) == Some(32)
+            && TcpStream::connect(("127.0.0.1", base + 20)).is_err()
+    });
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() > 200, "only {} writes", acked.len());
+    let mut c = conn(proxy);
+    for chunk in acked.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|i| format!("key:{i}")).collect();
+        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(*i), "key:{i} acknowledged but not found\n{}", operator_log());
+        }
+    }
+    let log = operator_log();
+    assert!(log.contains("slots moved"), "{log}");
+
+    // SIGTERM stops every process it started.
+    Command::new("kill").arg("-TERM").arg(operator.0.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while operator.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "operator did not exit on SIGTERM");
+        thread::sleep(Duration::from_millis(50));
+    }
+    for port in [proxy, base, base + 1, base + 10, base + 11] {
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still open after shutdown");
+    }
+}
