@@ -177,7 +177,7 @@ async fn wait_lag(
 }
 
 /// Waits until nothing replicates `slots` from `master` any more (its replicas let go).
-async fn wait_no_replicas(admin: &Admin, master: &str, slots: &str, timeout: Duration) -> Result<(), CutoverError> {
+pub async fn wait_no_replicas(admin: &Admin, master: &str, slots: &str, timeout: Duration) -> Result<(), CutoverError> {
     let deadline = Instant::now() + timeout;
     loop {
         let info = admin.slot_info(master, slots).await?;

@@ -31,10 +31,14 @@ pub struct LocalConfig {
     pub batch: usize,
 }
 
-struct Member {
+/// A process of the cluster: started by this runtime, or adopted (found already serving on its
+/// port, left by a runtime that crashed).
+struct Proc {
     port: u16,
-    child: Child,
+    child: Option<Child>,
 }
+
+type Member = Proc;
 
 pub struct Runtime {
     config: LocalConfig,
@@ -42,7 +46,7 @@ pub struct Runtime {
     spec: PikaClusterSpec,
     manifest_mtime: Option<SystemTime>,
     groups: BTreeMap<u32, Vec<Member>>,
-    proxy: Option<Child>,
+    proxy: Option<Proc>,
     admin: Admin,
     epoch: u64,
 }
@@ -94,6 +98,10 @@ impl Runtime {
     /// Starts a member's process (its data directory and config are created on first start).
     async fn start_member(&self, group: u32, member: u32) -> Result<Member, String> {
         let port = self.port(group, member);
+        if self.admin.call(&addr(port), &["ping"]).await.is_ok() {
+            tracing::info!(group, member, port, "adopted a running node");
+            return Ok(Proc { port, child: None });
+        }
         let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut conf = format!(
@@ -124,7 +132,7 @@ impl Runtime {
             .map_err(|e| format!("cannot start {}: {e}", self.config.node_bin.display()))?;
         wait_port(port).await?;
         tracing::info!(group, member, port, "node started");
-        Ok(Member { port, child })
+        Ok(Proc { port, child: Some(child) })
     }
 
     fn nodes(&self, group: u32) -> GroupNodes {
@@ -155,6 +163,54 @@ impl Runtime {
             }
         }
         Ok(owned)
+    }
+
+    /// Whether any running master owns any slot (writable or fenced).
+    async fn any_slot_owned(&self) -> Result<bool, String> {
+        for &g in self.groups.keys() {
+            let all = format!("0-{}", self.spec.slots.saturating_sub(1));
+            if !self.admin.slot_info(&self.nodes(g).master, &all).await.map_err(|e| e.to_string())?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Settles what a runtime stopped mid-cutover left behind. A slot its group's master owns
+    /// as a master but refuses writes for (fenced) is either writable in another group (the
+    /// move got past promotion: finish its cleanup here) or nowhere (it did not: unfence it
+    /// here, and the move starts over from its idempotent first steps).
+    async fn repair(&self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
+        let err = |e: crate::admin::AdminError| e.to_string();
+        let writable: std::collections::BTreeSet<u32> = owned.values().flatten().copied().collect();
+        let all = format!("0-{}", self.spec.slots.saturating_sub(1));
+        for &g in self.groups.keys() {
+            let nodes = self.nodes(g);
+            let mine = owned.get(&g).cloned().unwrap_or_default();
+            let info = self.admin.slot_info(&nodes.master, &all).await.map_err(err)?;
+            let stuck: Vec<u32> =
+                info.iter().filter(|s| s.slave.is_none() && !mine.contains(&s.slot)).map(|s| s.slot).collect();
+            let (moved, unmoved): (Vec<u32>, Vec<u32>) = stuck.into_iter().partition(|s| writable.contains(s));
+            if !unmoved.is_empty() {
+                let ranges = common::slotset::format_slots(&unmoved);
+                tracing::warn!(group = g, slots = %ranges, "unfencing slots a stopped cutover left fenced");
+                self.admin.unfence(&nodes.master, &ranges).await.map_err(err)?;
+            }
+            if !moved.is_empty() {
+                let ranges = common::slotset::format_slots(&moved);
+                tracing::warn!(group = g, slots = %ranges, "finishing the cleanup of a stopped cutover");
+                for r in &nodes.replicas {
+                    self.admin.promote(r, &ranges).await.map_err(err)?;
+                }
+                cutover::wait_no_replicas(&self.admin, &nodes.master, &ranges, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for node in nodes.all() {
+                    self.admin.del_slots(node, &ranges).await.map_err(err)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Replicas of every group follow their master for every slot it owns.
@@ -191,6 +247,16 @@ impl Runtime {
         if self.proxy.is_some() {
             return Ok(());
         }
+        let port: u16 = self.config.proxy_listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(9221);
+        if self.admin.call(&self.config.proxy_listen, &["ping"]).await.is_ok() {
+            // Left by a runtime that stopped mid-cutover: nothing of ours is in flight now, so
+            // whatever it holds is released (the repair pass has settled every slot).
+            self.admin.release(&self.config.proxy_listen, "all").await.map_err(|e| e.to_string())?;
+            self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
+            self.proxy = Some(Proc { port, child: None });
+            tracing::info!(listen = %self.config.proxy_listen, "adopted a running proxy");
+            return Ok(());
+        }
         let seeds: Vec<String> = self.groups.keys().map(|&g| self.nodes(g).master).collect();
         let mut cmd = Command::new(&self.config.proxy_bin);
         cmd.args(["--listen", &self.config.proxy_listen, "--seed-nodes", &seeds.join(",")]);
@@ -205,10 +271,9 @@ impl Runtime {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.config.proxy_bin.display()))?;
-        let port: u16 = self.config.proxy_listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(9221);
         wait_port(port).await?;
         self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
-        self.proxy = Some(child);
+        self.proxy = Some(Proc { port, child: Some(child) });
         tracing::info!(listen = %self.config.proxy_listen, "proxy started");
         Ok(())
     }
@@ -219,7 +284,8 @@ impl Runtime {
         let running = self.groups.keys().next_back().map_or(0, |g| g + 1);
         self.ensure_groups(groups.max(running)).await?;
         let mut owned = self.ownership().await?;
-        if owned.is_empty() {
+        let fresh = owned.is_empty() && !self.any_slot_owned().await?;
+        if fresh {
             // A new cluster: contiguous shares, on every member of each group.
             for (g, slots) in planner::initial_split(self.spec.slots, groups).into_iter().enumerate() {
                 let ranges = common::slotset::format_slots(&slots);
@@ -230,6 +296,8 @@ impl Runtime {
             }
             tracing::info!(groups, slots = self.spec.slots, "bootstrapped");
         }
+        self.repair(&owned).await?;
+        let mut owned = self.ownership().await?;
         self.attach_replicas(&owned).await?;
         self.ensure_proxy().await?;
         if self.epoch == 0 {
@@ -244,8 +312,8 @@ impl Runtime {
         let retired: Vec<u32> =
             self.groups.keys().copied().filter(|&g| g >= groups && !owned.contains_key(&g)).collect();
         for g in retired {
-            for mut m in self.groups.remove(&g).unwrap_or_default() {
-                stop(&mut m.child).await;
+            for m in self.groups.remove(&g).unwrap_or_default() {
+                self.stop(m).await;
             }
             tracing::info!(group = g, "group retired");
         }
@@ -276,7 +344,14 @@ impl Runtime {
             &proxies,
             (self.epoch, self.spec.slots, &routes),
             Limits::default(),
-            |step| tracing::debug!(slots = %ranges, step, "cutover step"),
+            |step| {
+                tracing::debug!(slots = %ranges, step, "cutover step");
+                // Fault injection for the crash-recovery test: die as this step begins.
+                if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step) {
+                    tracing::error!(step, "PIKA_OPERATOR_CRASH_AT: aborting");
+                    std::process::abort();
+                }
+            },
         )
         .await
         .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
@@ -320,20 +395,32 @@ impl Runtime {
             }
         }
         tracing::info!("stopping the cluster's processes");
-        if let Some(mut p) = self.proxy.take() {
-            stop(&mut p).await;
+        if let Some(p) = self.proxy.take() {
+            self.stop(p).await;
         }
         for (_, members) in std::mem::take(&mut self.groups) {
-            for mut m in members {
-                stop(&mut m.child).await;
+            for m in members {
+                self.stop(m).await;
             }
         }
         Ok(())
     }
 }
 
+impl Runtime {
+    /// Stops a process: ours by SIGTERM, an adopted one by its SHUTDOWN command.
+    async fn stop(&self, proc: Proc) {
+        match proc.child {
+            Some(mut child) => stop_child(&mut child).await,
+            None => {
+                let _ = self.admin.call(&addr(proc.port), &["shutdown"]).await;
+            }
+        }
+    }
+}
+
 /// SIGTERM, then wait (SIGKILL after 10 s).
-async fn stop(child: &mut Child) {
+async fn stop_child(child: &mut Child) {
     if let Some(pid) = child.id() {
         let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     }

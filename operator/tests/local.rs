@@ -62,6 +62,66 @@ fn manifest(groups: u32) -> String {
 
 struct Operator(Child);
 
+/// Starts `pika-operator local` on `file`, logging to `log`, with extra environment.
+fn start(file: &Path, dir: &Path, base: u16, proxy: u16, env: &[(&str, &str)]) -> Operator {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap();
+    let child = Command::new(OPERATOR)
+        .args(["local", "-f"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--proxy-listen", &format!("127.0.0.1:{proxy}"), "--node-port-base", &base.to_string()])
+        .arg("--node-bin")
+        .arg(sibling("pika-node"))
+        .arg("--proxy-bin")
+        .arg(sibling("pika-proxy"))
+        .args(["--batch", "8"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Operator(child)
+}
+
+fn wait_serving(proxy: u16) {
+    wait_until(Duration::from_secs(60), "the cluster to serve through the proxy", || {
+        TcpStream::connect(("127.0.0.1", proxy)).is_ok()
+            && redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut conn(proxy)).is_ok()
+    });
+}
+
+fn balanced(base: u16, groups: u16) -> bool {
+    let total = 64;
+    let (lo, hi) = (total / groups as usize, total.div_ceil(groups as usize));
+    (0..groups).all(|g| writable(base + 10 * g).is_some_and(|n| (lo..=hi).contains(&n)))
+}
+
+/// Checks every acknowledged `key:i = i` through the proxy.
+fn check_acked(proxy: u16, acked: &[u64], log: impl Fn() -> String) {
+    let mut c = conn(proxy);
+    for chunk in acked.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|i| format!("key:{i}")).collect();
+        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(*i), "key:{i} acknowledged but not found\n{}", log());
+        }
+    }
+}
+
+/// Stops the operator with SIGTERM and checks every listed port closed.
+fn terminate(operator: &mut Operator, ports: &[u16]) {
+    Command::new("kill").arg("-TERM").arg(operator.0.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while operator.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "operator did not exit on SIGTERM");
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_until(Duration::from_secs(10), "every process of the cluster to stop", || {
+        ports.iter().all(|&p| TcpStream::connect(("127.0.0.1", p)).is_err())
+    });
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -75,84 +135,87 @@ fn local_runtime_bootstraps_scales_out_and_in_without_losing_writes() {
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(2)).unwrap();
     let (base, proxy) = free_ports();
-    let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
-    let child = Command::new(OPERATOR)
-        .args(["local", "-f"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--proxy-listen", &format!("127.0.0.1:{proxy}"), "--node-port-base", &base.to_string()])
-        .arg("--node-bin")
-        .arg(sibling("pika-node"))
-        .arg("--proxy-bin")
-        .arg(sibling("pika-proxy"))
-        .args(["--batch", "8"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut operator = Operator(child);
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
     let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
-    let ready = || redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut conn(proxy)).is_ok();
-    wait_until(Duration::from_secs(60), "the cluster to serve through the proxy", || {
-        TcpStream::connect(("127.0.0.1", proxy)).is_ok() && ready()
-    });
+    wait_serving(proxy);
     assert_eq!((writable(base), writable(base + 10)), (Some(32), Some(32)), "{}", operator_log());
 
     // A steady writer through the proxy while the manifest changes.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut c = conn(proxy);
-            let mut acked = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                match redis::cmd("SET").arg(format!("key:{i}")).arg(i).query::<()>(&mut c) {
-                    Ok(()) => acked.push(i),
-                    Err(e) => panic!("write {i} failed: {e}"),
-                }
-            }
-            acked
-        })
-    };
+    let writer = spawn_writer(proxy, stop.clone(), false);
     thread::sleep(Duration::from_millis(500));
     std::fs::write(&file, manifest(3)).unwrap();
-    wait_until(Duration::from_secs(120), "three balanced groups", || {
-        let counts = [writable(base), writable(base + 10), writable(base + 20)];
-        counts.iter().all(|c| c.is_some_and(|n| (21..=22).contains(&n)))
-    });
+    wait_until(Duration::from_secs(120), "three balanced groups", || balanced(base, 3));
     // Scale back in: group 2 drains and stops.
     std::fs::write(&file, manifest(2)).unwrap();
     wait_until(Duration::from_secs(120), "group 2 to drain and stop", || {
-        writable(base) == Some(32)
-            && writable(base + 10) == Some(32)
-            && TcpStream::connect(("127.0.0.1", base + 20)).is_err()
+        balanced(base, 2) && TcpStream::connect(("127.0.0.1", base + 20)).is_err()
     });
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let acked = writer.join().unwrap();
     assert!(acked.len() > 200, "only {} writes", acked.len());
-    let mut c = conn(proxy);
-    for chunk in acked.chunks(500) {
-        let keys: Vec<String> = chunk.iter().map(|i| format!("key:{i}")).collect();
-        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
-        for (i, v) in chunk.iter().zip(values) {
-            assert_eq!(v, Some(*i), "key:{i} acknowledged but not found\n{}", operator_log());
-        }
-    }
-    let log = operator_log();
-    assert!(log.contains("slots moved"), "{log}");
+    check_acked(proxy, &acked, operator_log);
+    assert!(operator_log().contains("slots moved"), "{}", operator_log());
+    terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
+}
 
-    // SIGTERM stops every process it started.
-    Command::new("kill").arg("-TERM").arg(operator.0.id().to_string()).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while operator.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "operator did not exit on SIGTERM");
-        thread::sleep(Duration::from_millis(50));
-    }
-    for port in [proxy, base, base + 1, base + 10, base + 11] {
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still open after shutdown");
-    }
+/// Writes `key:i = i` through the proxy until stopped; with `retry`, a refused write (the
+/// operator died holding its slot) is tried again until it succeeds.
+fn spawn_writer(proxy: u16, stop: Arc<AtomicBool>, retry: bool) -> thread::JoinHandle<Vec<u64>> {
+    thread::spawn(move || {
+        let mut c = conn(proxy);
+        let mut acked = Vec::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            loop {
+                match redis::cmd("SET").arg(format!("key:{i}")).arg(i).query::<()>(&mut c) {
+                    Ok(()) => {
+                        acked.push(i);
+                        break;
+                    }
+                    Err(e) if retry && !stop.load(Ordering::Relaxed) => {
+                        assert!(e.to_string().contains("TRYAGAIN") || e.is_io_error(), "{e}");
+                        if e.is_io_error() {
+                            c = conn(proxy);
+                        }
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(_) if retry => return acked,
+                    Err(e) => panic!("write {i} failed: {e}"),
+                }
+            }
+        }
+        acked
+    })
+}
+
+#[test]
+fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(2)).unwrap();
+    let (base, proxy) = free_ports();
+    // The first operator dies right after it fenced the first batch (writes to it held).
+    let mut crashing = start(&file, dir.path(), base, proxy, &[("PIKA_OPERATOR_CRASH_AT", "drain")]);
+    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    wait_serving(proxy);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(proxy, stop.clone(), true);
+    thread::sleep(Duration::from_millis(300));
+    std::fs::write(&file, manifest(3)).unwrap();
+    wait_until(Duration::from_secs(60), "the operator to die mid-cutover", || crashing.0.try_wait().unwrap().is_some());
+    // Its nodes and proxy live on; a new operator adopts them and settles the batch.
+    assert!(TcpStream::connect(("127.0.0.1", base)).is_ok() && TcpStream::connect(("127.0.0.1", proxy)).is_ok());
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
+    wait_until(Duration::from_secs(120), "three balanced groups", || balanced(base, 3));
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() > 100, "only {} writes\n{}", acked.len(), operator_log());
+    check_acked(proxy, &acked, operator_log);
+    let log = operator_log();
+    assert!(log.contains("aborting") && log.contains("adopted a running proxy"), "{log}");
+    terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11, base + 20, base + 21]);
 }

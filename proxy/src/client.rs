@@ -182,7 +182,7 @@ fn info(proxy: &Proxy) -> String {
 }
 
 /// `PXROUTE SET ...` / `PXROUTE GET`, `PXHOLD <table> <slots>`, `PXRELEASE <table> <slots|all>`,
-/// `PXREFRESH`.
+/// `PXREFRESH`, `SHUTDOWN` (stops the proxy, as Redis's does the server).
 async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending {
     let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
     let table_and_slots = || -> Result<(u32, Option<Vec<u32>>), String> {
@@ -225,6 +225,11 @@ async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending
             }
             Err(e) => err(&e),
         },
+        "shutdown" => {
+            tracing::info!("SHUTDOWN requested by a client");
+            proxy.stop.notify_one();
+            ok()
+        }
         _ => match proxy.refresh().await {
             Ok(()) => ok(),
             Err(e) => err(&format!("ERR refresh failed: {e}")),

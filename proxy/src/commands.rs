@@ -52,7 +52,7 @@ pub enum Kind {
     Split(Merge),
     Local(Local),
     FanOut(FanOut),
-    /// PXROUTE, PXHOLD, PXRELEASE, PXREFRESH.
+    /// PXROUTE, PXHOLD, PXRELEASE, PXREFRESH, SHUTDOWN (of the proxy).
     Admin,
     /// Refused with this error text.
     Refused(&'static str),
@@ -99,13 +99,11 @@ pub fn classify(name: &str) -> Option<Kind> {
         "dbsize" => FanOut(self::FanOut::Sum),
         "flushdb" | "flushall" => FanOut(self::FanOut::AllOk),
         "time" => FanOut(self::FanOut::Any),
-        "pxroute" | "pxhold" | "pxrelease" | "pxrefresh" => Admin,
+        "pxroute" | "pxhold" | "pxrelease" | "pxrefresh" | "shutdown" => Admin,
         "keys" | "scan" | "randomkey" | "multi" | "exec" | "discard" | "watch" | "unwatch" | "eval" | "evalsha"
-        | "script" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "monitor"
-        | "shutdown" | "config" | "slowlog" | "pkcluster" | "slotsinfo" | "slotshashkey" | "slotsscan" | "slotsdel"
-        | "bgsave" | "save" | "lastsave" | "client" | "hello" | "move" | "swapdb" | "wait" => {
-            Refused(NOT_THROUGH_PROXY)
-        }
+        | "script" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "monitor" | "config"
+        | "slowlog" | "pkcluster" | "slotsinfo" | "slotshashkey" | "slotsscan" | "slotsdel" | "bgsave" | "save"
+        | "lastsave" | "client" | "hello" | "move" | "swapdb" | "wait" => Refused(NOT_THROUGH_PROXY),
         _ => return None,
     })
 }

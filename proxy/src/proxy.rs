@@ -46,6 +46,8 @@ pub struct Proxy {
     /// Serialises table rebuilds; holds when the last one finished.
     refreshing: tokio::sync::Mutex<Option<Instant>>,
     pub shutdown: tokio::sync::Notify,
+    /// A client's SHUTDOWN: the accept loop ends (a stored permit, so it is never missed).
+    pub stop: tokio::sync::Notify,
 }
 
 pub fn error(text: &str) -> Bytes {
@@ -83,6 +85,7 @@ impl Proxy {
             metrics: Metrics::default(),
             refreshing: tokio::sync::Mutex::new(None),
             shutdown: tokio::sync::Notify::new(),
+            stop: tokio::sync::Notify::new(),
         })
     }
 

@@ -34,6 +34,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
                 }
             },
             _ = &mut signals => break,
+            _ = proxy.stop.notified() => break,
         }
     }
     tracing::info!("shutting down");
