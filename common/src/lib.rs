@@ -6,10 +6,12 @@
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
 //! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
 //! - [`client`]: connect and one-shot admin requests to nodes and proxies.
+//! - [`process`]: logging setup and termination signals, as every binary does them.
 
 pub mod client;
 pub mod http;
 pub mod pkinfo;
+pub mod process;
 pub mod resp;
 pub mod slot;
 pub mod slotset;

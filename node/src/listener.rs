@@ -85,14 +85,8 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 }
 
 async fn watch_signals(server: Arc<Server>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    common::process::shutdown_signal().await;
+    tracing::info!("shutting down");
     server.begin_shutdown();
 }
 

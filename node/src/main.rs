@@ -48,7 +48,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_json);
+    common::process::init_tracing(args.log_json);
     let config = match build_config(&args) {
         Ok(c) => c,
         Err(err) => {
@@ -123,14 +123,4 @@ fn build_config(args: &Args) -> Result<Config, String> {
         set(k.trim(), v.trim().to_string())?;
     }
     Ok(config)
-}
-
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PIKA_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

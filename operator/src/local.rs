@@ -381,7 +381,7 @@ impl Runtime {
 
     /// Runs until SIGINT/SIGTERM, then stops every process it started.
     pub async fn run(mut self) -> Result<(), String> {
-        let mut signals = Box::pin(shutdown_signal());
+        let mut signals = Box::pin(common::process::shutdown_signal());
         loop {
             self.reload();
             if !self.spec.paused {
@@ -437,15 +437,4 @@ async fn wait_port(port: u16) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!("nothing listens on port {port} after 15 s"))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

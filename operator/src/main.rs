@@ -51,13 +51,7 @@ fn sibling(name: &str) -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PIKA_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    common::process::init_tracing(args.log_json);
     let Cmd::Local { file, data_dir, proxy_listen, node_port_base, node_bin, proxy_bin, batch } = args.command;
     let config = LocalConfig {
         manifest: file,

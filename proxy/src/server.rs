@@ -22,7 +22,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     }
     tokio::spawn(first_table(proxy.clone()));
     tokio::spawn(expire_holds(proxy.clone()));
-    let signals = shutdown_signal();
+    let signals = common::process::shutdown_signal();
     tokio::pin!(signals);
     loop {
         tokio::select! {
@@ -65,16 +65,5 @@ async fn expire_holds(proxy: Arc<Proxy>) {
     loop {
         tick.tick().await;
         proxy.expire_holds();
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

@@ -33,6 +33,8 @@ pub struct Node {
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
     conf: Vec<(String, String)>,
+    /// Started once: its ports are known to others and must not change.
+    started: bool,
 }
 
 impl Node {
@@ -68,6 +70,7 @@ impl Node {
             _tmp: None,
             child: None,
             conf: conf.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            started: false,
         }
     }
 
@@ -86,8 +89,23 @@ impl Node {
         path
     }
 
-    /// Starts (or restarts) the process and waits until it accepts connections.
+    /// Starts (or restarts) the process and waits until it accepts connections. On a first
+    /// start, ports another process grabbed since `free_port` chose them are replaced.
     pub fn spawn(&mut self) {
+        for attempt in 0.. {
+            match self.try_spawn() {
+                Ok(()) => break,
+                Err(log) if !self.started && attempt < 5 && log.contains("cannot listen") => {
+                    self.port = free_port();
+                    self.http_port = free_port();
+                }
+                Err(log) => panic!("pika-node exited early; log:\n{log}"),
+            }
+        }
+        self.started = true;
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let conf = self.write_conf();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
         let child = Command::new(node_bin())
@@ -101,11 +119,13 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("pika-node exited early ({status}); log:\n{}", self.log());
+                self.child = None;
+                return Err(format!("({status})\n{}", self.log()));
             }
             assert!(Instant::now() < deadline, "pika-node did not start; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {
