@@ -59,6 +59,12 @@ impl Admin {
         self.ok(node, &["pkcluster", "slotsslaveof", host, port, slots]).await
     }
 
+    /// Follows `master` with a full sync whatever this node holds (a demoted old master).
+    pub async fn follow_force(&self, node: &str, master: &str, slots: &str) -> Result<(), AdminError> {
+        let (host, port) = master.rsplit_once(':').unwrap_or((master, "9221"));
+        self.ok(node, &["pkcluster", "slotsslaveof", host, port, slots, "force"]).await
+    }
+
     pub async fn promote(&self, node: &str, slots: &str) -> Result<(), AdminError> {
         self.ok(node, &["pkcluster", "slotsslaveof", "no", "one", slots]).await
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::process::{Child, Command};
 
@@ -42,6 +42,12 @@ type Member = Proc;
 
 pub struct Runtime {
     config: LocalConfig,
+    /// Per group, which member is the master (member 0 until a failover).
+    masters: BTreeMap<u32, usize>,
+    /// Members not answering, since when.
+    down_since: BTreeMap<(u32, usize), Instant>,
+    /// Former masters replaced by a failover: they come back fenced and re-sync in full.
+    demoted: std::collections::BTreeSet<(u32, usize)>,
     name: String,
     spec: PikaClusterSpec,
     manifest_mtime: Option<SystemTime>,
@@ -80,6 +86,9 @@ impl Runtime {
             None => None,
         };
         Ok(Runtime {
+            masters: BTreeMap::new(),
+            down_since: BTreeMap::new(),
+            demoted: Default::default(),
             manifest_mtime: std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok(),
             config,
             name,
@@ -96,13 +105,25 @@ impl Runtime {
     }
 
     /// Starts a member's process (its data directory and config are created on first start).
-    async fn start_member(&self, group: u32, member: u32) -> Result<Member, String> {
+    async fn start_member(&self, group: u32, member: u32, fenced: bool) -> Result<Member, String> {
         let port = self.port(group, member);
+        let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
         if self.admin.call(&addr(port), &["ping"]).await.is_ok() {
+            // Adopt it only if it is this member (its data directory), not a stranger on the port.
+            let db = dir.join("db").display().to_string();
+            let reply = self.admin.call(&addr(port), &["config", "get", "db-path"]).await;
+            let theirs = match reply {
+                Ok(common::resp::Frame::Array(kv)) => {
+                    kv.get(1).and_then(|f| f.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned())
+                }
+                _ => None,
+            };
+            if theirs.as_deref() != Some(db.as_str()) {
+                return Err(format!("port {port} is in use by another process ({theirs:?}, expected {db})"));
+            }
             tracing::info!(group, member, port, "adopted a running node");
             return Ok(Proc { port, child: None });
         }
-        let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut conf = format!(
             "port : {port}\nbind : 127.0.0.1\ninstance-mode : sharding\ndefault-slot-num : {}\ndb-path : {}\n",
@@ -114,6 +135,9 @@ impl Runtime {
         }
         for (k, v) in &self.spec.config {
             conf.push_str(&format!("{k} : {v}\n"));
+        }
+        if fenced {
+            conf.push_str("start-fenced : yes\n");
         }
         let conf_path = dir.join("pika.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
@@ -137,7 +161,129 @@ impl Runtime {
 
     fn nodes(&self, group: u32) -> GroupNodes {
         let members = &self.groups[&group];
-        GroupNodes { master: addr(members[0].port), replicas: members[1..].iter().map(|m| addr(m.port)).collect() }
+        let master = self.masters.get(&group).copied().unwrap_or(0);
+        GroupNodes {
+            master: addr(members[master].port),
+            replicas: members.iter().enumerate().filter(|(i, _)| *i != master).map(|(_, m)| addr(m.port)).collect(),
+        }
+    }
+
+    /// For groups whose master is not known yet (a new runtime), the member that accepts writes
+    /// (after a failover it is not member 0).
+    async fn discover_masters(&mut self) {
+        let unknown: Vec<u32> = self.groups.keys().copied().filter(|g| !self.masters.contains_key(g)).collect();
+        for g in unknown {
+            let mut master = 0;
+            for (i, m) in self.groups[&g].iter().enumerate() {
+                if self.admin.writable(&addr(m.port)).await.is_ok_and(|s| !s.is_empty()) {
+                    master = i;
+                    break;
+                }
+            }
+            self.masters.insert(g, master);
+        }
+    }
+
+    /// Whether a member serves: its process runs (ours) and it answers PING.
+    async fn is_up(&mut self, group: u32, member: usize) -> bool {
+        let proc = &mut self.groups.get_mut(&group).expect("group")[member];
+        if let Some(child) = proc.child.as_mut() {
+            if !matches!(child.try_wait(), Ok(None)) {
+                proc.child = None;
+                return false;
+            }
+        }
+        let port = proc.port;
+        self.admin.call(&addr(port), &["ping"]).await.is_ok()
+    }
+
+    /// Watches every member: a replica that died is restarted at once (it resumes as a
+    /// replica); a master unreachable for `failoverAfterSeconds` is replaced by the replica that
+    /// acknowledged the most (never one in a full sync, never an empty one), the others follow
+    /// it, the proxy is re-routed, and the old master comes back fenced and re-syncs in full
+    /// before it serves anything.
+    async fn watch_health(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        let failover_after = Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64);
+        let groups: Vec<u32> = self.groups.keys().copied().collect();
+        for g in groups {
+            let size = self.groups[&g].len();
+            let master = self.masters.get(&g).copied().unwrap_or(0);
+            for m in 0..size {
+                if self.is_up(g, m).await {
+                    self.down_since.remove(&(g, m));
+                    continue;
+                }
+                let since = *self.down_since.entry((g, m)).or_insert(now);
+                let exited = self.groups[&g][m].child.is_none();
+                if m == master {
+                    if now.duration_since(since) >= failover_after {
+                        self.fail_over(g, m).await?;
+                    }
+                } else if exited {
+                    let demoted = self.demoted.contains(&(g, m));
+                    let proc = self.start_member(g, m as u32, demoted).await?;
+                    self.groups.get_mut(&g).expect("group")[m] = proc;
+                    if demoted {
+                        let master = self.nodes(g).master;
+                        self.admin
+                            .follow_force(&addr(self.port(g, m as u32)), &master, "all")
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        self.demoted.remove(&(g, m));
+                        tracing::info!(group = g, member = m, %master, "old master back as a replica (full sync)");
+                    }
+                    self.down_since.remove(&(g, m));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_over(&mut self, g: u32, old: usize) -> Result<(), String> {
+        let err = |e: crate::admin::AdminError| e.to_string();
+        let mut candidates = Vec::new();
+        for (i, member) in self.groups[&g].iter().enumerate() {
+            if i == old {
+                continue;
+            }
+            let node = addr(member.port);
+            let Ok(info) = self.admin.slot_info(&node, "0-65535").await else { continue };
+            let full_sync = info
+                .iter()
+                .any(|s| s.slave.as_ref().is_some_and(|r| matches!(r.state.as_str(), "kTryDBSync" | "kWaitDBSync")));
+            let acked = info.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
+            candidates.push(planner::Candidate {
+                name: i.to_string(),
+                reachable: true,
+                full_sync,
+                empty: info.is_empty(),
+                acked,
+            });
+        }
+        let Some(chosen) = planner::choose_new_master(&candidates) else {
+            tracing::warn!(group = g, "master down and no replica can safely replace it; waiting");
+            return Ok(());
+        };
+        let new: usize = chosen.name.parse().expect("index");
+        let new_addr = addr(self.groups[&g][new].port);
+        tracing::warn!(group = g, old = old, new = new, master = %new_addr, "failover");
+        self.admin.promote(&new_addr, "all").await.map_err(err)?;
+        self.admin.unfence(&new_addr, "all").await.map_err(err)?;
+        self.masters.insert(g, new);
+        self.demoted.insert((g, old));
+        for (i, member) in self.groups[&g].iter().enumerate() {
+            if i != new && i != old {
+                self.admin.follow(&addr(member.port), &new_addr, "all").await.map_err(err)?;
+            }
+        }
+        let owned = self.ownership().await?;
+        self.push_routes(&owned).await?;
+        // The old master's process (if any is left) is stopped; it restarts as a replica.
+        if let Some(mut child) = self.groups.get_mut(&g).expect("group")[old].child.take() {
+            stop_child(&mut child).await;
+        }
+        Ok(())
     }
 
     /// Makes sure groups `0..n` run with `1 + replicasPerGroup` members each.
@@ -146,7 +292,7 @@ impl Runtime {
         for g in 0..n {
             let have = self.groups.get(&g).map_or(0, Vec::len) as u32;
             for m in have..size {
-                let member = self.start_member(g, m).await?;
+                let member = self.start_member(g, m, false).await?;
                 self.groups.entry(g).or_default().push(member);
             }
         }
@@ -283,6 +429,11 @@ impl Runtime {
         let groups = self.spec.groups;
         let running = self.groups.keys().next_back().map_or(0, |g| g + 1);
         self.ensure_groups(groups.max(running)).await?;
+        self.discover_masters().await;
+        self.watch_health().await?;
+        if self.groups.keys().any(|&g| self.down_since.contains_key(&(g, self.masters.get(&g).copied().unwrap_or(0)))) {
+            return Ok(()); // a master is down: no slot moves until the group has one again
+        }
         let mut owned = self.ownership().await?;
         let fresh = owned.is_empty() && !self.any_slot_owned().await?;
         if fresh {

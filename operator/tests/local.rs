@@ -62,6 +62,14 @@ fn manifest(groups: u32) -> String {
 
 struct Operator(Child);
 
+/// The runtime adopts whatever answers on its ports, so two clusters of these tests must never
+/// share a port range: they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Starts `pika-operator local` on `file`, logging to `log`, with extra environment.
 fn start(file: &Path, dir: &Path, base: u16, proxy: u16, env: &[(&str, &str)]) -> Operator {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap();
@@ -131,6 +139,7 @@ impl Drop for Operator {
 
 #[test]
 fn local_runtime_bootstraps_scales_out_and_in_without_losing_writes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(2)).unwrap();
@@ -193,6 +202,7 @@ fn spawn_writer(proxy: u16, stop: Arc<AtomicBool>, retry: bool) -> thread::JoinH
 
 #[test]
 fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(2)).unwrap();
@@ -218,4 +228,60 @@ fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
     let log = operator_log();
     assert!(log.contains("aborting") && log.contains("adopted a running proxy"), "{log}");
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11, base + 20, base + 21]);
+}
+
+#[test]
+fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, format!("{}  failoverAfterSeconds: 2\n", manifest(2))).unwrap();
+    let (base, proxy) = free_ports();
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
+    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    wait_serving(proxy);
+    let mut c = conn(proxy);
+    let acked: Vec<u64> = (1..=500).collect();
+    for i in &acked {
+        let _: () = redis::cmd("SET").arg(format!("key:{i}")).arg(i).query(&mut c).unwrap();
+    }
+    // Replicated (lag 0 on every slot of group 0) before the master dies: nothing may be lost.
+    wait_until(Duration::from_secs(30), "group 0's replica to catch up", || {
+        let mut m = conn(base);
+        let text: String = redis::cmd("pkcluster").arg("info").arg("slot").query(&mut m).unwrap();
+        let slots = common::pkinfo::parse_slot_info(&text).unwrap();
+        slots.iter().all(|s| {
+            s.master
+                .as_ref()
+                .is_some_and(|m| m.replicas.iter().any(|r| r.status == "SlaveBinlogSync" && r.lag == Some(0)))
+        })
+    });
+    let killed = Command::new("pkill").args(["-9", "-f", "g0-m0/pika.conf"]).status().unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    wait_until(Duration::from_secs(60), "the replica to take over group 0", || writable(base + 1) == Some(32));
+    eprintln!("failover after {:?}", started.elapsed());
+    // Every acknowledged write is served, and new writes to group 0's slots work.
+    wait_until(Duration::from_secs(20), "writes through the proxy", || {
+        redis::cmd("SET").arg("after").arg(1).query::<()>(&mut conn(proxy)).is_ok()
+    });
+    check_acked(proxy, &acked, operator_log);
+    let extra: Vec<u64> = (501..=700).collect();
+    let mut c = conn(proxy);
+    for i in &extra {
+        let _: () = redis::cmd("SET").arg(format!("key:{i}")).arg(i).query(&mut c).unwrap();
+    }
+    // The old master is back, as a replica of the new one, read-only, and in sync.
+    wait_until(Duration::from_secs(60), "the old master back as a replica", || {
+        let Ok(mut old) = redis::Client::open(format!("redis://127.0.0.1:{base}/")).unwrap().get_connection() else {
+            return false;
+        };
+        let text: String = redis::cmd("pkcluster").arg("info").arg("slot").arg("0").query(&mut old).unwrap_or_default();
+        text.contains(&format!("master: 127.0.0.1:{}", base + 1)) && text.contains("kConnected")
+    });
+    let key = (1..=700).map(|i| format!("key:{i}")).find(|k| common::slot::key_slot(k.as_bytes(), 64) < 32).unwrap();
+    let refused = redis::cmd("SET").arg(&key).arg(0).query::<()>(&mut conn(base)).unwrap_err();
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    assert!(operator_log().contains("failover"), "{}", operator_log());
+    terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
 }
