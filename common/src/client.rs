@@ -57,16 +57,33 @@ pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<T
 
 /// One request on a fresh connection; the reply (an error reply is `Ok(Frame::Error)`).
 pub async fn request<A: AsRef<[u8]>>(addr: &str, password: Option<&str>, args: &[A]) -> Result<Frame, String> {
-    let mut stream = connect(addr, 0, password).await?;
+    let frame = request_raw(addr, 0, password, args, Some(REQUEST_TIMEOUT)).await?;
+    Ok(resp::decode_reply(&frame))
+}
+
+/// One request on a fresh connection to `table`, the reply as raw bytes; `timeout` None waits
+/// as long as the server takes (a blocking pop with timeout 0).
+pub async fn request_raw<A: AsRef<[u8]>>(
+    addr: &str,
+    table: u32,
+    password: Option<&str>,
+    args: &[A],
+    timeout: Option<Duration>,
+) -> Result<bytes::Bytes, String> {
+    let mut stream = connect(addr, table, password).await?;
     let mut out = BytesMut::new();
     resp::write_command(&mut out, args);
     stream.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::new();
     loop {
         if let Some(frame) = resp::take_frame(&mut buf).map_err(|e| e.to_string())? {
-            return Ok(resp::decode_reply(&frame));
+            return Ok(frame);
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, stream.read_buf(&mut buf)).await {
+        let read = match timeout {
+            Some(t) => tokio::time::timeout(t, stream.read_buf(&mut buf)).await.map_err(|_| ()),
+            None => Ok(stream.read_buf(&mut buf).await),
+        };
+        match read {
             Ok(Ok(n)) if n > 0 => {}
             _ => return Err(format!("no answer from {addr}")),
         }

@@ -281,6 +281,15 @@ fn master_killed_mid_stream_and_mid_sync_loses_nothing_acknowledged() {
         })
     });
     master.kill9();
+    // A slot whose full sync did not finish says so (kTryDBSync) and cannot be promoted: its
+    // data is partial.
+    thread::sleep(Duration::from_millis(300));
+    for info in second.slot_info(Some("0-3")) {
+        if info.slave.as_ref().is_some_and(|s| s.state == "kTryDBSync") {
+            let text = err(&mut second.conn(), &["pkcluster", "slotsslaveof", "no", "one", &info.slot.to_string()]);
+            assert!(text.contains("in a full sync"), "{text}");
+        }
+    }
     master.spawn();
     wait_in_sync(&master, &second, "0-3", SYNC_TIMEOUT);
     wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);

@@ -101,28 +101,36 @@ pub async fn move_slots(
         step("catch-up");
         wait_lag(admin, from, &to.master, slots, count, limits.lag_threshold, limits.sync_timeout).await?;
         step("hold");
-        for p in proxies {
-            admin.hold(p, slots).await?;
-        }
         let held = Instant::now();
-        step("fence");
-        admin.fence(&from.master, slots).await?;
-        step("drain");
-        match wait_lag(admin, from, &to.master, slots, count, 0, limits.cutover_timeout).await {
+        let fenced_and_drained = async {
+            for p in proxies {
+                admin.hold(p, slots).await?;
+            }
+            step("fence");
+            admin.fence(&from.master, slots).await?;
+            step("drain");
+            wait_lag(admin, from, &to.master, slots, count, 0, limits.cutover_timeout).await?;
+            step("promote");
+            admin.promote(&to.master, slots).await?;
+            Ok::<(), CutoverError>(())
+        };
+        match fenced_and_drained.await {
             Ok(()) => break held,
-            Err(CutoverError::Timeout(why)) if attempts < limits.attempts => {
+            // Not promoted: the source still has every write. Undo the fence and the holds
+            // (best effort: a later pass repairs what a failed call leaves), then retry or fail.
+            Err(err) => {
                 step("rollback");
-                tracing::warn!(slots, %why, attempts, "cutover rolled back: lag did not reach 0 in time");
-                admin.unfence(&from.master, slots).await?;
+                tracing::warn!(slots, error = %err, attempts, "cutover rolled back");
+                let _ = admin.unfence(&from.master, slots).await;
                 for p in proxies {
-                    admin.release(p, slots).await?;
+                    let _ = admin.release(p, slots).await;
+                }
+                if !matches!(err, CutoverError::Timeout(_)) || attempts >= limits.attempts {
+                    return Err(err);
                 }
             }
-            Err(e) => return Err(e),
         }
     };
-    step("promote");
-    admin.promote(&to.master, slots).await?;
     step("route");
     for p in proxies {
         admin.set_route(p, epoch, slot_count, routes).await?;
@@ -130,6 +138,9 @@ pub async fn move_slots(
     let pause = pause.elapsed();
     step("cleanup");
     for r in &from.replicas {
+        // Fenced first: promoted, they would briefly report S as writable, and a proxy
+        // rebuilding its table then could route S to a copy about to be deleted.
+        admin.fence(r, slots).await?;
         admin.promote(r, slots).await?;
     }
     wait_no_replicas(admin, &from.master, slots, limits.sync_timeout).await?;

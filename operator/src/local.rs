@@ -48,6 +48,8 @@ pub struct Runtime {
     down_since: BTreeMap<(u32, usize), Instant>,
     /// Former masters replaced by a failover: they come back fenced and re-sync in full.
     demoted: std::collections::BTreeSet<(u32, usize)>,
+    /// Slots each group's master owned writable when last observed: what a failover promotes.
+    last_owned: BTreeMap<u32, Vec<u32>>,
     name: String,
     spec: PikaClusterSpec,
     manifest_mtime: Option<SystemTime>,
@@ -89,6 +91,7 @@ impl Runtime {
             masters: BTreeMap::new(),
             down_since: BTreeMap::new(),
             demoted: Default::default(),
+            last_owned: BTreeMap::new(),
             manifest_mtime: std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok(),
             config,
             name,
@@ -267,22 +270,35 @@ impl Runtime {
         };
         let new: usize = chosen.name.parse().expect("index");
         let new_addr = addr(self.groups[&g][new].port);
-        tracing::warn!(group = g, old = old, new = new, master = %new_addr, "failover");
-        self.admin.promote(&new_addr, "all").await.map_err(err)?;
-        self.admin.unfence(&new_addr, "all").await.map_err(err)?;
+        // Only what the old master owned as a writable master is taken over: slots the group
+        // was still receiving from another group stay with that group.
+        let slots = common::slotset::format_slots(self.last_owned.get(&g).map_or(&[][..], Vec::as_slice));
+        tracing::warn!(group = g, old = old, new = new, master = %new_addr, slots = %slots, "failover");
+        // The old master must not take writes any more, alive or not: ours is killed, an
+        // adopted one is fenced if it still answers.
+        let old_addr = addr(self.groups[&g][old].port);
+        match self.groups.get_mut(&g).expect("group")[old].child.take() {
+            Some(mut child) => {
+                let _ = child.kill().await;
+            }
+            None => {
+                let _ = self.admin.fence(&old_addr, "all").await;
+                let _ = self.admin.call(&old_addr, &["shutdown"]).await;
+            }
+        }
         self.masters.insert(g, new);
         self.demoted.insert((g, old));
-        for (i, member) in self.groups[&g].iter().enumerate() {
-            if i != new && i != old {
-                self.admin.follow(&addr(member.port), &new_addr, "all").await.map_err(err)?;
+        if !slots.is_empty() {
+            self.admin.promote(&new_addr, &slots).await.map_err(err)?;
+            self.admin.unfence(&new_addr, &slots).await.map_err(err)?;
+            for (i, member) in self.groups[&g].iter().enumerate() {
+                if i != new && i != old {
+                    self.admin.follow(&addr(member.port), &new_addr, &slots).await.map_err(err)?;
+                }
             }
         }
         let owned = self.ownership().await?;
         self.push_routes(&owned).await?;
-        // The old master's process (if any is left) is stopped; it restarts as a replica.
-        if let Some(mut child) = self.groups.get_mut(&g).expect("group")[old].child.take() {
-            stop_child(&mut child).await;
-        }
         Ok(())
     }
 
@@ -300,7 +316,7 @@ impl Runtime {
     }
 
     /// Slots each running group's master accepts writes for.
-    async fn ownership(&self) -> Result<BTreeMap<u32, Vec<u32>>, String> {
+    async fn ownership(&mut self) -> Result<BTreeMap<u32, Vec<u32>>, String> {
         let mut owned = BTreeMap::new();
         for &g in self.groups.keys() {
             let slots = self.admin.writable(&self.nodes(g).master).await.map_err(|e| e.to_string())?;
@@ -308,6 +324,7 @@ impl Runtime {
                 owned.insert(g, slots);
             }
         }
+        self.last_owned = owned.clone();
         Ok(owned)
     }
 
@@ -346,6 +363,7 @@ impl Runtime {
                 let ranges = common::slotset::format_slots(&moved);
                 tracing::warn!(group = g, slots = %ranges, "finishing the cleanup of a stopped cutover");
                 for r in &nodes.replicas {
+                    self.admin.fence(r, &ranges).await.map_err(err)?;
                     self.admin.promote(r, &ranges).await.map_err(err)?;
                 }
                 cutover::wait_no_replicas(&self.admin, &nodes.master, &ranges, Duration::from_secs(60))

@@ -108,6 +108,11 @@ pub fn classify(name: &str) -> Option<Kind> {
     })
 }
 
+/// Blocking pops: they may wait on the node, so they get a connection of their own.
+pub fn blocks(name: &str) -> bool {
+    matches!(name, "blpop" | "brpop" | "brpoplpush" | "blmove")
+}
+
 /// Indices of the key arguments of `args` (name included at 0), or `None` when the command has
 /// too few arguments for its key layout (the node will answer the arity error).
 pub fn key_indices(keys: Keys, argc: usize, numkeys: impl Fn(usize) -> Option<usize>) -> Option<Vec<usize>> {
@@ -121,7 +126,7 @@ pub fn key_indices(keys: Keys, argc: usize, numkeys: impl Fn(usize) -> Option<us
         }
         Keys::NumKeys { at, dest } => {
             let n = numkeys(at)?;
-            if n == 0 || at + n >= argc {
+            if n == 0 || at.checked_add(n)? >= argc {
                 return None;
             }
             let mut out: Vec<usize> = if dest { vec![1] } else { Vec::new() };

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Parked<R> {
     pub args: Vec<bytes::Bytes>,
     pub client: u64,
+    /// When the request first arrived (a retried request parks late but keeps its place).
+    pub arrival: Instant,
     pub deadline: Instant,
     pub reply: R,
     bytes: usize,
@@ -67,7 +69,7 @@ impl<R> Holds<R> {
                 }
             }
         }
-        out.sort_by_key(|p| p.deadline); // arrival order across slots (same timeout for all)
+        out.sort_by_key(|p| p.arrival);
         out
     }
 
@@ -114,9 +116,9 @@ impl<R> Holds<R> {
 }
 
 impl<R> Parked<R> {
-    pub fn new(args: Vec<bytes::Bytes>, client: u64, deadline: Instant, reply: R) -> Self {
+    pub fn new(args: Vec<bytes::Bytes>, client: u64, arrival: Instant, deadline: Instant, reply: R) -> Self {
         let bytes = args.iter().map(|a| a.len() + 16).sum();
-        Parked { args, client, deadline, reply, bytes }
+        Parked { args, client, arrival, deadline, reply, bytes }
     }
 }
 
@@ -125,7 +127,7 @@ mod tests {
     use super::*;
 
     fn parked(n: u8, deadline: Instant) -> Parked<u8> {
-        Parked::new(vec![bytes::Bytes::from(vec![n; 10])], 1, deadline, n)
+        Parked::new(vec![bytes::Bytes::from(vec![n; 10])], 1, deadline, deadline, n)
     }
 
     #[test]

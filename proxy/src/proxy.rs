@@ -193,14 +193,21 @@ impl Proxy {
     }
 
     /// Parks a request if any of its slots is held; returns it back otherwise.
-    fn try_park(&self, table: u32, slots: &[u32], client: u64, args: Vec<Bytes>) -> Result<Pending, Vec<Bytes>> {
+    fn try_park(
+        &self,
+        table: u32,
+        slots: &[u32],
+        client: u64,
+        args: Vec<Bytes>,
+        arrival: Instant,
+    ) -> Result<Pending, Vec<Bytes>> {
         let mut holds = self.holds.lock();
         if !holds.any_held() {
             return Err(args);
         }
         let Some(&slot) = slots.iter().find(|&&s| holds.is_held(table, s)) else { return Err(args) };
         let (tx, rx) = oneshot::channel();
-        let parked = Parked::new(args, client, Instant::now() + self.config.hold_timeout, tx);
+        let parked = Parked::new(args, client, arrival, Instant::now() + self.config.hold_timeout, tx);
         let pending = match holds.park(table, slot, parked) {
             Ok(()) => {
                 Pending::Later(Box::pin(async move { rx.await.unwrap_or_else(|_| error("ERR proxy shutting down")) }))
@@ -246,15 +253,38 @@ impl Proxy {
         if slots.iter().any(|&s| route.addr(s) != first) {
             return Pending::Ready(error("CROSSSLOT Keys in request don't hash to the same group"));
         }
-        let args = match self.try_park(table, &slots, client, args) {
+        let args = match self.try_park(table, &slots, client, args, Instant::now()) {
             Ok(parked) => return parked,
             Err(args) => args,
         };
+        if commands::blocks(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase()) {
+            return self.blocking(table, first.map(str::to_string), args);
+        }
         let request = encode_args(&args);
+        let arrival = Instant::now();
         let first_try = first.map(|addr| self.pool.send(addr, table, client, request.clone()));
         let proxy = self.clone();
         let slot = slots[0];
-        Pending::Later(Box::pin(async move { proxy.call(table, slot, client, args, request, first_try).await }))
+        Pending::Later(Box::pin(
+            async move { proxy.call(table, slot, client, (args, request), first_try, arrival).await },
+        ))
+    }
+
+    /// A blocking pop on a connection of its own: on a shared pipelined connection it would
+    /// stall every request queued behind it (the push that would wake it included).
+    fn blocking(self: &Arc<Self>, table: u32, addr: Option<String>, args: Vec<Bytes>) -> Pending {
+        let Some(addr) = addr else { return Pending::Ready(error("ERR no node serves this slot")) };
+        let password = self.config.password.clone();
+        let proxy = self.clone();
+        Pending::Later(Box::pin(async move {
+            match common::client::request_raw(&addr, table, password.as_deref(), &args, None).await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    proxy.metrics.backend_errors.inc();
+                    error(&format!("ERR backend {addr} unavailable: {e}"))
+                }
+            }
+        }))
     }
 
     /// One request to the owner of `slot`, retried while nodes refuse it (see module doc).
@@ -263,11 +293,10 @@ impl Proxy {
         table: u32,
         slot: u32,
         client: u64,
-        args: Vec<Bytes>,
-        request: Bytes,
+        (args, request): (Vec<Bytes>, Bytes),
         mut attempt: Option<oneshot::Receiver<backend::BackendReply>>,
+        started: Instant,
     ) -> Bytes {
-        let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
             let reply = match attempt.take() {
@@ -296,7 +325,7 @@ impl Proxy {
             }
             // A slot held meanwhile: wait for its release like any other request.
             if self.holds.lock().is_held(table, slot) {
-                if let Ok(Pending::Later(parked)) = self.try_park(table, &[slot], client, args.clone()) {
+                if let Ok(Pending::Later(parked)) = self.try_park(table, &[slot], client, args.clone(), started) {
                     return parked.await;
                 }
             }
@@ -317,7 +346,7 @@ impl Proxy {
         }
         let Some(count) = self.slot_count(table) else { return Pending::Ready(error("ERR Table not found")) };
         let slots: Vec<u32> = args[1..].chunks(step).map(|kv| common::slot::key_slot(&kv[0], count)).collect();
-        let args = match self.try_park(table, &slots, client, args) {
+        let args = match self.try_park(table, &slots, client, args, Instant::now()) {
             Ok(parked) => return parked,
             Err(args) => args,
         };
@@ -335,12 +364,13 @@ impl Proxy {
         }
         if parts.len() == 1 {
             let request = encode_args(&args);
+            let arrival = Instant::now();
             let first = route.addr(slots[0]).map(|a| self.pool.send(a, table, client, request.clone()));
             let proxy = self.clone();
             let slot = slots[0];
-            return Pending::Later(Box::pin(
-                async move { proxy.call(table, slot, client, args, request, first).await },
-            ));
+            return Pending::Later(Box::pin(async move {
+                proxy.call(table, slot, client, (args, request), first, arrival).await
+            }));
         }
         let mut calls = Vec::new();
         for (slot, keys) in &parts {
@@ -350,7 +380,7 @@ impl Proxy {
             }
             let request = encode_args(&sub);
             let first = route.addr(*slot).map(|a| self.pool.send(a, table, client, request.clone()));
-            calls.push(self.clone().call(table, *slot, client, sub, request, first));
+            calls.push(self.clone().call(table, *slot, client, (sub, request), first, Instant::now()));
         }
         let total = slots.len();
         Pending::Later(Box::pin(async move {

@@ -414,3 +414,25 @@ fn metrics_health_and_a_config_file() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn blocking_pops_do_not_stall_other_clients_and_bad_key_counts_are_errors() {
+    let a = node("0-1023", &[]);
+    let proxy = Proxy::start(&[&a], &["--pool-size", "1"]);
+    proxy.wait_routed();
+    // With one pooled connection per node, a BLPOP sharing it would block the LPUSH that wakes it.
+    let port = proxy.port;
+    let waiter = thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        redis::cmd("BLPOP").arg("queue").arg(5).query::<(String, String)>(&mut c)
+    });
+    thread::sleep(Duration::from_millis(200));
+    let mut c = proxy.conn();
+    let started = Instant::now();
+    let _: i64 = query(&mut c, &["LPUSH", "queue", "job"]);
+    assert!(started.elapsed() < Duration::from_secs(1), "LPUSH waited {:?}", started.elapsed());
+    assert_eq!(waiter.join().unwrap().unwrap(), ("queue".to_string(), "job".to_string()));
+    // A key count that overflows is an error, and the connection stays usable.
+    assert!(err(&mut c, &["ZUNION", "18446744073709551615", "a"]).contains("wrong number of arguments"));
+    assert_eq!(query::<String>(&mut c, &["PING"]), "PONG");
+}

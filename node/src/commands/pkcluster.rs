@@ -302,6 +302,9 @@ fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         .collect::<CmdResult<_>>()?;
     match master {
         None => {
+            if let Some(slot) = targets.iter().find(|s| crate::replication::full_sync_pending(ctx.server, s)) {
+                return Err(CmdError::err(format!("Slot {} is in a full sync: its data is partial", slot.id)));
+            }
             for slot in &targets {
                 crate::replication::promote(ctx.server, slot)?;
             }

@@ -68,6 +68,11 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
         let _ = send(stream, b"-ERR Partition not found\r\n").await;
         return;
     };
+    if slot.lock.lock().log.history == 0 {
+        // The slot is itself in the middle of a full sync: what it holds is partial.
+        let _ = send(stream, b"-ERR slot is in a full sync, retry later\r\n").await;
+        return;
+    }
     let peer = match stream.peer_addr() {
         Ok(a) => a.ip(),
         Err(_) => return,
@@ -217,6 +222,11 @@ async fn stream_log(
                 }
                 heard = Instant::now();
                 loop {
+                    // A replica only ever sends 16-byte acks: refuse anything else before its
+                    // declared length makes us reserve memory for it.
+                    if input.len() >= 5 && (input[0] != b'A' || input[1..5] != 16u32.to_be_bytes()) {
+                        return Err(StreamError::Protocol("expected an ack frame".into()));
+                    }
                     match Frame::decode(&mut input) {
                         Ok(Some(Frame::Ack(pos))) => {
                             if pos.seq > sent.seq {

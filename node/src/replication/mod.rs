@@ -201,6 +201,9 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
     if slot.master_addr().is_none() {
         return Ok(());
     }
+    if full_sync_pending(server, slot) {
+        return Err(CmdError::err(format!("Slot {} is in a full sync: its data is partial", slot.id)));
+    }
     stop_upstream(slot);
     {
         let mut state = slot.lock.lock();
@@ -212,6 +215,11 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
     slot.set_link(LinkState::NoConnect);
     save_role(&server.store, slot, None)?;
     Ok(())
+}
+
+/// Whether a replica slot's full sync has not finished (its data is partial).
+pub fn full_sync_pending(server: &Server, slot: &Slot) -> bool {
+    matches!(load_role(&server.store, slot), Ok(Some((_, true))))
 }
 
 /// Stops a slot's replica task; closing its connection makes the master forget this replica.

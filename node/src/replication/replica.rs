@@ -77,10 +77,16 @@ async fn run(server: Arc<Server>, slot: Arc<Slot>, master: String, mut full: boo
         if slot.link_state() == LinkState::Connected {
             backoff = MIN_BACKOFF; // it worked for a while: retry promptly
         }
-        slot.set_link(if matches!(err, SyncError::Refused(_)) { LinkState::Error } else { LinkState::TryConnect });
-        tracing::warn!(slot = slot.id, %master, error = %err, retry_in = ?backoff, "replication link down");
         // A full sync that did not finish must start over; otherwise resume from our position.
+        // The link shows it (kTryDBSync) for as long as it is pending: the slot's data is partial
+        // and an operator must not promote it.
         full = matches!(super::load_role(&server.store, &slot), Ok(Some((_, true))));
+        slot.set_link(match (&err, full) {
+            (_, true) => LinkState::TryDbSync,
+            (SyncError::Refused(_), false) => LinkState::Error,
+            _ => LinkState::TryConnect,
+        });
+        tracing::warn!(slot = slot.id, %master, error = %err, retry_in = ?backoff, "replication link down");
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = cancel.cancelled() => return,
@@ -121,7 +127,9 @@ async fn session(
     };
     let handshake = Handshake { table: slot.table, slot: slot.id, port, history, pos, force: full };
     stream.write_all(&resp_command(&handshake.to_args())).await?;
-    slot.set_link(LinkState::WaitReply);
+    if !full {
+        slot.set_link(LinkState::WaitReply);
+    }
     let line = read_line(&mut stream, &mut buf).await?;
     match Start::parse(&line).map_err(SyncError::Refused)? {
         Start::Continue { history, prev_history, prev_until } => {

@@ -160,7 +160,8 @@ impl LogMeta {
     /// Whether a replica at `pos` under `history` has a prefix of this slot's log, judged by ids
     /// only (the caller also checks that the position exists and its offset matches).
     pub fn shares_history(&self, history: u64, seq: u64) -> bool {
-        history == self.history || (history == self.prev_history && history != 0 && seq <= self.prev_until)
+        // 0 is "no history" (a slot in the middle of a full sync): never shared.
+        history != 0 && (history == self.history || (history == self.prev_history && seq <= self.prev_until))
     }
 
     /// The bookkeeping after this slot is promoted at `head`.
