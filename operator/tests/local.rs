@@ -60,7 +60,9 @@ fn manifest(groups: u32) -> String {
     )
 }
 
-struct Operator(Child);
+/// The runtime, and what to clean up if a test fails halfway: every process whose command
+/// line names the test's directory (the nodes) or its proxy port.
+struct Operator(Child, PathBuf, u16);
 
 /// The runtime adopts whatever answers on its ports, so two clusters of these tests must never
 /// share a port range: they run one at a time.
@@ -89,7 +91,7 @@ fn start(file: &Path, dir: &Path, base: u16, proxy: u16, env: &[(&str, &str)]) -
         .stderr(log)
         .spawn()
         .unwrap();
-    Operator(child)
+    Operator(child, dir.to_path_buf(), proxy)
 }
 
 fn wait_serving(proxy: u16) {
@@ -134,6 +136,11 @@ impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            let _ = Command::new("pkill").arg("-9").arg("-f").arg(self.1.display().to_string()).status();
+            let _ =
+                Command::new("pkill").args(["-9", "-f", "--"]).arg(format!("--listen 127.0.0.1:{}", self.2)).status();
+        }
     }
 }
 
