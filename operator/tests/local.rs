@@ -263,7 +263,8 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
                 .is_some_and(|m| m.replicas.iter().any(|r| r.status == "SlaveBinlogSync" && r.lag == Some(0)))
         })
     });
-    let killed = Command::new("pkill").args(["-9", "-f", "g0-m0/pika.conf"]).status().unwrap();
+    let master_conf = dir.path().join("data/e2e/g0-m0/pika.conf");
+    let killed = Command::new("pkill").args(["-9", "-f"]).arg(master_conf.display().to_string()).status().unwrap();
     assert!(killed.success());
     let started = Instant::now();
     wait_until(Duration::from_secs(60), "the replica to take over group 0", || writable(base + 1) == Some(32));
