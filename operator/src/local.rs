@@ -303,6 +303,8 @@ impl Runtime {
     }
 
     /// Makes sure groups `0..n` run with `1 + replicasPerGroup` members each.
+    /// Fewer replicas: the highest-numbered members that are not the master are stopped (their
+    /// data stays; raised again, they come back as replicas and resume).
     async fn ensure_groups(&mut self, n: u32) -> Result<(), String> {
         let size = 1 + self.spec.replicas_per_group;
         for g in 0..n {
@@ -310,6 +312,15 @@ impl Runtime {
             for m in have..size {
                 let member = self.start_member(g, m, false).await?;
                 self.groups.entry(g).or_default().push(member);
+            }
+            let master = self.masters.get(&g).copied().unwrap_or(0);
+            while self.groups[&g].len() > size as usize && self.groups[&g].len() - 1 != master {
+                let m = self.groups.get_mut(&g).expect("group").pop().expect("non-empty");
+                let index = self.groups[&g].len();
+                self.down_since.remove(&(g, index));
+                self.demoted.remove(&(g, index));
+                tracing::info!(group = g, member = index, "replica removed");
+                self.stop(m).await;
             }
         }
         Ok(())

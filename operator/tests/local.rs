@@ -293,3 +293,39 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
     assert!(operator_log().contains("failover"), "{}", operator_log());
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
 }
+
+#[test]
+fn replica_count_changes_add_and_remove_replicas() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(1)).unwrap();
+    let (base, proxy) = free_ports();
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
+    wait_serving(proxy);
+    let mut c = conn(proxy);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET").arg(format!("key:{i}")).arg(i).query(&mut c).unwrap();
+    }
+    // One more replica: it starts, follows the master and catches up.
+    std::fs::write(&file, manifest(1).replace("replicasPerGroup: 1", "replicasPerGroup: 2")).unwrap();
+    wait_until(Duration::from_secs(60), "the new replica in sync", || {
+        let Ok(mut r) = redis::Client::open(format!("redis://127.0.0.1:{}/", base + 2)).unwrap().get_connection()
+        else {
+            return false;
+        };
+        let text: String = redis::cmd("pkcluster").arg("info").arg("slot").query(&mut r).unwrap_or_default();
+        let slots = common::pkinfo::parse_slot_info(&text).unwrap_or_default();
+        slots.len() == 64
+            && slots.iter().all(|s| s.slave.as_ref().is_some_and(|r| r.state == "kConnected"))
+            && redis::cmd("GET").arg("key:7").query::<Option<i64>>(&mut r).ok().flatten() == Some(7)
+    });
+    // Back to one: the extra replica stops; the master and the first replica stay.
+    std::fs::write(&file, manifest(1)).unwrap();
+    wait_until(Duration::from_secs(30), "the extra replica to stop", || {
+        TcpStream::connect(("127.0.0.1", base + 2)).is_err()
+    });
+    assert_eq!(writable(base), Some(64));
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut c).unwrap();
+    terminate(&mut operator, &[proxy, base, base + 1]);
+}
