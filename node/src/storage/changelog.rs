@@ -44,31 +44,58 @@ pub enum Op<'a> {
 }
 
 /// The operations of one transaction, encoded as they are added (the encoding is the log entry).
-#[derive(Debug, Default, Clone)]
+/// A slot without replicas keeps no backlog: its change sets only count the entry's length (the
+/// log offset still advances), so a write pays for no second copy of its keys and values.
+#[derive(Debug, Clone)]
 pub struct ChangeSet {
     buf: Vec<u8>,
+    /// Length of the encoded entry, kept or not.
+    len: u64,
+    keep: bool,
+}
+
+impl Default for ChangeSet {
+    fn default() -> Self {
+        ChangeSet::new(true)
+    }
 }
 
 impl ChangeSet {
+    /// `keep`: encode the operations (the slot logs); otherwise only measure them.
+    pub fn new(keep: bool) -> Self {
+        ChangeSet { buf: Vec::new(), len: 0, keep }
+    }
+
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.buf.push(OP_PUT);
-        put_bytes(&mut self.buf, key);
-        put_bytes(&mut self.buf, value);
+        self.op(OP_PUT, key, Some(value));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.buf.push(OP_DELETE);
-        put_bytes(&mut self.buf, key);
+        self.op(OP_DELETE, key, None);
     }
 
     pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
-        self.buf.push(OP_DELETE_RANGE);
-        put_bytes(&mut self.buf, start);
-        put_bytes(&mut self.buf, end);
+        self.op(OP_DELETE_RANGE, start, Some(end));
+    }
+
+    fn op(&mut self, tag: u8, first: &[u8], second: Option<&[u8]>) {
+        self.len += 1 + 4 + first.len() as u64 + second.map_or(0, |b| 4 + b.len() as u64);
+        if self.keep {
+            self.buf.push(tag);
+            put_bytes(&mut self.buf, first);
+            if let Some(b) = second {
+                put_bytes(&mut self.buf, b);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len == 0
+    }
+
+    /// Length of the entry (what the log offset advances by).
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -203,6 +230,13 @@ mod tests {
         c.delete_range(b"d", b"");
         let ops = decode_entry(c.bytes()).unwrap();
         assert_eq!(ops, vec![Op::Put(b"kfoo", b"bar"), Op::Delete(b"kgone"), Op::DeleteRange(b"d", b"")]);
+        assert_eq!(c.len(), c.bytes().len() as u64);
+        // Measured only: same length, nothing kept.
+        let mut m = ChangeSet::new(false);
+        m.put(b"kfoo", b"bar");
+        m.delete(b"kgone");
+        m.delete_range(b"d", b"");
+        assert_eq!((m.len(), m.bytes().len()), (c.len(), 0));
     }
 
     #[test]

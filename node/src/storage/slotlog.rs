@@ -37,22 +37,18 @@ impl Store {
         self.db.cf_handle(CF_LOG).expect("log column family exists")
     }
 
-    /// Commits a transaction's changes atomically under the slot's lock, and keeps them as the
-    /// slot's next log entry.
+    /// Commits a transaction's batch under the slot's lock, and keeps its change set as the
+    /// slot's next log entry (when the slot keeps a backlog).
     pub fn commit_changes(
         &self,
-        prefix: SlotPrefix,
+        batch: WriteBatch,
         changes: ChangeSet,
         state: &mut WriteState,
     ) -> Result<(), rocksdb::Error> {
-        let entry = changes.into_bytes();
-        let ops = changelog::decode_entry(&entry).expect("a change set encodes valid operations");
-        let mut batch = WriteBatch::default();
-        add_ops(prefix, &ops, &mut batch);
         self.write(batch)?;
         let head = state.head.pos();
-        let next = LogPos { seq: head.seq + 1, offset: head.offset + entry.len() as u64 };
-        state.backlog.push(next, entry);
+        let next = LogPos { seq: head.seq + 1, offset: head.offset + changes.len() };
+        state.backlog.push(next, changes.into_bytes());
         state.head.advance(next);
         Ok(())
     }

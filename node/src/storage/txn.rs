@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use parking_lot::{lock_api::ArcMutexGuard, RawMutex};
+use rocksdb::WriteBatch;
 
 use super::changelog::ChangeSet;
 use super::encoding::{self, Kind, Meta, MetaBody, SlotPrefix};
@@ -19,7 +20,10 @@ pub struct Txn<'a> {
     pub prefix: SlotPrefix,
     /// The command's clock: every expiry decision in one command uses the same instant.
     pub now_ms: u64,
-    /// The writes so far, keys relative to the slot prefix: applied and logged as one entry.
+    /// The writes so far, applied as one batch; created on the first write, so read-only
+    /// commands never allocate one.
+    batch: Option<WriteBatch>,
+    /// The same writes with keys relative to the slot prefix: the slot's log entry.
     changes: ChangeSet,
     /// Pending point writes (`None` = deleted), so a command reads what it wrote.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -36,11 +40,15 @@ impl<'a> Txn<'a> {
         prefix: SlotPrefix,
         guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
     ) -> Self {
+        // Whether the slot logs cannot change while the write lock is held (it only changes
+        // under that lock).
+        let logging = guard.as_ref().is_some_and(|state| state.backlog.is_logging());
         Txn {
             store,
             prefix,
             now_ms: now_ms(),
-            changes: ChangeSet::default(),
+            batch: None,
+            changes: ChangeSet::new(logging),
             overlay: HashMap::new(),
             deleted_ranges: Vec::new(),
             earliest_expiry: u64::MAX,
@@ -63,13 +71,19 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch().put(&key, &value);
         self.changes.put(self.relative(&key), &value);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
+        self.batch().delete(&key);
         self.changes.delete(self.relative(&key));
         self.overlay.insert(key, None);
+    }
+
+    fn batch(&mut self) -> &mut WriteBatch {
+        self.batch.get_or_insert_with(WriteBatch::default)
     }
 
     /// A key of this slot without the slot prefix, as the change log stores it.
@@ -94,11 +108,9 @@ impl<'a> Txn<'a> {
     /// Writes everything atomically, with its change-log entry (to the WAL buffer before it
     /// returns; durable at the connection's next group commit).
     pub fn commit(mut self) -> CmdResult<bool> {
-        if self.changes.is_empty() {
-            return Ok(false);
-        }
+        let Some(batch) = self.batch.take().filter(|_| !self.changes.is_empty()) else { return Ok(false) };
         let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
-        self.store.commit_changes(self.prefix, std::mem::take(&mut self.changes), state)?;
+        self.store.commit_changes(batch, std::mem::take(&mut self.changes), state)?;
         {
             state.commits += 1;
             if self.earliest_expiry < state.next_expiry {
@@ -198,6 +210,7 @@ impl<'a> Txn<'a> {
     fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
         // The slot's own end (the next slot's prefix) is logged as "to the end of the slot".
         let rel_end: &[u8] = if end.starts_with(self.prefix.bytes()) { &end[8..] } else { &[] };
+        self.batch().delete_range(&start, &end);
         self.changes.delete_range(self.relative(&start), rel_end);
         self.overlay
             .retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
