@@ -235,20 +235,16 @@ impl Proxy {
         }
     }
 
-    fn slot_count(&self, table: u32) -> Option<u32> {
-        self.routes().table(table).map(|t| t.slot_count)
-    }
-
     fn keyed(self: &Arc<Self>, table: u32, client: u64, keys: Keys, args: Vec<Bytes>) -> Pending {
         let numkeys = |at: usize| args.get(at).and_then(|a| std::str::from_utf8(a).ok()?.parse().ok());
         let Some(indices) = commands::key_indices(keys, args.len(), numkeys) else {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
             return Pending::Ready(error(&format!("ERR wrong number of arguments for '{name}' command")));
         };
-        let Some(count) = self.slot_count(table) else { return Pending::Ready(error("ERR Table not found")) };
-        let slots: Vec<u32> = indices.iter().map(|&i| common::slot::key_slot(&args[i], count)).collect();
+        // One snapshot of the routes for the whole request: a concurrent rebuild may drop a table.
         let routes = self.routes();
-        let route = routes.table(table).expect("slot_count found it");
+        let Some(route) = routes.table(table) else { return Pending::Ready(error("ERR Table not found")) };
+        let slots: Vec<u32> = indices.iter().map(|&i| common::slot::key_slot(&args[i], route.slot_count)).collect();
         let first = route.addr(slots[0]);
         if slots.iter().any(|&s| route.addr(s) != first) {
             return Pending::Ready(error("CROSSSLOT Keys in request don't hash to the same group"));
@@ -344,16 +340,16 @@ impl Proxy {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
             return Pending::Ready(error(&format!("ERR wrong number of arguments for '{name}' command")));
         }
-        let Some(count) = self.slot_count(table) else { return Pending::Ready(error("ERR Table not found")) };
-        let slots: Vec<u32> = args[1..].chunks(step).map(|kv| common::slot::key_slot(&kv[0], count)).collect();
+        let routes = self.routes();
+        let Some(route) = routes.table(table) else { return Pending::Ready(error("ERR Table not found")) };
+        let slots: Vec<u32> =
+            args[1..].chunks(step).map(|kv| common::slot::key_slot(&kv[0], route.slot_count)).collect();
         let args = match self.try_park(table, &slots, client, args, Instant::now()) {
             Ok(parked) => return parked,
             Err(args) => args,
         };
         // Group the keys (by index) by the slot of their group's first key, so each part can be
         // retried on its own through `call`.
-        let routes = self.routes();
-        let route = routes.table(table).expect("slot_count found it");
         let mut parts: Vec<(u32, Vec<usize>)> = Vec::new();
         for (i, &slot) in slots.iter().enumerate() {
             let addr = route.addr(slot);
