@@ -144,20 +144,9 @@ impl Runtime {
         }
         let conf_path = dir.join("pika.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))
-            .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.config.node_bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.config.node_bin.display()))?;
-        wait_port(port).await?;
+        let mut cmd = Command::new(&self.config.node_bin);
+        cmd.arg("-c").arg(&conf_path);
+        let child = spawn_logged(cmd, &dir.join("node.log"), port).await?;
         tracing::info!(group, member, port, "node started");
         Ok(Proc { port, child: Some(child) })
     }
@@ -438,15 +427,7 @@ impl Runtime {
         if let Some(pw) = &self.admin.password {
             cmd.args(["--password", pw]);
         }
-        let log_path = self.config.data_dir.join(&self.name).join("proxy.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(|e| e.to_string())?;
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.config.proxy_bin.display()))?;
-        wait_port(port).await?;
+        let child = spawn_logged(cmd, &self.config.data_dir.join(&self.name).join("proxy.log"), port).await?;
         self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
         self.proxy = Some(Proc { port, child: Some(child) });
         tracing::info!(listen = %self.config.proxy_listen, "proxy started");
@@ -607,6 +588,21 @@ async fn stop_child(child: &mut Child) {
     if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
+}
+
+/// Starts one of the cluster's processes, its stderr appended to `log`, and waits until it
+/// listens on `port`.
+async fn spawn_logged(mut cmd: Command, log: &Path, port: u16) -> Result<Child, String> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    wait_port(port).await?;
+    Ok(child)
 }
 
 async fn wait_port(port: u16) -> Result<(), String> {
