@@ -181,6 +181,10 @@ pub struct GroupStatus {
     /// Largest replication lag (bytes) of the group's replicas.
     #[serde(default)]
     pub max_lag: u64,
+    /// Former masters replaced by a failover: when they answer again they are made replicas
+    /// with a full re-sync before they serve anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demoted: Vec<String>,
 }
 
 /// Moves `slots` of `cluster` to group `targetGroup`, without losing a write: replicate, catch
@@ -258,6 +262,9 @@ pub struct SlotMigrationStatus {
     /// The batch being cut over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_batch: Option<String>,
+    /// The group the current batch comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_group: Option<u32>,
     /// Largest lag seen for the batch (bytes).
     #[serde(default)]
     pub lag: u64,
@@ -266,6 +273,9 @@ pub struct SlotMigrationStatus {
     /// Longest time writes were held in one cutover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover_pause_ms: Option<u64>,
+    /// How long writes were held, per batch cut over (in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_pauses_ms: Vec<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,20 +58,51 @@ pub enum CutoverError {
     Admin(#[from] AdminError),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The step could not be recorded (the status update failed): nothing was done for it.
+    #[error("recording step {step}: {text}")]
+    Record { step: &'static str, text: String },
 }
 
 /// What happened, for status and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    /// How long writes to the batch were held.
-    pub pause: Duration,
+    /// How long writes to the batch were held (None: held by an earlier run).
+    pub pause: Option<Duration>,
     pub attempts: u32,
 }
 
 /// The routes every proxy gets once B owns the batch: `(group, master address, slots)`.
 pub type Routes = Vec<(String, String, String)>;
 
-/// Runs the seven steps for `slots` (range syntax). `step` is told each step before it acts.
+/// Where a move (re)starts. A fresh move starts at the beginning; an operator that stopped
+/// mid-move resumes where [`resume_point`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Beginning,
+    /// The source was fenced and drained: promote (again), route, clean up.
+    Promote,
+    /// The target is the master: route and clean up.
+    Route,
+}
+
+/// Told each step before it acts (the Kubernetes controller records it in the migration's
+/// status first, so a restarted operator knows where it was). An error stops the move.
+pub trait Steps {
+    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send;
+}
+
+/// Steps that are only logged (the local runtime; its restart repair needs no record).
+pub struct Logged<F>(pub F);
+
+impl<F: FnMut(&'static str) + Send> Steps for Logged<F> {
+    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        (self.0)(name);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Runs the seven steps for `slots` (range syntax) from `start`. The pause is None when the
+/// writes were held by an earlier run (its start is unknown).
 #[allow(clippy::too_many_arguments)]
 pub async fn move_slots(
     admin: &Admin,
@@ -81,74 +112,117 @@ pub async fn move_slots(
     proxies: &[String],
     (epoch, slot_count, routes): (u64, u32, &Routes),
     limits: Limits,
-    mut step: impl FnMut(&str),
+    start: Start,
+    steps: &mut impl Steps,
 ) -> Result<Outcome, CutoverError> {
     let count = common::slotset::parse_slots(slots).map(|v| v.len()).unwrap_or(0);
-    step("addslots");
-    for node in to.all() {
-        admin.add_slots(node, slots).await?;
-    }
-    step("sync");
-    admin.follow(&to.master, &from.master, slots).await?;
-    wait_lag(admin, from, &to.master, slots, count, u64::MAX, limits.sync_timeout).await?;
-    step("replicas");
-    for r in &to.replicas {
-        admin.follow(r, &to.master, slots).await?;
-    }
     let mut attempts = 0;
-    let pause = loop {
-        attempts += 1;
-        step("catch-up");
-        wait_lag(admin, from, &to.master, slots, count, limits.lag_threshold, limits.sync_timeout).await?;
-        step("hold");
-        let held = Instant::now();
-        let fenced_and_drained = async {
-            for p in proxies {
-                admin.hold(p, slots).await?;
-            }
-            step("fence");
-            admin.fence(&from.master, slots).await?;
-            step("drain");
-            wait_lag(admin, from, &to.master, slots, count, 0, limits.cutover_timeout).await?;
-            step("promote");
-            admin.promote(&to.master, slots).await?;
-            Ok::<(), CutoverError>(())
-        };
-        match fenced_and_drained.await {
-            Ok(()) => break held,
-            // Not promoted: the source still has every write. Undo the fence and the holds
-            // (best effort: a later pass repairs what a failed call leaves), then retry or fail.
-            Err(err) => {
-                step("rollback");
-                tracing::warn!(slots, error = %err, attempts, "cutover rolled back");
-                let _ = admin.unfence(&from.master, slots).await;
+    let mut held = None;
+    if start == Start::Beginning {
+        steps.step("addslots").await?;
+        for node in to.all() {
+            admin.add_slots(node, slots).await?;
+        }
+        steps.step("sync").await?;
+        admin.follow(&to.master, &from.master, slots).await?;
+        wait_lag(admin, from, &to.master, slots, count, u64::MAX, limits.sync_timeout).await?;
+        steps.step("replicas").await?;
+        for r in &to.replicas {
+            admin.follow(r, &to.master, slots).await?;
+        }
+        loop {
+            attempts += 1;
+            steps.step("catch-up").await?;
+            wait_lag(admin, from, &to.master, slots, count, limits.lag_threshold, limits.sync_timeout).await?;
+            steps.step("hold").await?;
+            let started = Instant::now();
+            let fenced_and_drained = async {
                 for p in proxies {
-                    let _ = admin.release(p, slots).await;
+                    admin.hold(p, slots).await?;
                 }
-                if !matches!(err, CutoverError::Timeout(_)) || attempts >= limits.attempts {
-                    return Err(err);
+                steps.step("fence").await?;
+                admin.fence(&from.master, slots).await?;
+                steps.step("drain").await?;
+                wait_lag(admin, from, &to.master, slots, count, 0, limits.cutover_timeout).await
+            };
+            match fenced_and_drained.await {
+                Ok(()) => {
+                    held = Some(started);
+                    break;
+                }
+                // Not promoted: the source still has every write. Undo the fence and the holds
+                // (best effort: a later pass repairs what a failed call leaves), then retry or fail.
+                Err(err) => {
+                    steps.step("rollback").await?;
+                    tracing::warn!(slots, error = %err, attempts, "cutover rolled back");
+                    roll_back(admin, from, proxies, slots).await;
+                    if !matches!(err, CutoverError::Timeout(_)) || attempts >= limits.attempts {
+                        return Err(err);
+                    }
                 }
             }
         }
-    };
-    step("route");
+    }
+    if start != Start::Route {
+        steps.step("promote").await?;
+        admin.promote(&to.master, slots).await?;
+    }
+    steps.step("route").await?;
     for p in proxies {
         admin.set_route(p, epoch, slot_count, routes).await?;
     }
-    let pause = pause.elapsed();
-    step("cleanup");
+    let pause = held.map(|h| h.elapsed());
+    steps.step("cleanup").await?;
+    clean_up_source(admin, from, slots, limits.sync_timeout).await?;
+    Ok(Outcome { pause, attempts })
+}
+
+/// Undoes a cutover that did not promote: the source takes writes again, the proxies let the
+/// held requests through (to the source). Best effort: a later repair pass settles the rest.
+async fn roll_back(admin: &Admin, from: &GroupNodes, proxies: &[String], slots: &str) {
+    let _ = admin.unfence(&from.master, slots).await;
+    for p in proxies {
+        let _ = admin.release(p, slots).await;
+    }
+}
+
+/// Where a move whose last recorded step was `recorded` resumes. Before promotion there is
+/// nothing to keep: an attempt that held or fenced is rolled back and the move starts over
+/// (every early step is idempotent). Once promotion began, the source is fenced and drained, so
+/// the move goes forward.
+pub async fn resume_point(
+    admin: &Admin,
+    recorded: Option<&str>,
+    from: &GroupNodes,
+    proxies: &[String],
+    slots: &str,
+) -> Start {
+    match recorded {
+        Some("promote") => Start::Promote,
+        Some("route" | "cleanup") => Start::Route,
+        Some("hold" | "fence" | "drain" | "rollback") => {
+            roll_back(admin, from, proxies, slots).await;
+            Start::Beginning
+        }
+        _ => Start::Beginning,
+    }
+}
+
+/// Step 7: the source group lets go of `slots`. Its replicas are fenced and promoted first
+/// (promoted unfenced, they would briefly report the slots as writable, and a proxy rebuilding
+/// its table then could route them to a copy about to be deleted); once nothing replicates the
+/// slots from the source master, every member deletes them.
+pub async fn clean_up_source(admin: &Admin, from: &GroupNodes, slots: &str, timeout: Duration) -> Result<(), CutoverError> {
     for r in &from.replicas {
-        // Fenced first: promoted, they would briefly report S as writable, and a proxy
-        // rebuilding its table then could route S to a copy about to be deleted.
         admin.fence(r, slots).await?;
         admin.promote(r, slots).await?;
     }
-    wait_no_replicas(admin, &from.master, slots, limits.sync_timeout).await?;
+    wait_no_replicas(admin, &from.master, slots, timeout).await?;
     for r in &from.replicas {
         admin.del_slots(r, slots).await?;
     }
     admin.del_slots(&from.master, slots).await?;
-    Ok(Outcome { pause, attempts })
+    Ok(())
 }
 
 /// Waits until `master` streams every slot of `slots` to `replica` incrementally with lag at

@@ -4,10 +4,17 @@
 //! - [`crd`]: the resource types (the CRD YAML in `crds/` is generated from them).
 //! - [`planner`]: pure decisions: the initial slot split, rebalancing plans, failover choice.
 //! - [`cutover`]: moving a batch of slots between groups (the seven steps), over [`admin`].
+//! - [`dataplane`]: what is done to a running cluster's nodes, shared by both runtimes.
+//! - [`resources`]: the Kubernetes objects of a PikaCluster (pure builders).
+//! - [`k8s`]: the Kubernetes controllers (`pika-operator run`).
 //! - [`local`]: the local runtime (`pika-operator local -f cluster.yaml`).
 
 pub mod admin;
 pub mod crd;
 pub mod cutover;
+pub mod dataplane;
+pub mod k8s;
 pub mod local;
+pub mod metrics;
 pub mod planner;
+pub mod resources;

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 use crate::admin::Admin;
 use crate::crd::{PikaCluster, PikaClusterSpec};
 use crate::cutover::{self, GroupNodes, Limits};
+use crate::dataplane::{self, Ownership, Topology};
 use crate::planner;
 
 #[derive(Debug, Clone)]
@@ -160,18 +161,17 @@ impl Runtime {
         }
     }
 
-    /// For groups whose master is not known yet (a new runtime), the member that accepts writes
-    /// (after a failover it is not member 0).
+    fn topology(&self) -> Topology {
+        Topology { slots: self.spec.slots, groups: self.groups.keys().map(|&g| (g, self.nodes(g))).collect() }
+    }
+
+    /// For groups whose master is not known yet (a new runtime), the member that is (after a
+    /// failover it is not member 0).
     async fn discover_masters(&mut self) {
         let unknown: Vec<u32> = self.groups.keys().copied().filter(|g| !self.masters.contains_key(g)).collect();
         for g in unknown {
-            let mut master = 0;
-            for (i, m) in self.groups[&g].iter().enumerate() {
-                if self.admin.writable(&addr(m.port)).await.is_ok_and(|s| !s.is_empty()) {
-                    master = i;
-                    break;
-                }
-            }
+            let members: Vec<String> = self.groups[&g].iter().map(|m| addr(m.port)).collect();
+            let master = dataplane::find_master(&self.admin, &members, self.spec.slots).await;
             self.masters.insert(g, master);
         }
     }
@@ -233,31 +233,12 @@ impl Runtime {
     }
 
     async fn fail_over(&mut self, g: u32, old: usize) -> Result<(), String> {
-        let err = |e: crate::admin::AdminError| e.to_string();
-        let mut candidates = Vec::new();
-        for (i, member) in self.groups[&g].iter().enumerate() {
-            if i == old {
-                continue;
-            }
-            let node = addr(member.port);
-            let Ok(info) = self.admin.slot_info(&node, "0-65535").await else { continue };
-            let full_sync = info
-                .iter()
-                .any(|s| s.slave.as_ref().is_some_and(|r| matches!(r.state.as_str(), "kTryDBSync" | "kWaitDBSync")));
-            let acked = info.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
-            candidates.push(planner::Candidate {
-                name: i.to_string(),
-                reachable: true,
-                full_sync,
-                empty: info.is_empty(),
-                acked,
-            });
-        }
-        let Some(chosen) = planner::choose_new_master(&candidates) else {
+        let survivors: Vec<(usize, String)> =
+            self.groups[&g].iter().enumerate().filter(|(i, _)| *i != old).map(|(i, m)| (i, addr(m.port))).collect();
+        let Some(new) = dataplane::choose_successor(&self.admin, &survivors, self.spec.slots).await else {
             tracing::warn!(group = g, "master down and no replica can safely replace it; waiting");
             return Ok(());
         };
-        let new: usize = chosen.name.parse().expect("index");
         let new_addr = addr(self.groups[&g][new].port);
         // Only what the old master owned as a writable master is taken over: slots the group
         // was still receiving from another group stay with that group.
@@ -277,15 +258,8 @@ impl Runtime {
         }
         self.masters.insert(g, new);
         self.demoted.insert((g, old));
-        if !slots.is_empty() {
-            self.admin.promote(&new_addr, &slots).await.map_err(err)?;
-            self.admin.unfence(&new_addr, &slots).await.map_err(err)?;
-            for (i, member) in self.groups[&g].iter().enumerate() {
-                if i != new && i != old {
-                    self.admin.follow(&addr(member.port), &new_addr, &slots).await.map_err(err)?;
-                }
-            }
-        }
+        let followers: Vec<String> = survivors.into_iter().filter(|(i, _)| *i != new).map(|(_, a)| a).collect();
+        dataplane::take_over(&self.admin, &new_addr, &followers, &slots).await.map_err(|e| e.to_string())?;
         let owned = self.ownership().await?;
         self.push_routes(&owned).await?;
         Ok(())
@@ -315,92 +289,16 @@ impl Runtime {
         Ok(())
     }
 
-    /// Slots each running group's master accepts writes for.
-    async fn ownership(&mut self) -> Result<BTreeMap<u32, Vec<u32>>, String> {
-        let mut owned = BTreeMap::new();
-        for &g in self.groups.keys() {
-            let slots = self.admin.writable(&self.nodes(g).master).await.map_err(|e| e.to_string())?;
-            if !slots.is_empty() {
-                owned.insert(g, slots);
-            }
-        }
+    /// Slots each running group's master accepts writes for (remembered for failovers).
+    async fn ownership(&mut self) -> Result<Ownership, String> {
+        let owned = self.topology().ownership(&self.admin).await.map_err(|e| e.to_string())?;
         self.last_owned = owned.clone();
         Ok(owned)
     }
 
-    /// Whether any running master owns any slot (writable or fenced).
-    async fn any_slot_owned(&self) -> Result<bool, String> {
-        for &g in self.groups.keys() {
-            let all = format!("0-{}", self.spec.slots.saturating_sub(1));
-            if !self.admin.slot_info(&self.nodes(g).master, &all).await.map_err(|e| e.to_string())?.is_empty() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Settles what a runtime stopped mid-cutover left behind. A slot its group's master owns
-    /// as a master but refuses writes for (fenced) is either writable in another group (the
-    /// move got past promotion: finish its cleanup here) or nowhere (it did not: unfence it
-    /// here, and the move starts over from its idempotent first steps).
-    async fn repair(&self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
-        let err = |e: crate::admin::AdminError| e.to_string();
-        let writable: std::collections::BTreeSet<u32> = owned.values().flatten().copied().collect();
-        let all = format!("0-{}", self.spec.slots.saturating_sub(1));
-        for &g in self.groups.keys() {
-            let nodes = self.nodes(g);
-            let mine = owned.get(&g).cloned().unwrap_or_default();
-            let info = self.admin.slot_info(&nodes.master, &all).await.map_err(err)?;
-            let stuck: Vec<u32> =
-                info.iter().filter(|s| s.slave.is_none() && !mine.contains(&s.slot)).map(|s| s.slot).collect();
-            let (moved, unmoved): (Vec<u32>, Vec<u32>) = stuck.into_iter().partition(|s| writable.contains(s));
-            if !unmoved.is_empty() {
-                let ranges = common::slotset::format_slots(&unmoved);
-                tracing::warn!(group = g, slots = %ranges, "unfencing slots a stopped cutover left fenced");
-                self.admin.unfence(&nodes.master, &ranges).await.map_err(err)?;
-            }
-            if !moved.is_empty() {
-                let ranges = common::slotset::format_slots(&moved);
-                tracing::warn!(group = g, slots = %ranges, "finishing the cleanup of a stopped cutover");
-                for r in &nodes.replicas {
-                    self.admin.fence(r, &ranges).await.map_err(err)?;
-                    self.admin.promote(r, &ranges).await.map_err(err)?;
-                }
-                cutover::wait_no_replicas(&self.admin, &nodes.master, &ranges, Duration::from_secs(60))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for node in nodes.all() {
-                    self.admin.del_slots(node, &ranges).await.map_err(err)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Replicas of every group follow their master for every slot it owns.
-    async fn attach_replicas(&self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
-        for (&g, slots) in owned {
-            let nodes = self.nodes(g);
-            let ranges = common::slotset::format_slots(slots);
-            for r in &nodes.replicas {
-                self.admin.add_slots(r, &ranges).await.map_err(|e| e.to_string())?;
-                self.admin.follow(r, &nodes.master, &ranges).await.map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Routes for the proxy: every group that owns slots, by master.
-    fn routes(&self, owned: &BTreeMap<u32, Vec<u32>>) -> cutover::Routes {
-        owned
-            .iter()
-            .map(|(g, slots)| (format!("g{g}"), self.nodes(*g).master, common::slotset::format_slots(slots)))
-            .collect()
-    }
-
-    async fn push_routes(&mut self, owned: &BTreeMap<u32, Vec<u32>>) -> Result<(), String> {
+    async fn push_routes(&mut self, owned: &Ownership) -> Result<(), String> {
         self.epoch += 1;
-        let routes = self.routes(owned);
+        let routes = self.topology().routes(owned);
         self.admin
             .set_route(&self.config.proxy_listen, self.epoch, self.spec.slots, &routes)
             .await
@@ -444,22 +342,16 @@ impl Runtime {
         if self.groups.keys().any(|&g| self.down_since.contains_key(&(g, self.masters.get(&g).copied().unwrap_or(0)))) {
             return Ok(()); // a master is down: no slot moves until the group has one again
         }
-        let mut owned = self.ownership().await?;
-        let fresh = owned.is_empty() && !self.any_slot_owned().await?;
-        if fresh {
-            // A new cluster: contiguous shares, on every member of each group.
-            for (g, slots) in planner::initial_split(self.spec.slots, groups).into_iter().enumerate() {
-                let ranges = common::slotset::format_slots(&slots);
-                for node in self.nodes(g as u32).all() {
-                    self.admin.add_slots(node, &ranges).await.map_err(|e| e.to_string())?;
-                }
-                owned.insert(g as u32, slots);
-            }
+        let topology = self.topology();
+        let err = |e: crate::admin::AdminError| e.to_string();
+        let owned = self.ownership().await?;
+        if owned.is_empty() && !topology.any_slot_owned(&self.admin).await.map_err(err)? {
+            topology.bootstrap(&self.admin, groups).await.map_err(err)?;
             tracing::info!(groups, slots = self.spec.slots, "bootstrapped");
         }
-        self.repair(&owned).await?;
+        topology.repair(&self.admin, &owned, &Default::default()).await.map_err(|e| e.to_string())?;
         let mut owned = self.ownership().await?;
-        self.attach_replicas(&owned).await?;
+        topology.attach_replicas(&self.admin, &owned).await.map_err(err)?;
         self.ensure_proxy().await?;
         if self.epoch == 0 {
             self.push_routes(&owned).await?;
@@ -481,22 +373,20 @@ impl Runtime {
         Ok(())
     }
 
-    async fn move_batch(
-        &mut self,
-        owned: &mut BTreeMap<u32, Vec<u32>>,
-        from: u32,
-        to: u32,
-        batch: &[u32],
-    ) -> Result<(), String> {
+    async fn move_batch(&mut self, owned: &mut Ownership, from: u32, to: u32, batch: &[u32]) -> Result<(), String> {
         let ranges = common::slotset::format_slots(batch);
-        let mut after = owned.clone();
-        after.get_mut(&from).expect("source owns slots").retain(|s| !batch.contains(s));
-        after.entry(to).or_default().extend_from_slice(batch);
-        after.get_mut(&to).expect("just added").sort_unstable();
-        after.retain(|_, s| !s.is_empty());
+        let after = dataplane::after_move(owned, from, to, batch);
         self.epoch += 1;
-        let routes = self.routes(&after);
+        let routes = self.topology().routes(&after);
         let proxies = vec![self.config.proxy_listen.clone()];
+        let mut steps = cutover::Logged(|step: &'static str| {
+            tracing::debug!(slots = %ranges, step, "cutover step");
+            // Fault injection for the crash-recovery test: die as this step begins.
+            if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step) {
+                tracing::error!(step, "PIKA_OPERATOR_CRASH_AT: aborting");
+                std::process::abort();
+            }
+        });
         let outcome = cutover::move_slots(
             &self.admin,
             &ranges,
@@ -505,18 +395,13 @@ impl Runtime {
             &proxies,
             (self.epoch, self.spec.slots, &routes),
             Limits::default(),
-            |step| {
-                tracing::debug!(slots = %ranges, step, "cutover step");
-                // Fault injection for the crash-recovery test: die as this step begins.
-                if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step) {
-                    tracing::error!(step, "PIKA_OPERATOR_CRASH_AT: aborting");
-                    std::process::abort();
-                }
-            },
+            cutover::Start::Beginning,
+            &mut steps,
         )
         .await
         .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
-        tracing::info!(slots = %ranges, from, to, pause_ms = outcome.pause.as_millis() as u64, attempts = outcome.attempts, "slots moved");
+        let pause_ms = outcome.pause.map(|p| p.as_millis() as u64);
+        tracing::info!(slots = %ranges, from, to, pause_ms, attempts = outcome.attempts, "slots moved");
         *owned = after;
         Ok(())
     }

@@ -1,0 +1,260 @@
+//! The SlotMigration controller: moves `spec.slots` to group `spec.targetGroup`, one batch of
+//! at most `batchSize` slots per pass (one hold/fence/promote round each, so one pause stays
+//! short). Before every step of a batch the step is written to the status; an operator
+//! restarted at any point resumes the batch from there (`cutover::resume_point`). One
+//! migration runs at a time per cluster, oldest first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::cluster::migrations_in_flight;
+use super::{observe, Context, Error};
+use crate::crd::{MigrationPhase, PikaCluster, SlotMigration, SlotMigrationStatus};
+use crate::cutover::{self, CutoverError, Limits, Start, Steps};
+use crate::dataplane;
+use crate::metrics::labels;
+use common::slotset::{format_slots, parse_slots};
+
+/// Failed passes of one batch before its migration is marked Failed (only before promotion:
+/// after it, a batch can only go forward and is retried until it does).
+const MAX_ATTEMPTS: u32 = 5;
+
+pub fn error_policy(m: Arc<SlotMigration>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(migration = %m.name_any(), error = %err, "reconcile failed");
+    ctx.record_error("migration", err);
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The phase shown while `step` runs.
+pub fn phase_of(step: &str) -> MigrationPhase {
+    match step {
+        "addslots" | "sync" | "replicas" => MigrationPhase::Syncing,
+        "catch-up" => MigrationPhase::CatchingUp,
+        "cleanup" => MigrationPhase::Cleanup,
+        _ => MigrationPhase::CuttingOver,
+    }
+}
+
+struct StatusSteps<'a> {
+    api: &'a Api<SlotMigration>,
+    name: String,
+    last: Option<&'static str>,
+}
+
+impl Steps for StatusSteps<'_> {
+    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        self.last = Some(name);
+        let patch = json!({ "status": { "step": name, "phase": phase_of(name) } });
+        let (api, object) = (self.api, self.name.clone());
+        async move {
+            api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| CutoverError::Record { step: name, text: e.to_string() })
+        }
+    }
+}
+
+async fn patch(api: &Api<SlotMigration>, name: &str, status: &SlotMigrationStatus) -> Result<(), Error> {
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    Ok(())
+}
+
+async fn fail(ctx: &Context, api: &Api<SlotMigration>, m: &SlotMigration, mut status: SlotMigrationStatus, why: String) -> Result<Action, Error> {
+    status.phase = MigrationPhase::Failed;
+    status.message = Some(why.clone());
+    status.finished_at = Some(super::conditions::now());
+    patch(api, &m.name_any(), &status).await?;
+    ctx.metrics.migrations.get_or_create(&labels(&[("result", "failed")])).inc();
+    ctx.event(m, true, "Failed", why).await;
+    Ok(Action::await_change())
+}
+
+/// Waits with a message in the status (no phase change).
+async fn wait(api: &Api<SlotMigration>, name: &str, mut status: SlotMigrationStatus, why: String) -> Result<Action, Error> {
+    if status.message.as_deref() != Some(why.as_str()) {
+        status.message = Some(why);
+        patch(api, name, &status).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(3)))
+}
+
+pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.get_or_create(&labels(&[("controller", "migration")])).inc();
+    let ns = m.namespace().ok_or_else(|| Error::Invalid("a SlotMigration is namespaced".into()))?;
+    let name = m.name_any();
+    let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut status = m.status.clone().unwrap_or_default();
+    if matches!(status.phase, MigrationPhase::Succeeded | MigrationPhase::Failed) {
+        return Ok(Action::await_change());
+    }
+    let Some(cluster) = Api::<PikaCluster>::namespaced(ctx.client.clone(), &ns).get_opt(&m.spec.cluster).await? else {
+        return wait(&api, &name, status, format!("PikaCluster {} not found", m.spec.cluster)).await;
+    };
+    let wanted = match parse_slots(&m.spec.slots) {
+        Ok(s) if s.iter().all(|&s| s < cluster.spec.slots) && !s.is_empty() => s,
+        _ => return fail(&ctx, &api, &m, status, format!("slots {:?}: not slots of a {}-slot cluster", m.spec.slots, cluster.spec.slots)).await,
+    };
+    if m.spec.target_group >= cluster.spec.groups {
+        let why = format!("targetGroup {} does not exist (the cluster has {} groups)", m.spec.target_group, cluster.spec.groups);
+        return fail(&ctx, &api, &m, status, why).await;
+    }
+    if cluster.spec.paused {
+        return wait(&api, &name, status, "the cluster is paused".into()).await;
+    }
+    let queue = migrations_in_flight(&ctx, &ns, &m.spec.cluster).await?;
+    if let Some(first) = queue.first().filter(|f| f.name_any() != name) {
+        return wait(&api, &name, status, format!("waiting for {} to finish", first.name_any())).await;
+    }
+    let cluster_status = cluster.status.clone().unwrap_or_default();
+    let masters = cluster_status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect();
+    let sizes = cluster_status.groups.iter().map(|g| (g.index, g.pods.len().max(1) as u32)).collect();
+    let observed = observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &cluster.name_any());
+    let Some(topology) = observed.topology(&masters, cluster.spec.slots) else {
+        return wait(&api, &name, status, "waiting for every group's master to run".into()).await;
+    };
+    let target = m.spec.target_group;
+    if !topology.groups.contains_key(&target) {
+        return wait(&api, &name, status, format!("waiting for group {target}")).await;
+    }
+    let admin = ctx.admin(&cluster).await?;
+    let owned = topology.ownership(&admin).await?;
+
+    // The batch: the one recorded (resume), else the next slots not yet at the target, from
+    // the group owning the first of them.
+    let (batch, from) = match (&status.current_batch, status.source_group) {
+        (Some(b), Some(from)) => (parse_slots(b).unwrap_or_default(), from),
+        _ => {
+            let remaining: Vec<u32> = wanted.iter().copied().filter(|s| !owned.get(&target).is_some_and(|t| t.contains(s))).collect();
+            let Some(&first) = remaining.first() else {
+                return finish(&ctx, &api, &m, status).await;
+            };
+            let Some((&from, _)) = owned.iter().find(|(_, s)| s.contains(&first)) else {
+                return wait(&api, &name, status, format!("slot {first} is served by no group (a failover or repair is due)")).await;
+            };
+            let batch: Vec<u32> = remaining
+                .iter()
+                .copied()
+                .filter(|s| owned[&from].contains(s))
+                .take(m.spec.batch_size.max(1) as usize)
+                .collect();
+            status.current_batch = Some(format_slots(&batch));
+            status.source_group = Some(from);
+            status.step = None;
+            status.started_at.get_or_insert_with(super::conditions::now);
+            status.message = None;
+            patch(&api, &name, &status).await?;
+            (batch, from)
+        }
+    };
+    let (Some(from_nodes), Some(to_nodes)) = (topology.groups.get(&from), topology.groups.get(&target)) else {
+        return wait(&api, &name, status, format!("waiting for groups {from} and {target}")).await;
+    };
+    let ranges = format_slots(&batch);
+    let start = cutover::resume_point(&admin, status.step.as_deref(), from_nodes, &observed.proxies, &ranges).await;
+    if start != Start::Beginning {
+        tracing::info!(migration = %name, step = ?status.step, ?start, "resuming a batch");
+    }
+    let after = dataplane::after_move(&owned, from, target, &batch);
+    let routes = topology.routes(&after);
+    let limits = Limits {
+        lag_threshold: m.spec.lag_threshold_bytes,
+        cutover_timeout: Duration::from_millis(m.spec.cutover_timeout_ms),
+        ..ctx.limits
+    };
+    let mut steps = StatusSteps { api: &api, name: name.clone(), last: status.step.as_deref().and_then(static_step) };
+    let result = cutover::move_slots(
+        &admin,
+        &ranges,
+        from_nodes,
+        to_nodes,
+        &observed.proxies,
+        (ctx.next_epoch(), cluster.spec.slots, &routes),
+        limits,
+        start,
+        &mut steps,
+    )
+    .await;
+    let last_step = steps.last;
+    match result {
+        Ok(outcome) => {
+            let mut done = parse_slots(&status.slots_done).unwrap_or_default();
+            done.extend(&batch);
+            done.sort_unstable();
+            done.dedup();
+            status.slots_done = format_slots(&done);
+            status.current_batch = None;
+            status.source_group = None;
+            status.step = None;
+            status.attempts = 0;
+            if let Some(pause) = outcome.pause {
+                let ms = pause.as_millis() as u64;
+                status.batch_pauses_ms.push(ms);
+                status.cutover_pause_ms = Some(status.cutover_pause_ms.unwrap_or(0).max(ms));
+                ctx.metrics.cutover_pause.observe(pause.as_secs_f64());
+            }
+            patch(&api, &name, &status).await?;
+            tracing::info!(migration = %name, slots = %ranges, from, to = target, pause_ms = ?outcome.pause.map(|p| p.as_millis()), "batch moved");
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        Err(e) => {
+            status.step = last_step.map(str::to_string);
+            status.attempts += 1;
+            status.message = Some(format!("batch {ranges}: {e}"));
+            let promoted = matches!(last_step, Some("promote" | "route" | "cleanup"));
+            if !promoted && status.attempts >= MAX_ATTEMPTS {
+                // Rolled back (the cutover undoes a fence it could not complete): nothing moved.
+                status.current_batch = None;
+                status.source_group = None;
+                let why = format!("batch {ranges} failed {MAX_ATTEMPTS} times: {e}");
+                return fail(&ctx, &api, &m, status, why).await;
+            }
+            patch(&api, &name, &status).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// The recorded step as one of the cutover's step names.
+fn static_step(s: &str) -> Option<&'static str> {
+    ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"]
+        .into_iter()
+        .find(|&n| n == s)
+}
+
+async fn finish(ctx: &Context, api: &Api<SlotMigration>, m: &SlotMigration, mut status: SlotMigrationStatus) -> Result<Action, Error> {
+    status.phase = MigrationPhase::Succeeded;
+    status.step = None;
+    status.message = None;
+    status.finished_at = Some(super::conditions::now());
+    patch(api, &m.name_any(), &status).await?;
+    ctx.metrics.migrations.get_or_create(&labels(&[("result", "succeeded")])).inc();
+    let note = format!(
+        "slots {} now in group {}; longest pause {} ms",
+        m.spec.slots,
+        m.spec.target_group,
+        status.cutover_pause_ms.unwrap_or(0)
+    );
+    ctx.event(m, false, "Succeeded", note).await;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cutover_step_has_a_phase_and_a_static_name() {
+        for step in ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"] {
+            assert_eq!(static_step(step), Some(step));
+            let _ = phase_of(step);
+        }
+        assert_eq!(phase_of("drain"), MigrationPhase::CuttingOver);
+        assert_eq!(static_step("bogus"), None);
+    }
+}

@@ -1,0 +1,276 @@
+//! The in-cluster operator (`pika-operator run`): the PikaCluster and SlotMigration
+//! controllers, behind a leader Lease, with metrics and graceful shutdown.
+//!
+//! - [`cluster`]: children by server-side apply, finalizer, status; the data plane (bootstrap,
+//!   replicas, routes, failover, rebalancing by creating SlotMigrations, retiring groups).
+//! - [`migration`]: runs one SlotMigration at a time per cluster, batch by batch, recording
+//!   each cutover step in its status before acting.
+//! - [`observe`]: where a cluster's pods are, as the data plane needs them.
+//! - [`lease`], [`conditions`]: leader election and status conditions.
+
+pub mod cluster;
+pub mod conditions;
+pub mod lease;
+pub mod migration;
+pub mod observe;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use tokio::sync::Mutex;
+
+use crate::admin::{Admin, AdminError};
+use crate::crd::{PikaCluster, SlotMigration};
+use crate::cutover::{CutoverError, Limits, Routes};
+use crate::metrics::{labels, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("node: {0}")]
+    Node(#[from] AdminError),
+    #[error("cutover: {0}")]
+    Cutover(#[from] CutoverError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// The error's kind, as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Node(_) => "node",
+            Error::Cutover(_) => "cutover",
+            Error::Invalid(_) => "invalid",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// What both controllers share.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub limits: Limits,
+    /// Pods not answering, since when (for `failoverAfterSeconds`).
+    pub down_since: Mutex<HashMap<String, Instant>>,
+    /// Per cluster (`ns/name`), the routes last pushed to its proxies and their epoch.
+    pub routes: Mutex<HashMap<String, (u64, Routes)>>,
+    epoch: AtomicU64,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter) -> Context {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            limits: Limits::default(),
+            down_since: Mutex::default(),
+            routes: Mutex::default(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// A route epoch newer than every earlier one, also across operator restarts: wall-clock
+    /// milliseconds, bumped when the clock did not move.
+    pub fn next_epoch(&self) -> u64 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut current = self.epoch.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(current + 1);
+            match self.epoch.compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return next,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Publishes an Event about `obj` (failures are logged: events are informational).
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "event not published");
+        }
+    }
+
+    /// The admin client for a cluster's nodes and proxies (with its password, from the Secret).
+    pub async fn admin(&self, cluster: &PikaCluster) -> Result<Admin, Error> {
+        let Some(r) = &cluster.spec.password_secret_ref else { return Ok(Admin { password: None }) };
+        let ns = cluster.metadata.namespace.as_deref().unwrap_or("default");
+        let secret = Api::<Secret>::namespaced(self.client.clone(), ns).get(&r.name).await?;
+        let value = secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        match value {
+            Some(pw) => Ok(Admin { password: Some(pw) }),
+            None => Err(Error::Invalid(format!("secret {} has no key {}", r.name, r.key))),
+        }
+    }
+
+    fn record_error(&self, controller: &str, err: &Error) {
+        self.metrics.errors.get_or_create(&labels(&[("controller", controller), ("kind", err.kind())])).inc();
+    }
+}
+
+/// Options of `pika-operator run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Watch one namespace (default: all).
+    pub namespace: Option<String>,
+    /// `/metrics` and `/health`.
+    pub http_listen: String,
+    /// Namespace and name of the leader Lease.
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    /// This instance's identity in the Lease (default: the pod name).
+    pub identity: String,
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until SIGINT/SIGTERM (or until the Lease is lost): waits to be leader, then runs both
+/// controllers. In-flight reconciles finish before it returns; the Lease is released.
+pub async fn run(opts: RunOptions) -> Result<(), String> {
+    use futures::StreamExt;
+
+    let client = Client::try_default().await.map_err(|e| format!("no Kubernetes client config: {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            common::process::shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(&opts.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.http_listen))?;
+    let m = metrics.clone();
+    tokio::spawn(common::http::serve(
+        listener,
+        stopped(),
+        Arc::new(move |_: &str, path: &str| match path {
+            "/metrics" => common::http::Response::metrics(m.render()),
+            "/health" => common::http::Response::text("200 OK", "ok\n"),
+            _ => common::http::Response::not_found(),
+        }),
+    ));
+
+    let lock = lease::LeaseLock::new(
+        Api::<Lease>::namespaced(client.clone(), &opts.lease_namespace),
+        &opts.lease_name,
+        &opts.identity,
+        opts.lease_duration,
+    );
+    let renew_every = opts.lease_duration / 3;
+    tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "waiting to become leader");
+    loop {
+        match lock.try_acquire().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "lease not acquired"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(renew_every) => {}
+            _ = stopped() => return Ok(()),
+        }
+    }
+    tracing::info!(identity = %opts.identity, "leader: reconciling");
+    metrics.leader.set(1);
+    let lock = Arc::new(lock);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        // Renewal: a leader that cannot renew within the Lease's duration stops acting (a
+        // standby may hold it by then).
+        let (lock, lost, stop_tx, stop) = (lock.clone(), lost.clone(), stop_tx.clone(), stopped());
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            let mut last = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(renew_every) => {}
+                    _ = &mut stop => return,
+                }
+                match lock.try_acquire().await {
+                    Ok(true) => last = Instant::now(),
+                    Ok(false) => {
+                        tracing::error!("the leader Lease was taken over; stopping");
+                        break;
+                    }
+                    Err(e) if last.elapsed() < lock.duration => tracing::warn!(error = %e, "lease renewal failed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "lease not renewed in time; stopping");
+                        break;
+                    }
+                }
+            }
+            lost.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let reporter = Reporter { controller: "pika-operator".into(), instance: Some(opts.identity.clone()) };
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), reporter));
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=pika-operator");
+    let clusters = Controller::new(api::<PikaCluster>(&client, &opts.namespace), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, &opts.namespace), owned.clone())
+        .owns(api::<Deployment>(&client, &opts.namespace), owned)
+        .graceful_shutdown_on(stopped())
+        .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()));
+    let migrations = Controller::new(api::<SlotMigration>(&client, &opts.namespace), watcher::Config::default())
+        .graceful_shutdown_on(stopped())
+        .run(migration::reconcile, migration::error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()));
+    tokio::join!(clusters, migrations);
+    metrics.leader.set(0);
+    if lost.load(Ordering::SeqCst) {
+        return Err("lost the leader Lease".into());
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "lease not released");
+    }
+    Ok(())
+}
+
+/// How long until the next pass when nothing changes: the data plane is polled (failures are
+/// not announced by any watch).
+pub fn poll(has_pods: bool) -> Action {
+    Action::requeue(Duration::from_secs(if has_pods { 2 } else { 30 }))
+}

@@ -1,0 +1,126 @@
+//! Where a PikaCluster's pods are: members per group (by StatefulSet ordinal) and proxies,
+//! addressed by pod IP once running (the operator talks to them directly; replicas re-point
+//! when a master's IP changes, as the data plane re-applies `slotsslaveof` every pass).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+
+use crate::crd::PikaCluster;
+use crate::cutover::GroupNodes;
+use crate::dataplane::Topology;
+use crate::resources::{CLIENT_PORT, GROUP_LABEL};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub pod: String,
+    /// `ip:port` while the pod runs with an IP.
+    pub addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Members per group, indexed by ordinal (a missing pod is a member without address).
+    pub groups: BTreeMap<u32, Vec<Member>>,
+    /// Running proxies' addresses.
+    pub proxies: Vec<String>,
+}
+
+fn running_addr(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some(format!("{}:{CLIENT_PORT}", status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?))
+}
+
+/// Sorts pods into groups and proxies. `sizes`: the members each group should have.
+pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Observed {
+    let mut observed = Observed::default();
+    for (&g, &n) in sizes {
+        let name = crate::resources::group_name(cluster, g);
+        observed.groups.insert(g, (0..n).map(|m| Member { pod: format!("{name}-{m}"), addr: None }).collect());
+    }
+    for pod in pods {
+        let labels = pod.labels();
+        match labels.get("app.kubernetes.io/component").map(String::as_str) {
+            Some("proxy") => observed.proxies.extend(running_addr(pod)),
+            Some("node") => {
+                let Some(g) = labels.get(GROUP_LABEL).and_then(|g| g.parse::<u32>().ok()) else { continue };
+                let name = pod.name_any();
+                let Some(members) = observed.groups.get_mut(&g) else { continue };
+                if let Some(m) = members.iter_mut().find(|m| m.pod == name) {
+                    m.addr = running_addr(pod);
+                }
+            }
+            _ => {}
+        }
+    }
+    observed.proxies.sort();
+    observed
+}
+
+/// Lists the cluster's pods.
+pub async fn pods(client: &kube::Client, cluster: &PikaCluster) -> Result<Vec<Pod>, kube::Error> {
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/name=pika", cluster.name_any());
+    Ok(Api::<Pod>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?.items)
+}
+
+impl Observed {
+    /// The data plane's view, given each group's master pod: None while a master has no
+    /// address. Replicas without an address are left out (they are attached once they run).
+    pub fn topology(&self, masters: &BTreeMap<u32, String>, slots: u32) -> Option<Topology> {
+        let mut groups = BTreeMap::new();
+        for (&g, members) in &self.groups {
+            let master = masters.get(&g)?;
+            let addr = members.iter().find(|m| &m.pod == master)?.addr.clone()?;
+            let replicas = members.iter().filter(|m| &m.pod != master).filter_map(|m| m.addr.clone()).collect();
+            groups.insert(g, GroupNodes { master: addr, replicas });
+        }
+        Some(Topology { slots, groups })
+    }
+
+    pub fn addr_of(&self, pod: &str) -> Option<String> {
+        self.groups.values().flatten().find(|m| m.pod == pod).and_then(|m| m.addr.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, component: &str, group: Option<u32>, ip: Option<&str>) -> Pod {
+        let mut labels = BTreeMap::from([("app.kubernetes.io/component".to_string(), component.to_string())]);
+        if let Some(g) = group {
+            labels.insert(GROUP_LABEL.into(), g.to_string());
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": labels },
+            "status": { "phase": if ip.is_some() { "Running" } else { "Pending" }, "podIP": ip },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_become_members_by_ordinal_and_topology_needs_every_master() {
+        let pods = vec![
+            pod("c-g0-1", "node", Some(0), Some("10.0.0.2")),
+            pod("c-g0-0", "node", Some(0), Some("10.0.0.1")),
+            pod("c-g1-0", "node", Some(1), None),
+            pod("c-proxy-x", "proxy", None, Some("10.0.1.1")),
+            pod("c-proxy-y", "proxy", None, None),
+        ];
+        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2)]), "c");
+        assert_eq!(observed.groups[&0][0].addr.as_deref(), Some("10.0.0.1:9221"));
+        assert_eq!(observed.groups[&1][1], Member { pod: "c-g1-1".into(), addr: None });
+        assert_eq!(observed.proxies, vec!["10.0.1.1:9221".to_string()]);
+        let masters = BTreeMap::from([(0, "c-g0-1".to_string()), (1, "c-g1-0".to_string())]);
+        assert!(observed.topology(&masters, 16).is_none(), "g1's master has no address");
+        let only_g0 = Observed { groups: observed.groups.range(0..1).map(|(k, v)| (*k, v.clone())).collect(), ..observed };
+        let t = only_g0.topology(&masters, 16).unwrap();
+        assert_eq!(t.groups[&0], GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] });
+    }
+}

@@ -1,0 +1,403 @@
+//! The Kubernetes objects a PikaCluster is made of, built from its spec (pure; the cluster
+//! controller applies them with server-side apply):
+//!
+//! - `<name>-config` ConfigMap: the nodes' pika.conf;
+//! - `<name>-g<g>` StatefulSet per group (member 0 is the first master), with a volume claim
+//!   template, anti-affinity within the group, probes on the node's health endpoint;
+//! - `<name>-nodes` headless Service (stable pod names for replication and the proxies' seeds);
+//! - `<name>-g<g>` PodDisruptionBudget per group (one member down at a time);
+//! - `<name>-proxy` Deployment and `<name>` Service: where clients connect.
+//!
+//! Every node starts fenced (`start-fenced : yes`): a restarted pod never takes writes before the
+//! operator has checked it is still the master of its slots (after a failover it is not).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::crd::PikaCluster;
+
+pub const CLIENT_PORT: u16 = 9221;
+pub const NODE_HTTP_PORT: u16 = 9231;
+pub const PROXY_HTTP_PORT: u16 = 9220;
+pub const GROUP_LABEL: &str = "pika.sharding.io/group";
+pub const MANAGER: &str = "pika-operator";
+
+pub fn config_map_name(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+pub fn group_name(cluster: &str, group: u32) -> String {
+    format!("{cluster}-g{group}")
+}
+pub fn headless_name(cluster: &str) -> String {
+    format!("{cluster}-nodes")
+}
+pub fn proxy_name(cluster: &str) -> String {
+    format!("{cluster}-proxy")
+}
+
+/// Labels of every object of the cluster; `component` is `node` or `proxy`.
+pub fn labels(cluster: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "pika".into()),
+        ("app.kubernetes.io/instance".into(), cluster.into()),
+        ("app.kubernetes.io/component".into(), component.into()),
+        ("app.kubernetes.io/managed-by".into(), MANAGER.into()),
+    ])
+}
+
+fn group_labels(cluster: &str, group: u32) -> BTreeMap<String, String> {
+    let mut l = labels(cluster, "node");
+    l.insert(GROUP_LABEL.into(), group.to_string());
+    l
+}
+
+/// The selector labels (a subset that never changes, as selectors are immutable).
+fn selector(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels.iter().filter(|(k, _)| k.as_str() != "app.kubernetes.io/managed-by").map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The proxy image: `spec.proxy.image`, or the node image with `pika-node` replaced by
+/// `pika-proxy` (both are built from one Dockerfile with one tag).
+pub fn proxy_image(cluster: &PikaCluster) -> String {
+    cluster.spec.proxy.image.clone().unwrap_or_else(|| cluster.spec.image.replace("pika-node", "pika-proxy"))
+}
+
+/// Metadata every object gets: name, namespace, labels, and the cluster as controlling owner
+/// (deleting the cluster deletes them).
+fn meta(cluster: &PikaCluster, name: &str, labels: &BTreeMap<String, String>) -> Value {
+    let owner = cluster.controller_owner_ref(&()).map(|o| serde_json::to_value(o).expect("owner ref"));
+    json!({
+        "name": name,
+        "namespace": cluster.namespace(),
+        "labels": labels,
+        "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+    })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("built objects match their types")
+}
+
+/// pika.conf of every node. Users' `spec.config` comes last and wins, except for the options
+/// the layout depends on (port, mode, slots, paths), which are set again after it.
+pub fn pika_conf(cluster: &PikaCluster) -> String {
+    let mut conf = String::new();
+    conf.push_str("# Written by pika-operator from the PikaCluster spec.\n");
+    for (k, v) in &cluster.spec.config {
+        conf.push_str(&format!("{k} : {v}\n"));
+    }
+    let fixed = [
+        ("port", CLIENT_PORT.to_string()),
+        ("bind", "0.0.0.0".into()),
+        ("http-port", NODE_HTTP_PORT.to_string()),
+        ("instance-mode", "sharding".into()),
+        ("default-slot-num", cluster.spec.slots.to_string()),
+        ("db-path", "/data/db".into()),
+        ("log-path", "/data/log".into()),
+        ("start-fenced", "yes".into()),
+    ];
+    for (k, v) in fixed {
+        conf.push_str(&format!("{k} : {v}\n"));
+    }
+    conf
+}
+
+pub fn config_map(cluster: &PikaCluster) -> ConfigMap {
+    let name = cluster.name_any();
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(cluster, &config_map_name(&name), &labels(&name, "node")),
+        "data": { "pika.conf": pika_conf(cluster) },
+    }))
+}
+
+/// The password as an env var from the Secret, and the flags that use it (Kubernetes expands
+/// `$(PIKA_PASSWORD)` in args).
+fn password_env(cluster: &PikaCluster) -> (Vec<Value>, bool) {
+    match &cluster.spec.password_secret_ref {
+        Some(r) => (
+            vec![json!({"name": "PIKA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": r.name, "key": r.key}}})],
+            true,
+        ),
+        None => (Vec::new(), false),
+    }
+}
+
+fn scheduling(cluster: &PikaCluster) -> (Value, Value) {
+    match &cluster.spec.scheduling {
+        Some(s) => (json!(s.node_selector), serde_json::to_value(&s.tolerations).expect("tolerations")),
+        None => (json!({}), json!([])),
+    }
+}
+
+pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
+    let name = cluster.name_any();
+    let labels = group_labels(&name, group);
+    let (env, with_password) = password_env(cluster);
+    let mut args = vec!["-c".to_string(), "/etc/pika/pika.conf".into()];
+    if with_password {
+        args.extend(["--requirepass".into(), "$(PIKA_PASSWORD)".into(), "--masterauth".into(), "$(PIKA_PASSWORD)".into()]);
+    }
+    let (node_selector, tolerations) = scheduling(cluster);
+    let mut claim = json!({
+        "metadata": { "name": "data", "labels": labels },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": cluster.spec.storage.size } },
+        },
+    });
+    if let Some(class) = &cluster.spec.storage.storage_class_name {
+        claim["spec"]["storageClassName"] = json!(class);
+    }
+    let probe = |delay: u32| {
+        json!({
+            "httpGet": { "path": "/health", "port": "http" },
+            "initialDelaySeconds": delay, "periodSeconds": 5, "failureThreshold": 3,
+        })
+    };
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(cluster, &group_name(&name, group), &labels),
+        "spec": {
+            "serviceName": headless_name(&name),
+            "replicas": 1 + cluster.spec.replicas_per_group,
+            // Members are independent (roles are set by the operator, not by start order).
+            "podManagementPolicy": "Parallel",
+            "selector": { "matchLabels": selector(&labels) },
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "affinity": { "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": { "matchLabels": selector(&labels) },
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }]}},
+                    "nodeSelector": node_selector,
+                    "tolerations": tolerations,
+                    "securityContext": { "runAsUser": 10001, "runAsNonRoot": true, "fsGroup": 10001 },
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [{
+                        "name": "pika-node",
+                        "image": cluster.spec.image,
+                        "args": args,
+                        "env": env,
+                        "ports": [
+                            { "name": "client", "containerPort": CLIENT_PORT },
+                            { "name": "http", "containerPort": NODE_HTTP_PORT },
+                        ],
+                        "readinessProbe": probe(2),
+                        "livenessProbe": probe(10),
+                        "resources": cluster.spec.resources.clone().unwrap_or_default(),
+                        "volumeMounts": [
+                            { "name": "data", "mountPath": "/data" },
+                            { "name": "config", "mountPath": "/etc/pika" },
+                        ],
+                    }],
+                    "volumes": [{ "name": "config", "configMap": { "name": config_map_name(&name) } }],
+                },
+            },
+            "volumeClaimTemplates": [claim],
+            // Volumes outlive their pods unless the user asked scale-in to free them (a retired
+            // group's claims are deleted by the operator then, as the StatefulSet goes).
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Retain",
+                "whenScaled": if cluster.spec.storage.delete_on_scale_in { "Delete" } else { "Retain" },
+            },
+        },
+    }))
+}
+
+/// Headless: every node pod gets a stable DNS name, ready or not (a replica in a full sync is
+/// not ready but must be reachable by its master and by the operator).
+pub fn headless_service(cluster: &PikaCluster) -> Service {
+    let name = cluster.name_any();
+    let labels = labels(&name, "node");
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(cluster, &headless_name(&name), &labels),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": true,
+            "selector": selector(&labels),
+            "ports": [{ "name": "client", "port": CLIENT_PORT, "targetPort": "client" }],
+        },
+    }))
+}
+
+pub fn disruption_budget(cluster: &PikaCluster, group: u32) -> PodDisruptionBudget {
+    let name = cluster.name_any();
+    let labels = group_labels(&name, group);
+    typed(json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(cluster, &group_name(&name, group), &labels),
+        "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector(&labels) } },
+    }))
+}
+
+/// A node's stable address (through the headless Service).
+pub fn member_host(cluster: &str, namespace: &str, group: u32, member: u32) -> String {
+    format!("{}-{member}.{}.{namespace}.svc", group_name(cluster, group), headless_name(cluster))
+}
+
+pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    let labels = labels(&name, "proxy");
+    let seeds: Vec<String> = (0..cluster.spec.groups)
+        .map(|g| format!("{}:{CLIENT_PORT}", member_host(&name, &namespace, g, 0)))
+        .collect();
+    let (env, with_password) = password_env(cluster);
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("0.0.0.0:{CLIENT_PORT}"),
+        "--http-listen".into(),
+        format!("0.0.0.0:{PROXY_HTTP_PORT}"),
+        "--seed-nodes".into(),
+        seeds.join(","),
+        "--log-json".into(),
+    ];
+    if with_password {
+        args.extend(["--password".into(), "$(PIKA_PASSWORD)".into()]);
+    }
+    let (node_selector, tolerations) = scheduling(cluster);
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(cluster, &proxy_name(&name), &labels),
+        "spec": {
+            "replicas": cluster.spec.proxy.replicas,
+            "selector": { "matchLabels": selector(&labels) },
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "nodeSelector": node_selector,
+                    "tolerations": tolerations,
+                    "securityContext": { "runAsUser": 10001, "runAsNonRoot": true },
+                    "containers": [{
+                        "name": "pika-proxy",
+                        "image": proxy_image(cluster),
+                        "args": args,
+                        "env": env,
+                        "ports": [
+                            { "name": "client", "containerPort": CLIENT_PORT },
+                            { "name": "http", "containerPort": PROXY_HTTP_PORT },
+                        ],
+                        "readinessProbe": { "httpGet": { "path": "/health", "port": "http" }, "periodSeconds": 5 },
+                        "livenessProbe": { "httpGet": { "path": "/health", "port": "http" }, "initialDelaySeconds": 5, "periodSeconds": 10 },
+                    }],
+                },
+            },
+        },
+    }))
+}
+
+/// Where clients connect: the proxies.
+pub fn client_service(cluster: &PikaCluster) -> Service {
+    let name = cluster.name_any();
+    let labels = labels(&name, "proxy");
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(cluster, &name, &labels),
+        "spec": {
+            "type": cluster.spec.proxy.service_type.clone().unwrap_or_else(|| "ClusterIP".into()),
+            "selector": selector(&labels),
+            "ports": [{ "name": "client", "port": CLIENT_PORT, "targetPort": "client" }],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PikaClusterSpec;
+
+    fn cluster(yaml: &str) -> PikaCluster {
+        let spec: PikaClusterSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut c = PikaCluster::new("orders", spec);
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    #[test]
+    fn statefulset_has_members_claims_probes_and_owner() {
+        let c = cluster("groups: 3\nreplicasPerGroup: 2\nstorage: {size: 5Gi, storageClassName: fast}\nimage: r/pika-node:1");
+        let sts = stateful_set(&c, 2);
+        assert_eq!(sts.metadata.name.as_deref(), Some("orders-g2"));
+        assert_eq!(sts.metadata.namespace.as_deref(), Some("prod"));
+        let owner = &sts.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("PikaCluster", "orders", Some(true)));
+        let spec = sts.spec.unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("orders-nodes"));
+        assert_eq!(spec.selector.match_labels.as_ref().unwrap()[GROUP_LABEL], "2");
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(claim.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast"));
+        let pod = spec.template.spec.unwrap();
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("r/pika-node:1"));
+        let probe = container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/health"));
+        let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        let term = &anti.preferred_during_scheduling_ignored_during_execution.unwrap()[0].pod_affinity_term;
+        assert_eq!(term.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()[GROUP_LABEL], "2");
+        assert!(container.env.as_ref().is_none_or(Vec::is_empty), "no password configured");
+    }
+
+    #[test]
+    fn password_comes_from_the_secret_never_from_the_spec_text() {
+        let c = cluster("groups: 1\npasswordSecretRef: {name: pw}");
+        let sts = stateful_set(&c, 0);
+        let container = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+        let env = &container.env.as_ref().unwrap()[0];
+        let from = env.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((from.name.as_str(), from.key.as_str()), ("pw", "password"));
+        assert!(container.args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));
+        let proxy = proxy_deployment(&c).spec.unwrap().template.spec.unwrap();
+        assert!(proxy.containers[0].args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));
+    }
+
+    #[test]
+    fn pika_conf_keeps_layout_options_over_user_config() {
+        let c = cluster("groups: 1\nslots: 128\nconfig: {port: '1', block-cache: 1gb}");
+        let conf = pika_conf(&c);
+        assert!(conf.contains("block-cache : 1gb\n"));
+        // The node reads the file top to bottom: the last `port` wins.
+        let last_port = conf.lines().filter(|l| l.starts_with("port :")).last();
+        assert_eq!(last_port, Some("port : 9221"));
+        assert!(conf.contains("default-slot-num : 128\n") && conf.contains("start-fenced : yes\n"));
+    }
+
+    #[test]
+    fn proxy_seeds_every_group_and_services_select_their_pods() {
+        let c = cluster("groups: 2\nproxy: {replicas: 3, serviceType: LoadBalancer}\nimage: r/pika-node:7");
+        let d = proxy_deployment(&c);
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        let container = &spec.template.spec.unwrap().containers[0];
+        assert_eq!(container.image.as_deref(), Some("r/pika-proxy:7"));
+        let args = container.args.as_ref().unwrap();
+        let seeds = &args[args.iter().position(|a| a == "--seed-nodes").unwrap() + 1];
+        assert_eq!(seeds, "orders-g0-0.orders-nodes.prod.svc:9221,orders-g1-0.orders-nodes.prod.svc:9221");
+        let svc = client_service(&c).spec.unwrap();
+        assert_eq!(svc.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(svc.selector.unwrap()["app.kubernetes.io/component"], "proxy");
+        let headless = headless_service(&c).spec.unwrap();
+        assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(headless.publish_not_ready_addresses, Some(true));
+        let pdb = disruption_budget(&c, 1).spec.unwrap();
+        assert_eq!(pdb.max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
+    }
+}
