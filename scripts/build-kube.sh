@@ -10,7 +10,12 @@ mkdir -p "$out"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   if [ ! -x "$out/$cmd" ]; then
     echo "building $cmd $version (several minutes on 2 cores)" >&2
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+    # The version the binaries report (Helm checks a chart's kubeVersion against it).
+    v="k8s.io/component-base/version"
+    minor="$(echo "$version" | cut -d. -f2)"
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+      -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
     mv "$out/$cmd.tmp" "$out/$cmd"
   fi
 done

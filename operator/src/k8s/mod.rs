@@ -258,7 +258,16 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         .graceful_shutdown_on(stopped())
         .run(migration::reconcile, migration::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
-    tokio::join!(clusters, migrations);
+    // In-flight reconciles finish (a cutover completes or rolls back); a controller stuck
+    // behind an API it cannot reach (e.g. the CRDs were never installed) gets 30 s.
+    let deadline = async {
+        stopped().await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(clusters, migrations) } => {}
+        _ = deadline => tracing::warn!("controllers did not stop within 30 s"),
+    }
     metrics.leader.set(0);
     if lost.load(Ordering::SeqCst) {
         return Err("lost the leader Lease".into());
