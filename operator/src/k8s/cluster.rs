@@ -102,7 +102,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     };
     set_conditions(&mut status, &health, cluster.spec.slots as usize, generation);
     patch_status(ctx, &cluster, &status).await?;
-    Ok(poll(health.node_pods > 0))
+    Ok(poll(health.running > 0 || health.degraded.is_some()))
 }
 
 fn set_conditions(status: &mut PikaClusterStatus, h: &Health, slots: usize, generation: Option<i64>) {
