@@ -1119,4 +1119,9 @@ fn following_itself_under_another_name_is_refused() {
         assert_err(&mut c, &["pkcluster", "slotsslaveof", host, &port, "2"], "ERR You fucked up");
     }
     assert!(node.slot_info(Some("2"))[0].slave.is_none());
+    // Another loopback address with the same port is another node (several nodes of one host
+    // may each listen on their own 127.x address).
+    let other: redis::RedisResult<String> =
+        redis::cmd("pkcluster").arg("slotsslaveof").arg("127.0.0.2").arg(&port).arg("2").query(&mut c);
+    assert!(!format!("{other:?}").contains("fucked"), "{other:?}");
 }

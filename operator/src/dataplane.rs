@@ -94,17 +94,25 @@ impl Topology {
         Ok(())
     }
 
-    /// Replicas of every group follow their master for every slot it owns.
-    pub async fn attach_replicas(&self, admin: &Admin, owned: &Ownership) -> Result<(), AdminError> {
+    /// Replicas of every group follow their master for every slot it owns. A replica that
+    /// does not answer is skipped (it is attached when it is back) and returned.
+    pub async fn attach_replicas(&self, admin: &Admin, owned: &Ownership) -> Result<Vec<String>, AdminError> {
+        let mut unreachable = Vec::new();
         for (g, slots) in owned {
             let Some(nodes) = self.groups.get(g) else { continue };
             let ranges = format_slots(slots);
             for r in &nodes.replicas {
-                admin.add_slots(r, &ranges).await?;
-                admin.follow(r, &nodes.master, &ranges).await?;
+                let attached = async {
+                    admin.add_slots(r, &ranges).await?;
+                    admin.follow(r, &nodes.master, &ranges).await
+                };
+                match attached.await {
+                    Err(AdminError::Unreachable { .. }) => unreachable.push(r.clone()),
+                    other => other?,
+                }
             }
         }
-        Ok(())
+        Ok(unreachable)
     }
 
     /// Routes for the proxies: every group that owns slots, by its master.

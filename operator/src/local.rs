@@ -351,7 +351,9 @@ impl Runtime {
         }
         topology.repair(&self.admin, &owned, &Default::default()).await.map_err(|e| e.to_string())?;
         let mut owned = self.ownership().await?;
-        topology.attach_replicas(&self.admin, &owned).await.map_err(err)?;
+        for r in topology.attach_replicas(&self.admin, &owned).await.map_err(err)? {
+            tracing::warn!(replica = %r, "replica not answering; attached when it is back");
+        }
         self.ensure_proxy().await?;
         if self.epoch == 0 {
             self.push_routes(&owned).await?;
@@ -381,11 +383,7 @@ impl Runtime {
         let proxies = vec![self.config.proxy_listen.clone()];
         let mut steps = cutover::Logged(|step: &'static str| {
             tracing::debug!(slots = %ranges, step, "cutover step");
-            // Fault injection for the crash-recovery test: die as this step begins.
-            if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step) {
-                tracing::error!(step, "PIKA_OPERATOR_CRASH_AT: aborting");
-                std::process::abort();
-            }
+            cutover::crash_point(step);
         });
         let outcome = cutover::move_slots(
             &self.admin,

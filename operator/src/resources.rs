@@ -245,18 +245,13 @@ pub fn disruption_budget(cluster: &PikaCluster, group: u32) -> PodDisruptionBudg
     }))
 }
 
-/// A node's stable address (through the headless Service).
-pub fn member_host(cluster: &str, namespace: &str, group: u32, member: u32) -> String {
-    format!("{}-{member}.{}.{namespace}.svc", group_name(cluster, group), headless_name(cluster))
-}
-
 pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
     let name = cluster.name_any();
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let labels = labels(&name, "proxy");
-    let seeds: Vec<String> = (0..cluster.spec.groups)
-        .map(|g| format!("{}:{CLIENT_PORT}", member_host(&name, &namespace, g, 0)))
-        .collect();
+    // The headless Service's name resolves to every node pod: the seeds (hence the pod
+    // template) stay the same when groups are added or removed, so the proxies are not rolled.
+    let seeds = vec![format!("{}.{namespace}.svc:{CLIENT_PORT}", headless_name(&name))];
     let (env, with_password) = password_env(cluster);
     let mut args = vec![
         "--listen".to_string(),
@@ -390,7 +385,10 @@ mod tests {
         assert_eq!(container.image.as_deref(), Some("r/pika-proxy:7"));
         let args = container.args.as_ref().unwrap();
         let seeds = &args[args.iter().position(|a| a == "--seed-nodes").unwrap() + 1];
-        assert_eq!(seeds, "orders-g0-0.orders-nodes.prod.svc:9221,orders-g1-0.orders-nodes.prod.svc:9221");
+        assert_eq!(seeds, "orders-nodes.prod.svc:9221");
+        let mut more = c.clone();
+        more.spec.groups = 5;
+        assert_eq!(proxy_deployment(&more).spec.unwrap().template, proxy_deployment(&c).spec.unwrap().template, "no proxy rollout on scaling");
         let svc = client_service(&c).spec.unwrap();
         assert_eq!(svc.type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(svc.selector.unwrap()["app.kubernetes.io/component"], "proxy");

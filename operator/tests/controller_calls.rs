@@ -111,7 +111,9 @@ async fn create_and_update_apply_every_child_then_write_status() {
     let (ctx, handle) = context();
     let c = cluster(json!({}), json!({ "finalizers": ["pika.sharding.io/cleanup"] }));
     let echo = serde_json::to_value(&c).unwrap();
+    let fresh = echo.clone();
     let calls = vec![
+        call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh),
         apply(&format!("{NS}/configmaps/demo-config")),
         apply(&format!("{NS}/services/demo-nodes")),
         apply(&format!("{NS}/services/demo")),
@@ -129,9 +131,9 @@ async fn create_and_update_apply_every_child_then_write_status() {
     let action = cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(30)), "no pod yet: slow poll");
-    assert_eq!(bodies[3]["spec"]["replicas"], 2);
-    assert_eq!(bodies[3]["metadata"]["ownerReferences"][0]["uid"], "u-1");
-    let status = &bodies[11]["status"];
+    assert_eq!(bodies[4]["spec"]["replicas"], 2);
+    assert_eq!(bodies[4]["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    let status = &bodies[12]["status"];
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["phase"], "Creating");
     assert_eq!(condition(status, "Ready"), ("False".into(), "NotReady".into()));
@@ -144,7 +146,9 @@ async fn a_paused_cluster_only_gets_its_condition_and_an_event() {
     let (ctx, handle) = context();
     let c = cluster(json!({ "paused": true }), json!({ "finalizers": ["pika.sharding.io/cleanup"] }));
     let echo = serde_json::to_value(&c).unwrap();
+    let fresh = echo.clone();
     let calls = vec![
+        call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh),
         call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo),
         call(Method::POST, EVENTS, |body| body),
     ];
@@ -152,10 +156,10 @@ async fn a_paused_cluster_only_gets_its_condition_and_an_event() {
     let action = cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change());
-    assert_eq!(condition(&bodies[0]["status"], "ReconciliationPaused"), ("True".into(), "Paused".into()));
-    assert_eq!(bodies[0]["status"]["phase"], "Paused");
-    assert_eq!(bodies[1]["reason"], "Paused");
-    assert_eq!(bodies[1]["regarding"]["name"], "demo");
+    assert_eq!(condition(&bodies[1]["status"], "ReconciliationPaused"), ("True".into(), "Paused".into()));
+    assert_eq!(bodies[1]["status"]["phase"], "Paused");
+    assert_eq!(bodies[2]["reason"], "Paused");
+    assert_eq!(bodies[2]["regarding"]["name"], "demo");
 }
 
 #[tokio::test]
@@ -196,7 +200,9 @@ async fn a_migration_to_a_missing_group_fails_with_a_reason() {
     .unwrap();
     let c = serde_json::to_value(cluster(json!({}), json!({}))).unwrap();
     let echo = serde_json::to_value(&m).unwrap();
+    let fresh = echo.clone();
     let calls = vec![
+        call(Method::GET, &format!("{PIKA}/slotmigrations/m1"), move |_| fresh),
         call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| c),
         call(Method::PATCH, &format!("{PIKA}/slotmigrations/m1/status"), move |_| echo),
         call(Method::POST, EVENTS, |body| body),
@@ -204,9 +210,9 @@ async fn a_migration_to_a_missing_group_fails_with_a_reason() {
     let server = tokio::spawn(serve(handle, calls));
     migration::reconcile(Arc::new(m), ctx).await.unwrap();
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[1]["status"]["phase"], "Failed");
-    assert!(bodies[1]["status"]["message"].as_str().unwrap().contains("targetGroup 5 does not exist"));
-    assert_eq!(bodies[2]["type"], "Warning");
+    assert_eq!(bodies[2]["status"]["phase"], "Failed");
+    assert!(bodies[2]["status"]["message"].as_str().unwrap().contains("targetGroup 5 does not exist"));
+    assert_eq!(bodies[3]["type"], "Warning");
 }
 
 #[tokio::test]
@@ -221,7 +227,9 @@ async fn a_migration_waits_for_the_one_before_it() {
     let c = serde_json::to_value(cluster(json!({}), json!({}))).unwrap();
     let echo = serde_json::to_value(&m).unwrap();
     let queue = vec![mig("second", "2026-11-25T10:00:05Z"), mig("first", "2026-11-25T10:00:00Z")];
+    let fresh = echo.clone();
     let calls = vec![
+        call(Method::GET, &format!("{PIKA}/slotmigrations/second"), move |_| fresh),
         call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| c),
         list(&format!("{PIKA}/slotmigrations"), queue),
         call(Method::PATCH, &format!("{PIKA}/slotmigrations/second/status"), move |_| echo),
@@ -229,6 +237,6 @@ async fn a_migration_waits_for_the_one_before_it() {
     let server = tokio::spawn(serve(handle, calls));
     let action = migration::reconcile(Arc::new(m), ctx).await.unwrap();
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[2]["status"]["message"], "waiting for first to finish");
+    assert_eq!(bodies[3]["status"]["message"], "waiting for first to finish");
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(3)));
 }

@@ -119,7 +119,22 @@ impl Proxy {
             return Ok(());
         }
         let current = self.routes();
-        let mut addrs: Vec<String> = self.config.seed_nodes.clone();
+        let mut addrs: Vec<String> = Vec::new();
+        for seed in &self.config.seed_nodes {
+            // A seed name may stand for many nodes (a headless Service has one address per
+            // pod): every address is asked, so the seeds need not change as groups come and go.
+            match tokio::net::lookup_host(seed.as_str()).await {
+                Ok(resolved) => {
+                    for a in resolved {
+                        let a = a.to_string();
+                        if !addrs.contains(&a) {
+                            addrs.push(a);
+                        }
+                    }
+                }
+                Err(_) => addrs.push(seed.clone()),
+            }
+        }
         for t in current.tables.values() {
             for a in t.addrs() {
                 if !addrs.contains(&a) {

@@ -337,9 +337,16 @@ fn is_self(ctx: &ConnCtx, host: &str, port: u16) -> bool {
     }
     let resolved: Vec<std::net::SocketAddr> =
         tokio::task::block_in_place(|| (host, port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default());
+    // The target is this node when connecting to it reaches our listener: any local address
+    // when we listen on all of them, else our bind address only (several nodes may listen on
+    // different loopback addresses of one host; 127.0.0.2 is not 127.0.0.1).
     resolved.iter().any(|a| {
         let ip = a.ip();
-        ip.is_loopback() || ip.is_unspecified() || Some(ip) == bind
+        match bind {
+            None => ip.is_loopback() || ip.is_unspecified(),
+            Some(b) if b.is_unspecified() => ip.is_loopback() || ip.is_unspecified(),
+            Some(b) => ip == b || (ip.is_unspecified() && b.is_loopback()),
+        }
     })
 }
 

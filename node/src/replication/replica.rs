@@ -104,7 +104,8 @@ async fn session(
     cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
     slot.set_link(if full { LinkState::TryDbSync } else { LinkState::TryConnect });
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(master)).await {
+    let bind = server.config.read().bind.parse::<std::net::IpAddr>().ok();
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(bind, master)).await {
         Ok(s) => s?,
         Err(_) => return Err(SyncError::Io(std::io::ErrorKind::TimedOut.into())),
     };
@@ -294,4 +295,25 @@ pub fn position(slot: &Slot) -> LogPos {
 /// promotion) or the slot was deleted; nothing more may be applied.
 fn stopped(slot: &Slot, cancel: &CancellationToken) -> bool {
     cancel.is_cancelled() || !slot.alive.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Connects to `master` from our bind address when it is a specific one (as Redis does): the
+/// master knows its replicas by the connection's source address, which must be the address
+/// others reach us at. (On a host with several loopback nodes the kernel would otherwise pick
+/// 127.0.0.1 for all of them.)
+async fn connect_from(bind: Option<std::net::IpAddr>, master: &str) -> std::io::Result<TcpStream> {
+    let Some(ip) = bind.filter(|ip| !ip.is_unspecified()) else { return TcpStream::connect(master).await };
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{master}: no address"));
+    for addr in tokio::net::lookup_host(master).await? {
+        if addr.is_ipv4() != ip.is_ipv4() {
+            continue;
+        }
+        let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }

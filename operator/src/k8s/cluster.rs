@@ -73,6 +73,11 @@ struct Health {
 }
 
 async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error> {
+    // The status records masters and demoted pods: read it fresh, not from the watch cache,
+    // which may not have seen the last pass's write yet (a failover would be repeated).
+    let api: Api<PikaCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let Some(cluster) = api.get_opt(&cluster.name_any()).await? else { return Ok(Action::await_change()) };
+    let cluster = Arc::new(cluster);
     let generation = cluster.metadata.generation;
     let mut status = cluster.status.clone().unwrap_or_default();
     let was_paused = conditions::is_true(&status.conditions, PAUSED);
@@ -294,7 +299,10 @@ async fn data_plane_pass(
         in_flight.iter().flat_map(|m| parse_slots(&m.spec.slots).unwrap_or_default()).collect();
     topology.repair(&admin, &owned, &busy).await?;
     owned = topology.ownership(&admin).await?;
-    topology.attach_replicas(&admin, &owned).await?;
+    let down = topology.attach_replicas(&admin, &owned).await?;
+    if !down.is_empty() {
+        health.degraded = Some(format!("replicas not answering: {}", down.join(", ")));
+    }
     for (g, gs) in groups.iter_mut() {
         let mine = owned.get(g).map_or(&[][..], Vec::as_slice);
         gs.slots = format_slots(mine);

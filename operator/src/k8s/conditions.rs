@@ -55,6 +55,6 @@ mod tests {
         assert_eq!(c[0].last_transition_time, at(30));
         set(&mut c, PAUSED, true, "Paused", "spec.paused", Some(2), at(40));
         assert!(is_true(&c, READY) && is_true(&c, PAUSED) && !is_true(&c, DEGRADED));
-        assert_eq!(c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec![PAUSED, READY]);
+        assert_eq!(c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec![READY, PAUSED], "sorted by type");
     }
 }

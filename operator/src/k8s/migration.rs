@@ -54,14 +54,21 @@ impl Steps for StatusSteps<'_> {
         async move {
             api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-                .map(|_| ())
-                .map_err(|e| CutoverError::Record { step: name, text: e.to_string() })
+                .map_err(|e| CutoverError::Record { step: name, text: e.to_string() })?;
+            cutover::crash_point(name);
+            Ok(())
         }
     }
 }
 
+/// Writes the whole status. A merge patch leaves out what is not in it, and `None` fields are
+/// not serialised: the optional ones are written as null so that clearing them clears them.
 async fn patch(api: &Api<SlotMigration>, name: &str, status: &SlotMigrationStatus) -> Result<(), Error> {
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    let mut value = serde_json::to_value(status).expect("a status serialises");
+    for key in ["step", "currentBatch", "sourceGroup", "message"] {
+        value.as_object_mut().expect("an object").entry(key).or_insert(serde_json::Value::Null);
+    }
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": value }))).await?;
     Ok(())
 }
 
@@ -89,6 +96,10 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     let ns = m.namespace().ok_or_else(|| Error::Invalid("a SlotMigration is namespaced".into()))?;
     let name = m.name_any();
     let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), &ns);
+    // The status is this controller's record of where the move is: read it fresh, not from the
+    // watch cache, which may not have seen the last step written yet.
+    let Some(m) = api.get_opt(&name).await? else { return Ok(Action::await_change()) };
+    let m = Arc::new(m);
     let mut status = m.status.clone().unwrap_or_default();
     if matches!(status.phase, MigrationPhase::Succeeded | MigrationPhase::Failed) {
         return Ok(Action::await_change());
@@ -215,6 +226,9 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
                 return fail(&ctx, &api, &m, status, why).await;
             }
             patch(&api, &name, &status).await?;
+            // The status write above triggers the next pass at once; wait here instead, so a
+            // failing batch is retried at the error policy's pace, not in a hot loop.
+            tokio::time::sleep(Duration::from_secs(2)).await;
             Err(e.into())
         }
     }

@@ -1,0 +1,417 @@
+//! The Kubernetes controllers driving real nodes: a real control plane (no kubelet) plus a
+//! stand-in kubelet in this test that runs each pod the StatefulSet and Deployment controllers
+//! create as a real `pika-node`/`pika-proxy` process on its own loopback address (the pod IP),
+//! with the pika.conf from the operator's ConfigMap, and reports it Running. Then:
+//! bootstrap through the proxy; scale 2 -> 3 groups under a steady writer (SlotMigrations
+//! created and run, no request fails, every acknowledged write readable); scale 3 -> 2 with
+//! the operator killed as a cutover fences (it resumes, rolls the batch back, finishes, and the
+//! drained group is retired); kill -9 of a group master (failover, then the old master returns
+//! and is demoted).
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::kube::*;
+
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(OPERATOR).with_file_name(name);
+    assert!(path.exists(), "{} missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+/// Runs pods as local processes: node pod `<cluster>-g<g>-<m>` on 127.0.<10+g>.<10+m>:9221,
+/// proxies on 127.0.99.<n>:9221.
+struct Kubelet {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    dir: PathBuf,
+    running: HashMap<String, Child>,
+    /// Pods whose process the test stopped on purpose (not restarted by `sync`).
+    stopped: HashMap<String, String>,
+    ips: HashMap<String, String>,
+    next_proxy: u32,
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        for child in self.running.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn listening(addr: &str) -> bool {
+    std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200)).is_ok()
+}
+
+impl Kubelet {
+    fn kubectl(&self, args: &[&str]) -> Option<Value> {
+        let out = Command::new(&self.kubectl).args(args).env("KUBECONFIG", &self.kubeconfig).output().ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn ip(&mut self, pod: &str, component: &str) -> String {
+        if let Some(ip) = self.ips.get(pod) {
+            return ip.clone();
+        }
+        let ip = if component == "proxy" {
+            self.next_proxy += 1;
+            format!("127.0.99.{}", self.next_proxy)
+        } else {
+            let (g, m) = pod.rsplit_once("-g").and_then(|(_, gm)| gm.split_once('-')).unwrap();
+            format!("127.0.{}.{}", 10 + g.parse::<u32>().unwrap(), 10 + m.parse::<u32>().unwrap())
+        };
+        self.ips.insert(pod.into(), ip.clone());
+        ip
+    }
+
+    fn start(&mut self, pod: &str, component: &str) -> Option<String> {
+        let ip = self.ip(pod, component);
+        let dir = self.dir.join(pod);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).unwrap();
+        let mut cmd;
+        if component == "proxy" {
+            cmd = Command::new(sibling("pika-proxy"));
+            cmd.args(["--listen", &format!("{ip}:9221"), "--seed-nodes", "127.0.10.10:9221"]);
+        } else {
+            let cm = self.kubectl(&["-n", "apps", "get", "configmap", "demo-config", "-o", "json"])?;
+            std::fs::write(dir.join("pika.conf"), cm["data"]["pika.conf"].as_str()?).unwrap();
+            cmd = Command::new(sibling("pika-node"));
+            cmd.arg("-c").arg(dir.join("pika.conf"));
+            cmd.args(["--bind", &ip, "--http-port", "0", "--db-path"]).arg(dir.join("db"));
+            cmd.arg("--set").arg(format!("log-path={}", dir.join("logs").display()));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.running.insert(pod.into(), child);
+        let addr = format!("{ip}:9221");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !listening(&addr) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        Some(ip)
+    }
+
+    fn report_running(&self, pod: &str, ip: &str) {
+        let patch = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+        );
+        let _ = Command::new(&self.kubectl)
+            .args(["-n", "apps", "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output();
+    }
+
+    /// Starts what is new, stops what is gone.
+    fn sync(&mut self) {
+        let Some(pods) = self.kubectl(&["-n", "apps", "get", "pods", "-o", "json"]) else { return };
+        let mut present = Vec::new();
+        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            if pod["metadata"]["deletionTimestamp"].is_string() {
+                continue;
+            }
+            present.push(name.clone());
+            if self.running.contains_key(&name) || self.stopped.contains_key(&name) {
+                continue;
+            }
+            let component = pod["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap_or("node").to_string();
+            if let Some(ip) = self.start(&name, &component) {
+                self.report_running(&name, &ip);
+            }
+        }
+        let gone: Vec<String> = self.running.keys().filter(|p| !present.contains(p)).cloned().collect();
+        for pod in gone {
+            let mut child = self.running.remove(&pod).unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// kill -9 of a pod's process (the pod stays "Running": an unreachable node).
+    fn kill(&mut self, pod: &str) {
+        let mut child = self.running.remove(pod).expect("a running pod");
+        let _ = child.kill();
+        let _ = child.wait();
+        self.stopped.insert(pod.into(), self.ips[pod].clone());
+    }
+
+    /// The pod's process comes back (same address, same data).
+    fn restart(&mut self, pod: &str) {
+        self.stopped.remove(pod);
+        let component = if pod.contains("-proxy-") { "proxy" } else { "node" };
+        self.start(pod, component).expect("restarted");
+    }
+}
+
+fn try_conn(addr: &str) -> Option<redis::Connection> {
+    redis::Client::open(format!("redis://{addr}/")).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
+}
+
+fn conn(addr: &str) -> redis::Connection {
+    try_conn(addr).unwrap_or_else(|| panic!("cannot connect to {addr}"))
+}
+
+/// Slots a node accepts writes for.
+fn writable(addr: &str) -> usize {
+    let Ok(client) = redis::Client::open(format!("redis://{addr}/")) else { return 0 };
+    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return 0 };
+    let tables: Vec<(i64, i64, String)> = redis::cmd("pkcluster").arg("writable").query(&mut c).unwrap_or_default();
+    tables.iter().find(|t| t.0 == 0).map_or(0, |t| common::slotset::parse_slots(&t.2).map_or(0, |s| s.len()))
+}
+
+/// Writes `key<i>` = i through the proxy until stopped; records what was acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(proxy: String, first: u64) -> Writer {
+        let (stop, acked, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(first)), Arc::new(Mutex::new(Vec::new())));
+        let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
+        let handle = thread::spawn(move || {
+            let mut c = conn(&proxy);
+            let mut i = first;
+            while !s.load(Ordering::SeqCst) {
+                match redis::cmd("SET").arg(format!("key{i}")).arg(i).query::<()>(&mut c) {
+                    Ok(()) => {
+                        i += 1;
+                        a.store(i, Ordering::SeqCst);
+                    }
+                    Err(err) => {
+                        e.lock().unwrap().push(format!("key{i}: {err}"));
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        });
+        Writer { stop, acked, errors, handle: Some(handle) }
+    }
+
+    /// Stops; returns the keys acknowledged (`key<first>..key<n>`) and the errors seen.
+    fn stop(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap();
+        (self.acked.load(Ordering::SeqCst), self.errors.lock().unwrap().clone())
+    }
+}
+
+fn check_all(proxy: &str, upto: u64) {
+    let mut c = conn(proxy);
+    for chunk in (0..upto).collect::<Vec<_>>().chunks(200) {
+        let keys: Vec<String> = chunk.iter().map(|i| format!("key{i}")).collect();
+        let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+        for (i, v) in chunk.iter().zip(values) {
+            assert_eq!(v, Some(*i), "acknowledged write key{i} lost");
+        }
+    }
+}
+
+fn cluster(env: &Env) -> Value {
+    env.json(&["-n", "apps", "get", "pikacluster", "demo"]).unwrap_or(Value::Null)
+}
+
+fn group_status(c: &Value, g: u64) -> Value {
+    c["status"]["groups"].as_array().and_then(|gs| gs.iter().find(|s| s["index"] == g).cloned()).unwrap_or(Value::Null)
+}
+
+fn migrations(env: &Env) -> Vec<Value> {
+    env.json(&["-n", "apps", "get", "slotmigrations"]).and_then(|l| l["items"].as_array().cloned()).unwrap_or_default()
+}
+
+fn settled(env: &Env, groups: u64) -> Option<Value> {
+    let c = cluster(env);
+    let ready = condition(&c, "Ready").as_deref() == Some("True") && c["status"]["observedGeneration"] == c["metadata"]["generation"];
+    let all_done = migrations(env).iter().all(|m| m["status"]["phase"] == "Succeeded");
+    let sizes: Vec<usize> = c["status"]["groups"]
+        .as_array()?
+        .iter()
+        .map(|g| g["slots"].as_str().and_then(|s| common::slotset::parse_slots(s).ok()).map_or(0, |s| s.len()))
+        .collect();
+    let balanced = sizes.len() as u64 == groups
+        && sizes.iter().sum::<usize>() == 64
+        && sizes.iter().max()? - sizes.iter().min()? <= 1;
+    (ready && all_done && balanced).then_some(c)
+}
+
+const MANIFEST: &str = "apiVersion: pika.sharding.io/v1alpha1
+kind: PikaCluster
+metadata:
+  name: demo
+  namespace: apps
+spec:
+  groups: 2
+  replicasPerGroup: 1
+  slots: 64
+  failoverAfterSeconds: 3
+  proxy:
+    replicas: 1
+";
+
+#[test]
+fn controllers_drive_real_nodes() {
+    let tools = match tools() {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mut env = Env::start(tools);
+    env.run(&env.tools.kubectl.clone(), &["apply", "-f", &repo("crds/crds.yaml").display().to_string()], None).unwrap();
+    env.kubectl(&["create", "namespace", "apps"]).unwrap();
+    env.kubectl(&["create", "namespace", "pika-system"]).unwrap();
+    let token = env.admin_token();
+    env.operator("op", &token, free_port());
+    env.apply(MANIFEST).unwrap();
+
+    let kubelet = Arc::new(Mutex::new(Kubelet {
+        kubeconfig: env.kubeconfig.clone(),
+        kubectl: env.tools.kubectl.clone(),
+        dir: env.dir.path().join("pods"),
+        running: HashMap::new(),
+        stopped: HashMap::new(),
+        ips: HashMap::new(),
+        next_proxy: 0,
+    }));
+    let stop_kubelet = Arc::new(AtomicBool::new(false));
+    let kubelet_thread = {
+        let (k, stop) = (kubelet.clone(), stop_kubelet.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                k.lock().unwrap().sync();
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut kubelet_thread = Some(kubelet_thread);
+    let _guard = Guard(move || {
+        stop_kubelet.store(true, Ordering::SeqCst);
+        if let Some(t) = kubelet_thread.take() {
+            let _ = t.join();
+        }
+    });
+
+    // Bootstrap: 64 slots split over two groups, served through the proxy.
+    let c = wait_for(Duration::from_secs(90), "the cluster to be Ready", || settled(&env, 2));
+    assert_eq!(group_status(&c, 0)["slots"], "0-31");
+    assert_eq!(group_status(&c, 1)["slots"], "32-63");
+    assert_eq!(group_status(&c, 0)["master"], "demo-g0-0");
+    let proxy = "127.0.99.1:9221".to_string();
+    wait_for(Duration::from_secs(30), "the proxy to route", || {
+        redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut try_conn(&proxy)?).ok()
+    });
+    check_no_partition_errors(&proxy);
+
+    // Scale out under a steady writer.
+    let writer = Writer::start(proxy.clone(), 0);
+    thread::sleep(Duration::from_millis(500));
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#]).unwrap();
+    let c = wait_for(Duration::from_secs(120), "3 settled groups", || settled(&env, 3));
+    let (acked, errors) = writer.stop();
+    assert!(errors.is_empty(), "requests failed during the scale-out: {errors:?}");
+    assert!(acked > 100, "the writer made progress ({acked})");
+    check_all(&proxy, acked);
+    let sizes: Vec<usize> = (0..3)
+        .map(|g| common::slotset::parse_slots(group_status(&c, g)["slots"].as_str().unwrap()).unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 64);
+    assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+    let m = &migrations(&env)[0];
+    assert_eq!(m["spec"]["targetGroup"], 2);
+    let pauses = m["status"]["batchPausesMs"].as_array().unwrap();
+    assert!(!pauses.is_empty(), "{m}");
+    eprintln!("scale-out cutover pauses (ms): {pauses:?}");
+
+    // Scale in, the operator killed as the first cutover fences: the restarted one rolls the
+    // batch back, moves it, and retires group 2.
+    env.operators.pop().map(|mut op| op.kill().and_then(|_| op.wait().map(|_| ())));
+    env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
+    let writer = Writer::start(proxy.clone(), acked);
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#]).unwrap();
+    wait_for(Duration::from_secs(60), "the operator to stop at the fence step", || {
+        env.operators.last_mut().unwrap().try_wait().unwrap().map(|_| ())
+    });
+    let recorded = migrations(&env).into_iter().find(|m| m["spec"]["targetGroup"] != 2).expect("a scale-in migration");
+    assert_eq!(recorded["status"]["step"], "fence", "{recorded}");
+    env.operators.pop();
+    env.operator("op", &token, free_port());
+    wait_for(Duration::from_secs(120), "2 settled groups", || settled(&env, 2));
+    wait_for(Duration::from_secs(30), "group 2 retired", || {
+        env.kubectl(&["-n", "apps", "get", "statefulset", "demo-g2"]).is_err().then_some(())
+    });
+    let (acked, errors) = writer.stop();
+    assert!(errors.is_empty(), "requests failed during the scale-in: {errors:?}");
+    check_all(&proxy, acked);
+    assert!(env.log("op").contains("rolling back a cutover an earlier run left unfinished"), "{}", tail(&env.log("op"), 30));
+
+    // Failover: the master of group 0 dies once its replica has everything.
+    wait_for(Duration::from_secs(30), "group 0 in sync", || (group_status(&cluster(&env), 0)["maxLag"] == 0).then_some(()));
+    let killed = Instant::now();
+    kubelet.lock().unwrap().kill("demo-g0-0");
+    let c = wait_for(Duration::from_secs(30), "a failover in group 0", || {
+        let c = cluster(&env);
+        (group_status(&c, 0)["master"] == "demo-g0-1").then_some(c)
+    });
+    let failover = killed.elapsed();
+    eprintln!("failover took {failover:?} (failoverAfterSeconds 3)");
+    assert_eq!(group_status(&c, 0)["demoted"][0], "demo-g0-0");
+    wait_for(Duration::from_secs(30), "writes through the proxy after the failover", || {
+        redis::cmd("SET").arg("after-failover").arg(1).query::<()>(&mut try_conn(&proxy)?).ok()
+    });
+    check_all(&proxy, acked);
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("Failover"), "{events}");
+
+    // The old master returns: demoted, re-synced, never writable.
+    kubelet.lock().unwrap().restart("demo-g0-0");
+    wait_for(Duration::from_secs(60), "the old master demoted", || {
+        group_status(&cluster(&env), 0)["demoted"].is_null().then_some(())
+    });
+    assert_eq!(writable("127.0.10.10:9221"), 0, "the old master must not take writes");
+    assert!(writable("127.0.10.11:9221") > 0);
+    let mut old = conn("127.0.10.10:9221");
+    let slots = group_status(&cluster(&env), 0)["slots"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(30), "the old master to replicate the new one", || {
+        let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(&slots).query(&mut old).ok()?;
+        let info = common::pkinfo::parse_slot_info(&info).ok()?;
+        info.iter()
+            .all(|s| s.slave.as_ref().is_some_and(|r| r.master == "127.0.10.11:9221" && r.state == "kConnected"))
+            .then_some(())
+    });
+    check_all(&proxy, acked);
+}
+
+/// A request for every slot reaches its owner (no Partition not found through the proxy).
+fn check_no_partition_errors(proxy: &str) {
+    let mut c = conn(proxy);
+    let mut seen = BTreeMap::new();
+    for i in 0..300 {
+        let key = format!("bootstrap{i}");
+        redis::cmd("SET").arg(&key).arg(i).query::<()>(&mut c).unwrap();
+        seen.insert(key, i);
+    }
+    for (k, v) in seen {
+        let got: i64 = redis::cmd("GET").arg(&k).query(&mut c).unwrap();
+        assert_eq!(got, v);
+    }
+}
+
+struct Guard<F: FnMut()>(F);
+impl<F: FnMut()> Drop for Guard<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
