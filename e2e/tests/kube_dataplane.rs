@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,9 +22,7 @@ use serde_json::Value;
 use support::kube::*;
 
 fn sibling(name: &str) -> PathBuf {
-    let path = Path::new(OPERATOR).with_file_name(name);
-    assert!(path.exists(), "{} missing: build the workspace first (cargo build --workspace)", path.display());
-    path
+    pika_e2e::workspace_bin(name)
 }
 
 /// Runs pods as local processes: node pod `<cluster>-g<g>-<m>` on 127.0.<10+g>.<10+m>:9221,

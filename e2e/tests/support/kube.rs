@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const OPERATOR: &str = env!("CARGO_BIN_EXE_pika-operator");
 
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -86,8 +85,11 @@ impl Drop for Env {
 impl Env {
     pub fn start(tools: Tools) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        // A port range nobody else in the test run uses (the local tests pick 20000-40000).
-        let base = 41000 + (std::process::id() % 500) as u16 * 3;
+        // Three free ports below the ephemeral range (where outgoing connections would take them).
+        let base = (0..300u16)
+            .map(|i| 29000 + ((std::process::id() as u16).wrapping_add(i * 7) % 900) * 3)
+            .find(|&b| (b..b + 3).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()))
+            .expect("three free ports");
         let path = format!("{}:{}", tools.kubectl.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
         let out = Command::new(repo("e2e/kube/control-plane.sh"))
             .args(["start", &dir.path().display().to_string()])
@@ -168,7 +170,7 @@ impl Env {
         if !self.names.iter().any(|n| n == name) {
             self.names.push(name.to_string());
         }
-        let child = Command::new(OPERATOR)
+        let child = Command::new(pika_e2e::workspace_bin("pika-operator"))
             .args(["run", "--http-listen", &format!("127.0.0.1:{http}"), "--lease-namespace", "pika-system"])
             .args(["--lease-name", "pika-operator-leader", "--lease-seconds", "6", "--identity", name])
             .env("KUBECONFIG", &config)

@@ -9,12 +9,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const OPERATOR: &str = env!("CARGO_BIN_EXE_pika-operator");
 
 fn sibling(name: &str) -> PathBuf {
-    let path = Path::new(OPERATOR).with_file_name(name);
-    assert!(path.exists(), "{} missing: build the workspace first (cargo build --workspace)", path.display());
-    path
+    pika_e2e::workspace_bin(name)
 }
 
 fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
@@ -75,7 +72,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// Starts `pika-operator local` on `file`, logging to `log`, with extra environment.
 fn start(file: &Path, dir: &Path, base: u16, proxy: u16, env: &[(&str, &str)]) -> Operator {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap();
-    let child = Command::new(OPERATOR)
+    let child = Command::new(sibling("pika-operator"))
         .args(["local", "-f"])
         .arg(file)
         .arg("--data-dir")
