@@ -7,7 +7,9 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY common common
 COPY node node
 COPY proxy proxy
-RUN cargo build --release --locked -p pika-node -p pika-proxy
+COPY operator operator
+COPY e2e e2e
+RUN cargo build --release --locked -p pika-node -p pika-proxy -p pika-operator
 
 FROM debian:bookworm-slim AS pika-node
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
@@ -27,3 +29,12 @@ USER 10001
 EXPOSE 9221 9220
 ENTRYPOINT ["/usr/local/bin/pika-proxy"]
 CMD ["--listen", "0.0.0.0:9221", "--http-listen", "0.0.0.0:9220"]
+
+FROM debian:bookworm-slim AS pika-operator
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 pika
+COPY --from=build /src/target/release/pika-operator /usr/local/bin/pika-operator
+USER 10001
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/pika-operator"]
+CMD ["run", "--http-listen", "0.0.0.0:8080"]

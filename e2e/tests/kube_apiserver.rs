@@ -31,14 +31,7 @@ spec:
 
 #[test]
 fn operator_on_a_real_apiserver() {
-    let tools = match tools() {
-        Ok(t) => t,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-    let mut env = Env::start(tools);
+    let Some(mut env) = Env::start_or_skip() else { return };
 
     // The chart installs the CRDs, RBAC, and the operator Deployment (its pods never run here:
     // no kubelet; the test runs the operator binary with the chart's ServiceAccount instead).

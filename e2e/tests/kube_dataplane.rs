@@ -260,14 +260,7 @@ spec:
 
 #[test]
 fn controllers_drive_real_nodes() {
-    let tools = match tools() {
-        Ok(t) => t,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-    let mut env = Env::start(tools);
+    let Some(mut env) = Env::start_or_skip() else { return };
     env.run(&env.tools.kubectl.clone(), &["apply", "-f", &repo("crds/crds.yaml").display().to_string()], None).unwrap();
     env.kubectl(&["create", "namespace", "apps"]).unwrap();
     env.kubectl(&["create", "namespace", "pika-system"]).unwrap();

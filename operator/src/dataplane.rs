@@ -179,10 +179,17 @@ pub async fn take_over(admin: &Admin, new: &str, followers: &[String], slots: &s
     if slots.is_empty() {
         return Ok(());
     }
-    admin.promote(new, slots).await?;
-    admin.unfence(new, slots).await?;
+    // Only the slots the successor holds: a stale record of the group's slots must not make the
+    // whole take-over fail (and leave the group with no master at all).
+    let held: Vec<u32> = admin.slot_info(new, slots).await?.iter().map(|s| s.slot).collect();
+    let slots = format_slots(&held);
+    if slots.is_empty() {
+        return Ok(());
+    }
+    admin.promote(new, &slots).await?;
+    admin.unfence(new, &slots).await?;
     for f in followers {
-        admin.follow(f, new, slots).await?;
+        admin.follow(f, new, &slots).await?;
     }
     Ok(())
 }

@@ -400,6 +400,8 @@ impl Runtime {
         .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
         let pause_ms = outcome.pause.map(|p| p.as_millis() as u64);
         tracing::info!(slots = %ranges, from, to, pause_ms, attempts = outcome.attempts, "slots moved");
+        // What a failover promotes: must follow every move, not only the last full observation.
+        self.last_owned = after.clone();
         *owned = after;
         Ok(())
     }

@@ -61,7 +61,7 @@ enum Cmd {
         #[arg(long)]
         proxy_bin: Option<PathBuf>,
         /// Slots per cutover.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 16)]
         batch: usize,
     },
 }

@@ -83,6 +83,17 @@ impl Drop for Env {
 }
 
 impl Env {
+    /// A started control plane, or None after saying why the test is skipped.
+    pub fn start_or_skip() -> Option<Env> {
+        match tools() {
+            Ok(t) => Some(Env::start(t)),
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                None
+            }
+        }
+    }
+
     pub fn start(tools: Tools) -> Env {
         let dir = tempfile::tempdir().unwrap();
         // Three free ports below the ephemeral range (where outgoing connections would take them).
