@@ -83,3 +83,10 @@ where
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
 }
+
+/// A registry's metrics as OpenMetrics text (writing to a String cannot fail).
+pub fn encode_metrics(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}

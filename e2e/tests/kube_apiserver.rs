@@ -147,9 +147,8 @@ fn operator_on_a_real_apiserver() {
     let l = env.json(&["-n", "pika-system", "get", "lease", "pika-operator-leader"]).unwrap();
     assert_eq!(l["spec"]["holderIdentity"], "op-a", "the standby must not take a held Lease");
     assert!(http_get(http_b, "/metrics").contains("pika_operator_leader 0"));
-    let a = env.operators.remove(0);
+    let mut a = env.operators.remove(0);
     let _ = Command::new("kill").args(["-TERM", &a.id().to_string()]).status();
-    let mut a = a;
     let status = a.wait().unwrap();
     assert!(status.success(), "op-a exits cleanly on SIGTERM: {status:?}\n{}", env.log("op-a"));
     let started = Instant::now();

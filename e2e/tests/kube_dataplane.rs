@@ -28,8 +28,7 @@ fn sibling(name: &str) -> PathBuf {
 /// Runs pods as local processes: node pod `<cluster>-g<g>-<m>` on 127.0.<10+g>.<10+m>:9221,
 /// proxies on 127.0.99.<n>:9221.
 struct Kubelet {
-    kubeconfig: PathBuf,
-    kubectl: PathBuf,
+    kubectl: Kubectl,
     dir: PathBuf,
     running: HashMap<String, Child>,
     /// Pods whose process the test stopped on purpose (not restarted by `sync`).
@@ -52,11 +51,6 @@ fn listening(addr: &str) -> bool {
 }
 
 impl Kubelet {
-    fn kubectl(&self, args: &[&str]) -> Option<Value> {
-        let out = Command::new(&self.kubectl).args(args).env("KUBECONFIG", &self.kubeconfig).output().ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
     fn ip(&mut self, pod: &str, component: &str) -> String {
         if let Some(ip) = self.ips.get(pod) {
             return ip.clone();
@@ -82,7 +76,7 @@ impl Kubelet {
             cmd = Command::new(sibling("pika-proxy"));
             cmd.args(["--listen", &format!("{ip}:9221"), "--seed-nodes", "127.0.10.10:9221"]);
         } else {
-            let cm = self.kubectl(&["-n", "apps", "get", "configmap", "demo-config", "-o", "json"])?;
+            let cm = self.kubectl.json(&["-n", "apps", "get", "configmap", "demo-config"])?;
             std::fs::write(dir.join("pika.conf"), cm["data"]["pika.conf"].as_str()?).unwrap();
             cmd = Command::new(sibling("pika-node"));
             cmd.arg("-c").arg(dir.join("pika.conf"));
@@ -103,15 +97,12 @@ impl Kubelet {
         let patch = format!(
             r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
         );
-        let _ = Command::new(&self.kubectl)
-            .args(["-n", "apps", "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output();
+        let _ = self.kubectl.run(&["-n", "apps", "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch]);
     }
 
     /// Starts what is new, stops what is gone.
     fn sync(&mut self) {
-        let Some(pods) = self.kubectl(&["-n", "apps", "get", "pods", "-o", "json"]) else { return };
+        let Some(pods) = self.kubectl.json(&["-n", "apps", "get", "pods"]) else { return };
         let mut present = Vec::new();
         for pod in pods["items"].as_array().cloned().unwrap_or_default() {
             let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -269,8 +260,7 @@ fn controllers_drive_real_nodes() {
     env.apply(MANIFEST).unwrap();
 
     let kubelet = Arc::new(Mutex::new(Kubelet {
-        kubeconfig: env.kubeconfig.clone(),
-        kubectl: env.tools.kubectl.clone(),
+        kubectl: env.kubectl_client(),
         dir: env.dir.path().join("pods"),
         running: HashMap::new(),
         stopped: HashMap::new(),
@@ -328,7 +318,10 @@ fn controllers_drive_real_nodes() {
 
     // Scale in, the operator killed as the first cutover fences: the restarted one rolls the
     // batch back, moves it, and retires group 2.
-    env.operators.pop().map(|mut op| op.kill().and_then(|_| op.wait().map(|_| ())));
+    if let Some(mut op) = env.operators.pop() {
+        let _ = op.kill();
+        let _ = op.wait();
+    }
     env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
     let writer = Writer::start(proxy.clone(), acked);
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#]).unwrap();

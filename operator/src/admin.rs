@@ -34,6 +34,11 @@ impl Admin {
         }
     }
 
+    /// Whether a node or proxy answers PING (with the password) right now.
+    pub async fn answers(&self, addr: &str) -> bool {
+        self.call(addr, &["ping"]).await.is_ok()
+    }
+
     async fn ok(&self, addr: &str, args: &[&str]) -> Result<(), AdminError> {
         self.call(addr, args).await.map(|_| ())
     }

@@ -85,6 +85,11 @@ pub enum Start {
     Route,
 }
 
+/// Every step name [`Steps::step`] is told, in the order a move runs them (`rollback` only when
+/// an attempt is undone).
+pub const STEPS: [&str; 11] =
+    ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"];
+
 /// Told each step before it acts (the Kubernetes controller records it in the migration's
 /// status first, so a restarted operator knows where it was). An error stops the move.
 pub trait Steps {

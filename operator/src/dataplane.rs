@@ -22,9 +22,15 @@ pub struct Topology {
     pub groups: BTreeMap<u32, GroupNodes>,
 }
 
+/// Every slot of a `count`-slot cluster, in range syntax (what `pkcluster info slot` is asked for
+/// to see everything a node holds).
+pub fn all_slots(count: u32) -> String {
+    format!("0-{}", count.saturating_sub(1))
+}
+
 impl Topology {
-    fn all_slots(&self) -> String {
-        format!("0-{}", self.slots.saturating_sub(1))
+    pub fn all_slots(&self) -> String {
+        all_slots(self.slots)
     }
 
     /// Slots each group's master accepts writes for (groups owning none are left out).
@@ -146,7 +152,7 @@ pub async fn find_master(admin: &Admin, members: &[String], slot_count: u32) -> 
             return i;
         }
     }
-    let all = format!("0-{}", slot_count.saturating_sub(1));
+    let all = all_slots(slot_count);
     for (i, m) in members.iter().enumerate() {
         if let Ok(info) = admin.slot_info(m, &all).await {
             if info.iter().any(|s| s.slave.is_none()) {
@@ -161,7 +167,7 @@ pub async fn find_master(admin: &Admin, members: &[String], slot_count: u32) -> 
 /// never one in a full sync, never an empty one). `members` are (index, address) of the
 /// survivors; unreachable ones are not candidates.
 pub async fn choose_successor(admin: &Admin, members: &[(usize, String)], slot_count: u32) -> Option<usize> {
-    let all = format!("0-{}", slot_count.saturating_sub(1));
+    let all = all_slots(slot_count);
     let mut candidates = Vec::new();
     for (i, node) in members {
         let Ok(info) = admin.slot_info(node, &all).await else { continue };

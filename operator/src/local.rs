@@ -112,7 +112,7 @@ impl Runtime {
     async fn start_member(&self, group: u32, member: u32, fenced: bool) -> Result<Member, String> {
         let port = self.port(group, member);
         let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
-        if self.admin.call(&addr(port), &["ping"]).await.is_ok() {
+        if self.admin.answers(&addr(port)).await {
             // Adopt it only if it is this member (its data directory), not a stranger on the port.
             let db = dir.join("db").display().to_string();
             let reply = self.admin.call(&addr(port), &["config", "get", "db-path"]).await;
@@ -186,7 +186,7 @@ impl Runtime {
             }
         }
         let port = proc.port;
-        self.admin.call(&addr(port), &["ping"]).await.is_ok()
+        self.admin.answers(&addr(port)).await
     }
 
     /// Watches every member: a replica that died is restarted at once (it resumes as a
@@ -310,7 +310,7 @@ impl Runtime {
             return Ok(());
         }
         let port: u16 = self.config.proxy_listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(9221);
-        if self.admin.call(&self.config.proxy_listen, &["ping"]).await.is_ok() {
+        if self.admin.answers(&self.config.proxy_listen).await {
             // Left by a runtime that stopped mid-cutover: nothing of ours is in flight now, so
             // whatever it holds is released (the repair pass has settled every slot).
             self.admin.release(&self.config.proxy_listen, "all").await.map_err(|e| e.to_string())?;

@@ -50,8 +50,6 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        common::http::encode_metrics(&self.registry)
     }
 }

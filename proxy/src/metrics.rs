@@ -48,8 +48,6 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        common::http::encode_metrics(&self.registry)
     }
 }

@@ -116,25 +116,12 @@ impl Env {
     }
 
     pub fn run(&self, program: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
-        }
+        run(program, &self.kubeconfig, args, stdin)
+    }
+
+    /// kubectl as admin, for use off the test's thread.
+    pub fn kubectl_client(&self) -> Kubectl {
+        Kubectl { program: self.tools.kubectl.clone(), kubeconfig: self.kubeconfig.clone() }
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
@@ -146,9 +133,7 @@ impl Env {
     }
 
     pub fn json(&self, args: &[&str]) -> Option<Value> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        self.kubectl(&all).ok().and_then(|t| serde_json::from_str(&t).ok())
+        self.kubectl_client().json(args)
     }
 
     /// Starts `pika-operator run` with a kubeconfig holding `token` (the chart's ServiceAccount).
@@ -196,6 +181,50 @@ impl Env {
 
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+/// Runs `program` (kubectl, helm) against the control plane of `kubeconfig`; Err carries the
+/// output and the error text.
+fn run(program: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// kubectl bound to one control plane.
+#[derive(Clone)]
+pub struct Kubectl {
+    pub program: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        run(&self.program, &self.kubeconfig, args, None)
+    }
+
+    /// `kubectl <args> -o json`, parsed; None when it fails.
+    pub fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        self.run(&all).ok().and_then(|t| serde_json::from_str(&t).ok())
     }
 }
 

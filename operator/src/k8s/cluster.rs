@@ -187,27 +187,24 @@ async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClust
 async fn cleanup(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), &ns);
-    for m in api.list(&ListParams::default()).await?.items {
-        if m.spec.cluster == cluster.name_any() {
-            api.delete(&m.name_any(), &DeleteParams::default()).await?;
-        }
+    for m in migrations_of(ctx, &ns, &cluster.name_any()).await? {
+        api.delete(&m.name_any(), &DeleteParams::default()).await?;
     }
     ctx.event(&*cluster, false, "Deleting", "the cluster's objects are deleted with it; volumes are kept".into()).await;
     Ok(Action::await_change())
 }
 
-/// The cluster's SlotMigrations that have not finished.
+/// The SlotMigrations of a cluster (by `spec.cluster`: those created by hand carry no label).
+async fn migrations_of(ctx: &Context, ns: &str, cluster: &str) -> Result<Vec<SlotMigration>, Error> {
+    let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api.list(&ListParams::default()).await?.items.into_iter().filter(|m| m.spec.cluster == cluster).collect())
+}
+
+/// The cluster's SlotMigrations that have not finished, oldest first.
 pub async fn migrations_in_flight(ctx: &Context, ns: &str, cluster: &str) -> Result<Vec<SlotMigration>, Error> {
     use crate::crd::MigrationPhase::{Failed, Succeeded};
-    let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), ns);
-    let mut list: Vec<SlotMigration> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|m| m.spec.cluster == cluster)
-        .filter(|m| !matches!(m.status.as_ref().map(|s| s.phase), Some(Succeeded | Failed)))
-        .collect();
+    let mut list = migrations_of(ctx, ns, cluster).await?;
+    list.retain(|m| !matches!(m.status.as_ref().map(|s| s.phase), Some(Succeeded | Failed)));
     list.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
             .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
@@ -346,7 +343,7 @@ async fn watch_masters(
         let Some(master) = gs.master.clone() else { continue };
         let addr = observed.addr_of(&master);
         let up = match &addr {
-            Some(a) => admin.call(a, &["ping"]).await.is_ok(),
+            Some(a) => admin.answers(a).await,
             None => false,
         };
         let key = format!("{}/{master}", cluster.namespace().unwrap_or_default());
@@ -386,7 +383,7 @@ async fn watch_masters(
         let Some(master_addr) = addr else { continue };
         for old in gs.demoted.clone() {
             let Some(old_addr) = observed.addr_of(&old) else { continue };
-            if admin.call(&old_addr, &["ping"]).await.is_err() {
+            if !admin.answers(&old_addr).await {
                 continue;
             }
             admin.follow_force(&old_addr, &master_addr, "all").await?;
@@ -463,8 +460,7 @@ async fn retire_drained(
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
     let leaving: Vec<u32> = topology.groups.keys().copied().filter(|&g| g >= cluster.spec.groups && !owned.contains_key(&g)).collect();
     for g in leaving {
-        let all = format!("0-{}", cluster.spec.slots.saturating_sub(1));
-        if !admin.slot_info(&topology.groups[&g].master, &all).await?.is_empty() {
+        if !admin.slot_info(&topology.groups[&g].master, &topology.all_slots()).await?.is_empty() {
             continue; // still holds slots (fenced, or a cleanup in progress)
         }
         let group = resources::group_name(&name, g);

@@ -236,7 +236,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
 
 /// The recorded step as one of the cutover's step names.
 fn static_step(s: &str) -> Option<&'static str> {
-    ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"]
+    cutover::STEPS
         .into_iter()
         .find(|&n| n == s)
 }
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn every_cutover_step_has_a_phase_and_a_static_name() {
-        for step in ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"] {
+        for step in cutover::STEPS {
             assert_eq!(static_step(step), Some(step));
             let _ = phase_of(step);
         }
