@@ -39,12 +39,15 @@ fn operator_on_a_real_apiserver() {
     let helm = env.tools.helm.clone();
     env.run(&helm, &["install", "pika-operator", &chart, "-n", "pika-system", "--create-namespace"], None)
         .expect("helm install");
-    env.kubectl(&["get", "crd", "pikaclusters.pika.sharding.io", "slotmigrations.pika.sharding.io"]).expect("CRDs installed");
+    env.kubectl(&["get", "crd", "pikaclusters.pika.sharding.io", "slotmigrations.pika.sharding.io"])
+        .expect("CRDs installed");
     let deploy = env.json(&["-n", "pika-system", "get", "deployment", "pika-operator"]).expect("operator Deployment");
     assert_eq!(deploy["spec"]["template"]["spec"]["serviceAccountName"], "pika-operator");
-    let token = env.kubectl(&["-n", "pika-system", "create", "token", "pika-operator"]).expect("a token").trim().to_string();
+    let token =
+        env.kubectl(&["-n", "pika-system", "create", "token", "pika-operator"]).expect("a token").trim().to_string();
     // The ServiceAccount may not do what the chart did not grant.
-    let denied = env.kubectl(&["auth", "can-i", "delete", "nodes", "--as", "system:serviceaccount:pika-system:pika-operator"]);
+    let denied =
+        env.kubectl(&["auth", "can-i", "delete", "nodes", "--as", "system:serviceaccount:pika-system:pika-operator"]);
     assert!(denied.is_err() || denied.unwrap().trim() == "no");
 
     let http_a = free_port();
@@ -80,7 +83,11 @@ fn operator_on_a_real_apiserver() {
             env.json(&["-n", "apps", "get", kind, name, "--show-managed-fields"])
         });
         let owner = &obj["metadata"]["ownerReferences"][0];
-        assert_eq!((owner["kind"].as_str(), owner["name"].as_str()), (Some("PikaCluster"), Some("demo")), "{kind} {name}");
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str()),
+            (Some("PikaCluster"), Some("demo")),
+            "{kind} {name}"
+        );
         assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "pika-operator", "server-side applied");
     }
     let sts = env.json(&["-n", "apps", "get", "statefulset", "demo-g1"]).unwrap();
@@ -108,16 +115,49 @@ fn operator_on_a_real_apiserver() {
     assert!(err.contains("slots is immutable"), "{err}");
 
     // Pause: nothing changes until unpaused, and the condition says so.
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"paused":true}}"#]).unwrap();
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ])
+    .unwrap();
     wait_for(Duration::from_secs(30), "ReconciliationPaused", || {
         let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
         (condition(&c, "ReconciliationPaused").as_deref() == Some("True")).then_some(())
     });
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"replicasPerGroup":2}}"#]).unwrap();
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicasPerGroup":2}}"#,
+    ])
+    .unwrap();
     thread::sleep(Duration::from_secs(4));
     let sts = env.json(&["-n", "apps", "get", "statefulset", "demo-g0"]).unwrap();
     assert_eq!(sts["spec"]["replicas"], 2, "paused: the replica change waits");
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"paused":false}}"#]).unwrap();
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":false}}"#,
+    ])
+    .unwrap();
     wait_for(Duration::from_secs(30), "the replica change after unpausing", || {
         let s = env.json(&["-n", "apps", "get", "statefulset", "demo-g0"])?;
         (s["spec"]["replicas"] == 3).then_some(())
@@ -126,7 +166,8 @@ fn operator_on_a_real_apiserver() {
     assert!(events.contains("Paused") && events.contains("Resumed"), "{events}");
 
     // Scaling out creates the new group (its slots move once its pods run).
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"groups":3}}"#]).unwrap();
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"groups":3}}"#])
+        .unwrap();
     wait_for(Duration::from_secs(30), "demo-g2", || env.json(&["-n", "apps", "get", "statefulset", "demo-g2"]));
     let cluster = wait_for(Duration::from_secs(30), "observedGeneration to catch up", || {
         let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
@@ -170,4 +211,3 @@ fn operator_on_a_real_apiserver() {
     });
     assert!(env.log("op-b").contains("leader: reconciling"), "{}", env.log("op-b"));
 }
-

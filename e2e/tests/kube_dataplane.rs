@@ -97,7 +97,17 @@ impl Kubelet {
         let patch = format!(
             r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
         );
-        let _ = self.kubectl.run(&["-n", "apps", "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch]);
+        let _ = self.kubectl.run(&[
+            "-n",
+            "apps",
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
     }
 
     /// Starts what is new, stops what is gone.
@@ -113,7 +123,8 @@ impl Kubelet {
             if self.running.contains_key(&name) || self.stopped.contains_key(&name) {
                 continue;
             }
-            let component = pod["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap_or("node").to_string();
+            let component =
+                pod["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap_or("node").to_string();
             if let Some(ip) = self.start(&name, &component) {
                 self.report_running(&name, &ip);
             }
@@ -168,7 +179,8 @@ struct Writer {
 
 impl Writer {
     fn start(proxy: String, first: u64) -> Writer {
-        let (stop, acked, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(first)), Arc::new(Mutex::new(Vec::new())));
+        let (stop, acked, errors) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(first)), Arc::new(Mutex::new(Vec::new())));
         let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
         let handle = thread::spawn(move || {
             let mut c = conn(&proxy);
@@ -222,7 +234,8 @@ fn migrations(env: &Env) -> Vec<Value> {
 
 fn settled(env: &Env, groups: u64) -> Option<Value> {
     let c = cluster(env);
-    let ready = condition(&c, "Ready").as_deref() == Some("True") && c["status"]["observedGeneration"] == c["metadata"]["generation"];
+    let ready = condition(&c, "Ready").as_deref() == Some("True")
+        && c["status"]["observedGeneration"] == c["metadata"]["generation"];
     let all_done = migrations(env).iter().all(|m| m["status"]["phase"] == "Succeeded");
     let sizes: Vec<usize> = c["status"]["groups"]
         .as_array()?
@@ -299,7 +312,8 @@ fn controllers_drive_real_nodes() {
     // Scale out under a steady writer.
     let writer = Writer::start(proxy.clone(), 0);
     thread::sleep(Duration::from_millis(500));
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#]).unwrap();
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#])
+        .unwrap();
     let c = wait_for(Duration::from_secs(120), "3 settled groups", || settled(&env, 3));
     let (acked, errors) = writer.stop();
     assert!(errors.is_empty(), "requests failed during the scale-out: {errors:?}");
@@ -324,7 +338,8 @@ fn controllers_drive_real_nodes() {
     }
     env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
     let writer = Writer::start(proxy.clone(), acked);
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#]).unwrap();
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#])
+        .unwrap();
     wait_for(Duration::from_secs(60), "the operator to stop at the fence step", || {
         env.operators.last_mut().unwrap().try_wait().unwrap().map(|_| ())
     });
@@ -339,10 +354,16 @@ fn controllers_drive_real_nodes() {
     let (acked, errors) = writer.stop();
     assert!(errors.is_empty(), "requests failed during the scale-in: {errors:?}");
     check_all(&proxy, acked);
-    assert!(env.log("op").contains("rolling back a cutover an earlier run left unfinished"), "{}", tail(&env.log("op"), 30));
+    assert!(
+        env.log("op").contains("rolling back a cutover an earlier run left unfinished"),
+        "{}",
+        tail(&env.log("op"), 30)
+    );
 
     // Failover: the master of group 0 dies once its replica has everything.
-    wait_for(Duration::from_secs(30), "group 0 in sync", || (group_status(&cluster(&env), 0)["maxLag"] == 0).then_some(()));
+    wait_for(Duration::from_secs(30), "group 0 in sync", || {
+        (group_status(&cluster(&env), 0)["maxLag"] == 0).then_some(())
+    });
     let killed = Instant::now();
     kubelet.lock().unwrap().kill("demo-g0-0");
     let c = wait_for(Duration::from_secs(30), "a failover in group 0", || {

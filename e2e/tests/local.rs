@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 fn sibling(name: &str) -> PathBuf {
     pika_e2e::workspace_bin(name)
 }

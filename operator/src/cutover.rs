@@ -227,7 +227,12 @@ pub async fn resume_point(
 /// (promoted unfenced, they would briefly report the slots as writable, and a proxy rebuilding
 /// its table then could route them to a copy about to be deleted); once nothing replicates the
 /// slots from the source master, every member deletes them.
-pub async fn clean_up_source(admin: &Admin, from: &GroupNodes, slots: &str, timeout: Duration) -> Result<(), CutoverError> {
+pub async fn clean_up_source(
+    admin: &Admin,
+    from: &GroupNodes,
+    slots: &str,
+    timeout: Duration,
+) -> Result<(), CutoverError> {
     for r in &from.replicas {
         // A replica that already deleted the slots (an earlier, interrupted cleanup) is done.
         match admin.fence(r, slots).await {

@@ -171,10 +171,17 @@ pub async fn choose_successor(admin: &Admin, members: &[(usize, String)], slot_c
     let mut candidates = Vec::new();
     for (i, node) in members {
         let Ok(info) = admin.slot_info(node, &all).await else { continue };
-        let full_sync =
-            info.iter().any(|s| s.slave.as_ref().is_some_and(|r| matches!(r.state.as_str(), "kTryDBSync" | "kWaitDBSync")));
+        let full_sync = info
+            .iter()
+            .any(|s| s.slave.as_ref().is_some_and(|r| matches!(r.state.as_str(), "kTryDBSync" | "kWaitDBSync")));
         let acked = info.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
-        candidates.push(planner::Candidate { name: i.to_string(), reachable: true, full_sync, empty: info.is_empty(), acked });
+        candidates.push(planner::Candidate {
+            name: i.to_string(),
+            reachable: true,
+            full_sync,
+            empty: info.is_empty(),
+            acked,
+        });
     }
     planner::choose_new_master(&candidates).map(|c| c.name.parse().expect("an index"))
 }

@@ -58,7 +58,11 @@ fn group_labels(cluster: &str, group: u32) -> BTreeMap<String, String> {
 
 /// The selector labels (a subset that never changes, as selectors are immutable).
 fn selector(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels.iter().filter(|(k, _)| k.as_str() != "app.kubernetes.io/managed-by").map(|(k, v)| (k.clone(), v.clone())).collect()
+    labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "app.kubernetes.io/managed-by")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The proxy image: `spec.proxy.image`, or the node image with `pika-node` replaced by
@@ -142,7 +146,12 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
     let (env, with_password) = password_env(cluster);
     let mut args = vec!["-c".to_string(), "/etc/pika/pika.conf".into()];
     if with_password {
-        args.extend(["--requirepass".into(), "$(PIKA_PASSWORD)".into(), "--masterauth".into(), "$(PIKA_PASSWORD)".into()]);
+        args.extend([
+            "--requirepass".into(),
+            "$(PIKA_PASSWORD)".into(),
+            "--masterauth".into(),
+            "$(PIKA_PASSWORD)".into(),
+        ]);
     }
     let (node_selector, tolerations) = scheduling(cluster);
     let mut claim = json!({
@@ -328,7 +337,9 @@ mod tests {
 
     #[test]
     fn statefulset_has_members_claims_probes_and_owner() {
-        let c = cluster("groups: 3\nreplicasPerGroup: 2\nstorage: {size: 5Gi, storageClassName: fast}\nimage: r/pika-node:1");
+        let c = cluster(
+            "groups: 3\nreplicasPerGroup: 2\nstorage: {size: 5Gi, storageClassName: fast}\nimage: r/pika-node:1",
+        );
         let sts = stateful_set(&c, 2);
         assert_eq!(sts.metadata.name.as_deref(), Some("orders-g2"));
         assert_eq!(sts.metadata.namespace.as_deref(), Some("prod"));
@@ -388,7 +399,11 @@ mod tests {
         assert_eq!(seeds, "orders-nodes.prod.svc:9221");
         let mut more = c.clone();
         more.spec.groups = 5;
-        assert_eq!(proxy_deployment(&more).spec.unwrap().template, proxy_deployment(&c).spec.unwrap().template, "no proxy rollout on scaling");
+        assert_eq!(
+            proxy_deployment(&more).spec.unwrap().template,
+            proxy_deployment(&c).spec.unwrap().template,
+            "no proxy rollout on scaling"
+        );
         let svc = client_service(&c).spec.unwrap();
         assert_eq!(svc.type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(svc.selector.unwrap()["app.kubernetes.io/component"], "proxy");

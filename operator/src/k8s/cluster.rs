@@ -215,9 +215,11 @@ pub async fn migrations_in_flight(ctx: &Context, ns: &str, cluster: &str) -> Res
 /// Members per group: the spec's groups, plus groups still running beyond it (draining).
 async fn group_sizes(ctx: &Context, cluster: &PikaCluster) -> Result<BTreeMap<u32, u32>, Error> {
     let ns = cluster.namespace().unwrap_or_default();
-    let mut sizes: BTreeMap<u32, u32> = (0..cluster.spec.groups).map(|g| (g, 1 + cluster.spec.replicas_per_group)).collect();
+    let mut sizes: BTreeMap<u32, u32> =
+        (0..cluster.spec.groups).map(|g| (g, 1 + cluster.spec.replicas_per_group)).collect();
     let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/component=node", cluster.name_any());
-    let sets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let sets =
+        Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     for sts in sets.items {
         let Some(g) = sts.labels().get(GROUP_LABEL).and_then(|g| g.parse::<u32>().ok()) else { continue };
         let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1) as u32;
@@ -269,7 +271,9 @@ async fn data_plane_pass(
         if gs.master.is_none() {
             let addrs: Option<Vec<String>> = members.iter().map(|m| m.addr.clone()).collect();
             match addrs {
-                Some(addrs) => gs.master = Some(members[dataplane::find_master(&admin, &addrs, slot_count).await].pod.clone()),
+                Some(addrs) => {
+                    gs.master = Some(members[dataplane::find_master(&admin, &addrs, slot_count).await].pod.clone())
+                }
                 None => health.waiting = Some(format!("waiting for the pods of group {g}")),
             }
         }
@@ -289,11 +293,15 @@ async fn data_plane_pass(
     let mut owned = topology.ownership(&admin).await?;
     if owned.is_empty() && !topology.any_slot_owned(&admin).await? {
         topology.bootstrap(&admin, cluster.spec.groups).await?;
-        ctx.event(cluster, false, "Bootstrapped", format!("{slot_count} slots split over {} groups", cluster.spec.groups))
-            .await;
+        ctx.event(
+            cluster,
+            false,
+            "Bootstrapped",
+            format!("{slot_count} slots split over {} groups", cluster.spec.groups),
+        )
+        .await;
     }
-    let busy: BTreeSet<u32> =
-        in_flight.iter().flat_map(|m| parse_slots(&m.spec.slots).unwrap_or_default()).collect();
+    let busy: BTreeSet<u32> = in_flight.iter().flat_map(|m| parse_slots(&m.spec.slots).unwrap_or_default()).collect();
     topology.repair(&admin, &owned, &busy).await?;
     owned = topology.ownership(&admin).await?;
     let down = topology.attach_replicas(&admin, &owned).await?;
@@ -357,8 +365,12 @@ async fn watch_masters(
                 continue;
             }
             let members = &observed.groups[&g];
-            let survivors: Vec<(usize, String)> =
-                members.iter().enumerate().filter(|(_, m)| m.pod != master).filter_map(|(i, m)| Some((i, m.addr.clone()?))).collect();
+            let survivors: Vec<(usize, String)> = members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.pod != master)
+                .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
+                .collect();
             let Some(new) = dataplane::choose_successor(admin, &survivors, cluster.spec.slots).await else {
                 health.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
                 continue;
@@ -388,7 +400,8 @@ async fn watch_masters(
             }
             admin.follow_force(&old_addr, &master_addr, "all").await?;
             gs.demoted.retain(|p| p != &old);
-            ctx.event(cluster, false, "Demoted", format!("group {g}: former master {old} re-syncs from {master}")).await;
+            ctx.event(cluster, false, "Demoted", format!("group {g}: former master {old} re-syncs from {master}"))
+                .await;
         }
     }
     Ok(())
@@ -458,7 +471,8 @@ async fn retire_drained(
     groups: &mut BTreeMap<u32, GroupStatus>,
 ) -> Result<(), Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
-    let leaving: Vec<u32> = topology.groups.keys().copied().filter(|&g| g >= cluster.spec.groups && !owned.contains_key(&g)).collect();
+    let leaving: Vec<u32> =
+        topology.groups.keys().copied().filter(|&g| g >= cluster.spec.groups && !owned.contains_key(&g)).collect();
     for g in leaving {
         if !admin.slot_info(&topology.groups[&g].master, &topology.all_slots()).await?.is_empty() {
             continue; // still holds slots (fenced, or a cleanup in progress)
@@ -466,7 +480,9 @@ async fn retire_drained(
         let group = resources::group_name(&name, g);
         let dp = DeleteParams::default();
         ignore_missing(Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()))?;
-        ignore_missing(Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()))?;
+        ignore_missing(
+            Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()),
+        )?;
         if cluster.spec.storage.delete_on_scale_in {
             let selector = format!("app.kubernetes.io/instance={name},{GROUP_LABEL}={g}");
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);

@@ -9,7 +9,15 @@ pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "ReconciliationPaused";
 
 /// Sets condition `type_` in `conditions`. `now` is used only when the status changes.
-pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: Time) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) {
     let status = if status { "True" } else { "False" }.to_string();
     let transition = match conditions.iter().find(|c| c.type_ == type_) {
         Some(old) if old.status == status => old.last_transition_time.clone(),

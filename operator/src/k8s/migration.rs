@@ -72,7 +72,13 @@ async fn patch(api: &Api<SlotMigration>, name: &str, status: &SlotMigrationStatu
     Ok(())
 }
 
-async fn fail(ctx: &Context, api: &Api<SlotMigration>, m: &SlotMigration, mut status: SlotMigrationStatus, why: String) -> Result<Action, Error> {
+async fn fail(
+    ctx: &Context,
+    api: &Api<SlotMigration>,
+    m: &SlotMigration,
+    mut status: SlotMigrationStatus,
+    why: String,
+) -> Result<Action, Error> {
     status.phase = MigrationPhase::Failed;
     status.message = Some(why.clone());
     status.finished_at = Some(super::conditions::now());
@@ -83,7 +89,12 @@ async fn fail(ctx: &Context, api: &Api<SlotMigration>, m: &SlotMigration, mut st
 }
 
 /// Waits with a message in the status (no phase change).
-async fn wait(api: &Api<SlotMigration>, name: &str, mut status: SlotMigrationStatus, why: String) -> Result<Action, Error> {
+async fn wait(
+    api: &Api<SlotMigration>,
+    name: &str,
+    mut status: SlotMigrationStatus,
+    why: String,
+) -> Result<Action, Error> {
     if status.message.as_deref() != Some(why.as_str()) {
         status.message = Some(why);
         patch(api, name, &status).await?;
@@ -109,10 +120,22 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     };
     let wanted = match parse_slots(&m.spec.slots) {
         Ok(s) if s.iter().all(|&s| s < cluster.spec.slots) && !s.is_empty() => s,
-        _ => return fail(&ctx, &api, &m, status, format!("slots {:?}: not slots of a {}-slot cluster", m.spec.slots, cluster.spec.slots)).await,
+        _ => {
+            return fail(
+                &ctx,
+                &api,
+                &m,
+                status,
+                format!("slots {:?}: not slots of a {}-slot cluster", m.spec.slots, cluster.spec.slots),
+            )
+            .await
+        }
     };
     if m.spec.target_group >= cluster.spec.groups {
-        let why = format!("targetGroup {} does not exist (the cluster has {} groups)", m.spec.target_group, cluster.spec.groups);
+        let why = format!(
+            "targetGroup {} does not exist (the cluster has {} groups)",
+            m.spec.target_group, cluster.spec.groups
+        );
         return fail(&ctx, &api, &m, status, why).await;
     }
     if cluster.spec.paused {
@@ -141,12 +164,19 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     let (batch, from) = match (&status.current_batch, status.source_group) {
         (Some(b), Some(from)) => (parse_slots(b).unwrap_or_default(), from),
         _ => {
-            let remaining: Vec<u32> = wanted.iter().copied().filter(|s| !owned.get(&target).is_some_and(|t| t.contains(s))).collect();
+            let remaining: Vec<u32> =
+                wanted.iter().copied().filter(|s| !owned.get(&target).is_some_and(|t| t.contains(s))).collect();
             let Some(&first) = remaining.first() else {
                 return finish(&ctx, &api, &m, status).await;
             };
             let Some((&from, _)) = owned.iter().find(|(_, s)| s.contains(&first)) else {
-                return wait(&api, &name, status, format!("slot {first} is served by no group (a failover or repair is due)")).await;
+                return wait(
+                    &api,
+                    &name,
+                    status,
+                    format!("slot {first} is served by no group (a failover or repair is due)"),
+                )
+                .await;
             };
             let batch: Vec<u32> = remaining
                 .iter()
@@ -236,12 +266,15 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
 
 /// The recorded step as one of the cutover's step names.
 fn static_step(s: &str) -> Option<&'static str> {
-    cutover::STEPS
-        .into_iter()
-        .find(|&n| n == s)
+    cutover::STEPS.into_iter().find(|&n| n == s)
 }
 
-async fn finish(ctx: &Context, api: &Api<SlotMigration>, m: &SlotMigration, mut status: SlotMigrationStatus) -> Result<Action, Error> {
+async fn finish(
+    ctx: &Context,
+    api: &Api<SlotMigration>,
+    m: &SlotMigration,
+    mut status: SlotMigrationStatus,
+) -> Result<Action, Error> {
     status.phase = MigrationPhase::Succeeded;
     status.step = None;
     status.message = None;

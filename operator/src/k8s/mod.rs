@@ -89,7 +89,8 @@ impl Context {
     /// A route epoch newer than every earlier one, also across operator restarts: wall-clock
     /// milliseconds, bumped when the clock did not move.
     pub fn next_epoch(&self) -> u64 {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let mut current = self.epoch.load(Ordering::SeqCst);
         loop {
             let next = now.max(current + 1);
@@ -119,7 +120,8 @@ impl Context {
         let Some(r) = &cluster.spec.password_secret_ref else { return Ok(Admin { password: None }) };
         let ns = cluster.metadata.namespace.as_deref().unwrap_or("default");
         let secret = Api::<Secret>::namespaced(self.client.clone(), ns).get(&r.name).await?;
-        let value = secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let value =
+            secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
         match value {
             Some(pw) => Ok(Admin { password: Some(pw) }),
             None => Err(Error::Invalid(format!("secret {} has no key {}", r.name, r.key))),

@@ -119,7 +119,8 @@ mod tests {
         assert_eq!(observed.proxies, vec!["10.0.1.1:9221".to_string()]);
         let masters = BTreeMap::from([(0, "c-g0-1".to_string()), (1, "c-g1-0".to_string())]);
         assert!(observed.topology(&masters, 16).is_none(), "g1's master has no address");
-        let only_g0 = Observed { groups: observed.groups.range(0..1).map(|(k, v)| (*k, v.clone())).collect(), ..observed };
+        let only_g0 =
+            Observed { groups: observed.groups.range(0..1).map(|(k, v)| (*k, v.clone())).collect(), ..observed };
         let t = only_g0.topology(&masters, 16).unwrap();
         assert_eq!(t.groups[&0], GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] });
     }
