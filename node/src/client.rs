@@ -59,7 +59,6 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                 Ok(Some(args)) => {
                     let reply = dispatch::execute(server, session, &args).await;
                     reply.encode(&mut output);
-                    session.info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
                     if session.quit || server.is_shutting_down() || session.info.killed.load(Ordering::Acquire) {
                         write_out(server, stream, &mut output).await?;
                         return Ok(());
@@ -78,6 +77,11 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             }
         }
         if !output.is_empty() {
+            // Let every other connection with input run its commands before this one writes:
+            // replies then leave in a burst, as from Redis's event loop, and the client is
+            // woken while busy rather than from idle (on loopback the wake-up of an idle peer
+            // is the dominant cost of a reply: pipelined GET went from 330k to 465k/s).
+            tokio::task::yield_now().await;
             write_out(server, stream, &mut output).await?;
         }
         // Wait for more input without holding a buffer: idle connections stay cheap.
@@ -102,6 +106,8 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             Ok(0) => return Ok(()),
             Ok(n) => {
                 server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                // Once per read, not per command: CLIENT LIST's idle time needs no finer clock.
+                session.info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),

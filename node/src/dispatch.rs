@@ -107,13 +107,11 @@ async fn run(
             let topology = server.slots.snapshot();
             let table = topology.table(session.table).ok_or_else(|| CmdError::err("Table not found"))?;
             count_table_stats(table, spec);
-            let keys = spec.keys_of(args);
-            let first = table.slot_of(keys.first().map_or(&b""[..], |k| k));
-            if keys.iter().all(|k| table.slot_of(k) == first) {
+            if let Some(first) = one_slot(table, spec, args) {
                 let slot = routed_slot(table, first, spec)?;
                 let ex = Exec { server, table, slot };
                 if spec.flags & BLOCKING != 0 {
-                    return run_blocking(server, &ex, f, args, &keys).await;
+                    return run_blocking(server, &ex, f, args, &spec.keys_of(args)).await;
                 }
                 return f(&ex, args);
             }
@@ -125,6 +123,19 @@ async fn run(
                 split => run_split(server, table, spec, f, args, split),
             }
         }
+    }
+}
+
+/// The slot every key of the command maps to (a keyless command: the empty key's), or None when
+/// they span several. Fixed key layouts are walked in place: most commands pay no allocation.
+fn one_slot(table: &Table, spec: &Spec, args: &[Bytes]) -> Option<u32> {
+    fn same<'k>(table: &Table, mut keys: impl Iterator<Item = &'k [u8]>) -> Option<u32> {
+        let first = table.slot_of(keys.next().unwrap_or_default());
+        keys.all(|k| table.slot_of(k) == first).then_some(first)
+    }
+    match spec.keys {
+        commands::Keys::Custom(f) => same(table, f(args).iter().map(|k| k.as_ref())),
+        _ => same(table, spec.key_positions(args.len()).map(|i| args[i].as_ref())),
     }
 }
 

@@ -76,7 +76,7 @@ pub fn expire_slot(server: &Server, slot: &Arc<Slot>) -> Result<usize, crate::er
         }
         return Ok(0);
     }
-    let mut txn = server.store.txn(slot.prefix, Some(&slot.lock));
+    let mut txn = server.store.txn(slot.prefix, &slot.cache, Some(&slot.lock));
     if !slot.alive.load(Ordering::Acquire) || slot.write_refusal().is_some() {
         return Ok(0);
     }

@@ -104,6 +104,18 @@ pub fn render(server: &Arc<Server>, _current_table: u32, section: Option<&str>, 
             );
         }
     }
+    if want("cache") {
+        let cache = server.store.cache();
+        let (hits, misses) = (cache.hits.load(Relaxed), cache.misses.load(Relaxed));
+        let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 * 100.0 / (hits + misses) as f64 };
+        let _ = write!(
+            out,
+            "# Cache\r\ncache_maxmemory:{}\r\ncache_memory:{}\r\ncache_hits:{hits}\r\ncache_misses:{misses}\r\n\
+             cache_hit_ratio:{ratio:.2}%\r\n\r\n",
+            cache.limit(),
+            cache.used(),
+        );
+    }
     if want("replication") {
         replication_section(server, &mut out);
     }
@@ -200,6 +212,13 @@ pub fn refresh_gauges(server: &Server) {
     let (memtables, _, cache) = server.store.memory_usage();
     server.metrics.memtable_bytes.set(memtables as i64);
     server.metrics.block_cache_bytes.set(cache as i64);
+    let meta_cache = server.store.cache();
+    server.metrics.meta_cache_bytes.set(meta_cache.used() as i64);
+    for (counter, total) in
+        [(&server.metrics.meta_cache_hits, &meta_cache.hits), (&server.metrics.meta_cache_misses, &meta_cache.misses)]
+    {
+        counter.inc_by(total.load(Relaxed).saturating_sub(counter.get()));
+    }
     server.metrics.live_sst_bytes.set(server.store.property("rocksdb.live-sst-files-size").unwrap_or(0) as i64);
     let topology = server.slots.snapshot();
     let (mut masters, mut replicas) = (0i64, 0i64);

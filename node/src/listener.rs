@@ -99,8 +99,16 @@ async fn sample_ops(server: Arc<Server>) {
         let now = server.stats.commands_processed.load(Ordering::Relaxed);
         server.stats.ops_per_sec.store(now - last, Ordering::Relaxed);
         last = now;
-        for table in server.slots.snapshot().tables.values() {
+        let topology = server.slots.snapshot();
+        for table in topology.tables.values() {
             table.stats.sample();
+        }
+        // Over the cache budget: every slot gives back its least recently used share, so slots
+        // that went cold make room for hot ones.
+        if let Some(keep) = server.store.cache().trim_ratio() {
+            for slot in topology.tables.values().flat_map(|t| t.owned()) {
+                slot.cache.trim(keep);
+            }
         }
     }
 }

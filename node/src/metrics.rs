@@ -31,6 +31,10 @@ pub struct Metrics {
     pub slots: Family<RoleLabels, Gauge>,
     pub memtable_bytes: Gauge,
     pub block_cache_bytes: Gauge,
+    /// The meta-record cache in front of RocksDB (`storage::cache`).
+    pub meta_cache_bytes: Gauge,
+    pub meta_cache_hits: Counter,
+    pub meta_cache_misses: Counter,
     pub live_sst_bytes: Gauge,
     /// Replicas attached to this node's slots, by sync status (one per replica and slot).
     pub replicas: Family<StateLabels, Gauge>,
@@ -52,6 +56,9 @@ impl Default for Metrics {
         let slots = Family::<RoleLabels, Gauge>::default();
         let memtable_bytes = Gauge::default();
         let block_cache_bytes = Gauge::default();
+        let meta_cache_bytes = Gauge::default();
+        let meta_cache_hits = Counter::default();
+        let meta_cache_misses = Counter::default();
         let live_sst_bytes = Gauge::default();
         let replicas = Family::<StateLabels, Gauge>::default();
         let replication_lag_max = Gauge::default();
@@ -74,6 +81,9 @@ impl Default for Metrics {
         registry.register("slots", "Owned slots by role", slots.clone());
         registry.register("rocksdb_memtable_bytes", "Bytes in RocksDB memtables", memtable_bytes.clone());
         registry.register("rocksdb_block_cache_bytes", "Bytes in the RocksDB block cache", block_cache_bytes.clone());
+        registry.register("meta_cache_bytes", "Bytes held by the meta-record cache", meta_cache_bytes.clone());
+        registry.register("meta_cache_hits", "Meta-record reads served from memory", meta_cache_hits.clone());
+        registry.register("meta_cache_misses", "Meta-record reads that went to RocksDB", meta_cache_misses.clone());
         registry.register("rocksdb_live_sst_bytes", "Bytes of live SST files", live_sst_bytes.clone());
         Metrics {
             registry,
@@ -84,6 +94,9 @@ impl Default for Metrics {
             slots,
             memtable_bytes,
             block_cache_bytes,
+            meta_cache_bytes,
+            meta_cache_hits,
+            meta_cache_misses,
             live_sst_bytes,
             replicas,
             replication_lag_max,

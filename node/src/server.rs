@@ -53,6 +53,7 @@ impl Server {
             max_write_buffers: config.max_write_buffer_num,
             sync_writes: config.sync_writes,
             background_jobs: config.max_background_jobs,
+            meta_cache_bytes: config.cache_maxmemory,
         };
         let store = Arc::new(
             Store::open(&path, &opts)

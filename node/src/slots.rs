@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::replication::{Downstream, LinkState};
+use crate::storage::cache::{CacheBudget, SlotCache};
 use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock, WriteState};
 
 /// One owned slot.
@@ -27,6 +28,8 @@ pub struct Slot {
     pub prefix: SlotPrefix,
     /// Serialises writes to this slot (see `storage`).
     pub lock: WriteLock,
+    /// The slot's meta records in memory (see `storage::cache`).
+    pub cache: SlotCache,
     pub role: RwLock<Role>,
     /// A fenced master slot refuses writes with a retryable error (cutover).
     pub fenced: AtomicBool,
@@ -48,7 +51,7 @@ pub enum Role {
 }
 
 impl Slot {
-    fn new(table: u32, id: u32, fenced: bool) -> Slot {
+    fn new(table: u32, id: u32, fenced: bool, cache: &Arc<CacheBudget>) -> Slot {
         Slot {
             table,
             id,
@@ -59,6 +62,7 @@ impl Slot {
                 log: LogMeta { history: crate::replication::new_history(), ..Default::default() },
                 ..Default::default()
             })),
+            cache: SlotCache::new(cache.clone()),
             role: RwLock::new(Role::Master),
             fenced: AtomicBool::new(fenced),
             alive: AtomicBool::new(true),
@@ -200,15 +204,20 @@ impl Slots {
     ) -> CmdResult<Slots> {
         let topology = match mode {
             InstanceMode::Classic => {
-                let tables = (0..databases).map(|id| (id, Arc::new(build_table(id, 1, &[0], None, false)))).collect();
+                let tables = (0..databases)
+                    .map(|id| (id, Arc::new(build_table(id, 1, &[0], None, false, store.cache()))))
+                    .collect();
                 Topology { tables, default_table: 0 }
             }
             InstanceMode::Sharding => match store.node_get(TABLES_RECORD)? {
-                Some(raw) => decode_topology(&String::from_utf8_lossy(&raw), fenced)
+                Some(raw) => decode_topology(&String::from_utf8_lossy(&raw), fenced, store.cache())
                     .ok_or_else(|| CmdError::err("corrupt tables record in the node column family"))?,
                 None => {
                     let t = Topology {
-                        tables: BTreeMap::from([(0, Arc::new(build_table(0, default_slot_num, &[], None, false)))]),
+                        tables: BTreeMap::from([(
+                            0,
+                            Arc::new(build_table(0, default_slot_num, &[], None, false, store.cache())),
+                        )]),
                         default_table: 0,
                     };
                     store.node_put(TABLES_RECORD, encode_topology(&t).as_bytes())?;
@@ -252,7 +261,7 @@ impl Slots {
             }
             let mut owned = t.owned_ids();
             owned.extend_from_slice(ids);
-            let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false);
+            let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false, self.store.cache());
             for &id in ids {
                 // A new slot is a master, whatever a crashed delslots may have left behind.
                 crate::replication::save_role(&self.store, rebuilt.slot(id).expect("just added"), None)?;
@@ -282,7 +291,7 @@ impl Slots {
                 removed.push(slot.clone());
             }
             let keep: Vec<u32> = t.owned_ids().into_iter().filter(|id| !ids.contains(id)).collect();
-            let rebuilt = build_table(table, t.slot_count, &keep, Some(t), false);
+            let rebuilt = build_table(table, t.slot_count, &keep, Some(t), false, self.store.cache());
             tables.insert(table, Arc::new(rebuilt));
             Ok(removed)
         })?;
@@ -298,6 +307,7 @@ impl Slots {
             let _writes = slot.lock.lock();
             slot.alive.store(false, Ordering::Release);
             self.store.drop_slot(slot.prefix)?;
+            slot.cache.clear();
         }
         Ok(())
     }
@@ -307,7 +317,7 @@ impl Slots {
             if tables.contains_key(&id) {
                 return Err(CmdError::msg("ERR Internal error: table already exist!"));
             }
-            tables.insert(id, Arc::new(build_table(id, slot_count, &[], None, false)));
+            tables.insert(id, Arc::new(build_table(id, slot_count, &[], None, false, self.store.cache())));
             Ok(())
         })
     }
@@ -328,11 +338,18 @@ impl Slots {
 }
 
 /// Builds a table owning `owned`, reusing the slot objects (locks, roles) and stats of `previous`.
-fn build_table(id: u32, slot_count: u32, owned: &[u32], previous: Option<&Table>, fenced: bool) -> Table {
+fn build_table(
+    id: u32,
+    slot_count: u32,
+    owned: &[u32],
+    previous: Option<&Table>,
+    fenced: bool,
+    cache: &Arc<CacheBudget>,
+) -> Table {
     let mut slots: Vec<Option<Arc<Slot>>> = vec![None; slot_count as usize];
     for &sid in owned {
         let existing = previous.and_then(|p| p.slot(sid)).cloned();
-        slots[sid as usize] = Some(existing.unwrap_or_else(|| Arc::new(Slot::new(id, sid, fenced))));
+        slots[sid as usize] = Some(existing.unwrap_or_else(|| Arc::new(Slot::new(id, sid, fenced, cache))));
     }
     let stats = previous.map(|p| p.stats.clone()).unwrap_or_default();
     Table { id, slot_count, slots, stats }
@@ -348,7 +365,7 @@ fn encode_topology(t: &Topology) -> String {
         .collect()
 }
 
-fn decode_topology(text: &str, fenced: bool) -> Option<Topology> {
+fn decode_topology(text: &str, fenced: bool, cache: &Arc<CacheBudget>) -> Option<Topology> {
     let mut tables = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut parts = line.splitn(3, ' ');
@@ -358,7 +375,7 @@ fn decode_topology(text: &str, fenced: bool) -> Option<Topology> {
         if owned.iter().any(|&s| s >= count) {
             return None;
         }
-        tables.insert(id, Arc::new(build_table(id, count, &owned, None, fenced)));
+        tables.insert(id, Arc::new(build_table(id, count, &owned, None, fenced, cache)));
     }
     let default_table = tables.keys().next().copied().unwrap_or(0);
     Some(Topology { tables, default_table })
@@ -370,16 +387,17 @@ mod tests {
 
     #[test]
     fn topology_record_round_trips() {
+        let budget = CacheBudget::new(0);
         let mut tables = BTreeMap::new();
-        tables.insert(0, Arc::new(build_table(0, 1024, &[0, 1, 2, 7], None, false)));
-        tables.insert(3, Arc::new(build_table(3, 16, &[], None, false)));
+        tables.insert(0, Arc::new(build_table(0, 1024, &[0, 1, 2, 7], None, false, &budget)));
+        tables.insert(3, Arc::new(build_table(3, 16, &[], None, false, &budget)));
         let t = Topology { tables, default_table: 0 };
         let text = encode_topology(&t);
         assert_eq!(text, "0 1024 0-2,7\n3 16 \n");
-        let back = decode_topology(&text, true).unwrap();
+        let back = decode_topology(&text, true, &budget).unwrap();
         assert_eq!(back.table(0).unwrap().owned_ids(), vec![0, 1, 2, 7]);
         assert!(back.table(0).unwrap().slot(7).unwrap().is_fenced());
         assert_eq!(back.table(3).unwrap().slot_count, 16);
-        assert!(decode_topology("0 4 9\n", false).is_none(), "slot beyond count");
+        assert!(decode_topology("0 4 9\n", false, &budget).is_none(), "slot beyond count");
     }
 }

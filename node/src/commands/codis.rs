@@ -48,7 +48,7 @@ fn slotsinfo(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
     let table = default_table(&topology)?;
     let mut out = Vec::new();
     for slot in table.owned() {
-        let n = ctx.server.store.txn(slot.prefix, None).metas().count();
+        let n = ctx.server.store.txn(slot.prefix, &slot.cache, None).metas().count();
         out.push(Reply::Array(vec![Reply::Int(slot.id as i64), Reply::Int(n as i64)]));
     }
     Ok(Reply::Array(out))
@@ -72,7 +72,7 @@ fn slotsscan(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let options = super::scan::parse_options(args, 3, false)?;
     let slot = u32::try_from(slot_id).ok().and_then(|id| table.slot(id)).ok_or(CmdError::NoSuchKey)?;
     let resume = if cursor == 0 { Vec::new() } else { ctx.server.cursors.resume(cursor as u64).unwrap_or_default() };
-    let txn = ctx.server.store.txn(slot.prefix, None);
+    let txn = ctx.server.store.txn(slot.prefix, &slot.cache, None);
     let mut keys = Vec::new();
     let mut next = 0;
     for (visited, (key, _)) in txn.metas_from(&resume).enumerate() {
@@ -98,7 +98,7 @@ fn slotsdel(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         if let Some(err) = slot.write_refusal() {
             return Err(err);
         }
-        let mut txn = ctx.server.store.txn(slot.prefix, Some(&slot.lock));
+        let mut txn = ctx.server.store.txn(slot.prefix, &slot.cache, Some(&slot.lock));
         txn.clear_slot();
         txn.commit()?;
         out.push(Reply::Array(vec![Reply::Int(id), Reply::Int(0)]));

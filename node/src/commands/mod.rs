@@ -42,13 +42,13 @@ pub struct Exec<'a> {
 impl<'a> Exec<'a> {
     /// A read-only view of the slot.
     pub fn read(&self) -> Txn<'a> {
-        self.server.store.txn(self.slot.prefix, None)
+        self.server.store.txn(self.slot.prefix, &self.slot.cache, None)
     }
 
     /// A transaction holding the slot's write lock. Ownership and role are checked again under
     /// the lock: a delslots, role change or fence that raced with this command wins.
     pub fn write(&self) -> CmdResult<Txn<'a>> {
-        let txn = self.server.store.txn(self.slot.prefix, Some(&self.slot.lock));
+        let txn = self.server.store.txn(self.slot.prefix, &self.slot.cache, Some(&self.slot.lock));
         if !self.slot.alive.load(std::sync::atomic::Ordering::Acquire) {
             return Err(CmdError::PartitionNotFound);
         }
@@ -155,19 +155,21 @@ impl Spec {
     /// The command's keys, in argument order.
     pub fn keys_of(&self, args: &[Bytes]) -> Vec<Bytes> {
         match self.keys {
-            Keys::None => Vec::new(),
             Keys::Custom(f) => f(args),
+            _ => self.key_positions(args.len()).map(|i| args[i].clone()).collect(),
+        }
+    }
+
+    /// Where the keys are among `argc` arguments, for commands with a fixed key layout (none
+    /// for [`Keys::Custom`]).
+    pub fn key_positions(&self, argc: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+        match self.keys {
             Keys::Range(first, last, step) => {
-                let n = args.len() as i32;
-                let last = if last < 0 { n + last } else { last };
-                let mut out = Vec::new();
-                let mut i = first;
-                while i <= last && i < n {
-                    out.push(args[i as usize].clone());
-                    i += step.max(1);
-                }
-                out
+                let n = argc as i32;
+                let last = if last < 0 { n + last } else { last.min(n - 1) };
+                (first as usize..(last + 1).max(first) as usize).step_by(step.max(1) as usize)
             }
+            Keys::None | Keys::Custom(_) => (0..0).step_by(1),
         }
     }
 }

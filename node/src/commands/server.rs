@@ -58,6 +58,7 @@ fn config(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
                 let value = String::from_utf8_lossy(&pair[1]).to_string();
                 next.set(&key, &value, false).map_err(|e| CmdError::err(format!("CONFIG SET failed: {e}")))?;
             }
+            ctx.server.store.cache().set_limit(next.cache_maxmemory);
             *config = next;
             Ok(Reply::Ok)
         }
@@ -81,7 +82,7 @@ fn flush_slot(server: &Server, slot: &Arc<Slot>, kind: Option<Kind>) -> CmdResul
     if slot.write_refusal().is_some() {
         return Ok(());
     }
-    let mut txn = server.store.txn(slot.prefix, Some(&slot.lock));
+    let mut txn = server.store.txn(slot.prefix, &slot.cache, Some(&slot.lock));
     match kind {
         None => txn.clear_slot(),
         Some(kind) => {

@@ -170,7 +170,7 @@ async fn receive_snapshot(
         if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
-        server.store.begin_full_sync(slot.prefix, &mut state)?;
+        server.store.begin_full_sync(slot.prefix, &slot.cache, &mut state)?;
     }
     let started = std::time::Instant::now();
     let (mut records, mut bytes) = (0u64, 0u64);
@@ -181,7 +181,7 @@ async fn receive_snapshot(
                 if stopped(slot, cancel) {
                     return Err(SyncError::Cancelled);
                 }
-                records += server.store.apply_chunk(slot.prefix, &chunk)?;
+                records += server.store.apply_chunk(slot.prefix, &slot.cache, &chunk)?;
                 bytes += chunk.len() as u64;
             }
             Frame::SnapshotDone { records: sent } if sent == records => break,
@@ -225,7 +225,7 @@ async fn follow_log(
                     if stopped(slot, cancel) {
                         return Err(SyncError::Cancelled);
                     }
-                    server.store.apply_entry(slot.prefix, pos, entry, &mut state)?;
+                    server.store.apply_entry(slot.prefix, &slot.cache, pos, entry, &mut state)?;
                     applied = true;
                 }
                 Some(Frame::Keepalive(_)) => pinged = true,

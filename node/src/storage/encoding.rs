@@ -101,6 +101,12 @@ pub fn successor(prefix: &[u8]) -> Vec<u8> {
     Vec::new()
 }
 
+/// Whether two `[start, end)` key ranges share a key (an empty end means unbounded).
+pub fn ranges_overlap((a_start, a_end): (&[u8], &[u8]), (b_start, b_end): (&[u8], &[u8])) -> bool {
+    let ends_before = |end: &[u8], start: &[u8]| !end.is_empty() && end <= start;
+    !ends_before(a_end, b_start) && !ends_before(b_end, a_start)
+}
+
 /// Splits an expiry-index key (after the slot prefix and tag) into (expiry ms, user key).
 pub fn decode_expire_key(full: &[u8]) -> Option<(u64, &[u8])> {
     let rest = full.get(9..)?;
@@ -298,6 +304,17 @@ mod tests {
             assert_eq!(Meta::decode(&meta.encode()), Some(meta));
         }
         assert_eq!(Meta::decode(b"?"), None);
+    }
+
+    #[test]
+    fn range_overlap() {
+        let meta: (&[u8], &[u8]) = (b"k", b"l");
+        assert!(ranges_overlap((b"", b""), meta), "the whole slot");
+        assert!(ranges_overlap((b"kab", b"kac"), meta));
+        assert!(!ranges_overlap((b"d\0\0\0\x01a", b"d\0\0\0\x01b"), meta), "a collection's elements");
+        assert!(!ranges_overlap((b"a", b"k"), meta), "ends are exclusive");
+        assert!(ranges_overlap((b"a", b"k\0"), meta));
+        assert!(!ranges_overlap((b"l", b""), meta));
     }
 
     #[test]

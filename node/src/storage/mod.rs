@@ -6,6 +6,7 @@
 //! Reads take no lock: RocksDB gives each read a consistent view.
 
 pub mod backlog;
+pub mod cache;
 pub mod changelog;
 pub mod encoding;
 mod slotlog;
@@ -21,6 +22,7 @@ use rocksdb::{
 };
 
 pub use backlog::Backlog;
+pub use cache::SlotCache;
 pub use changelog::{ChangeSet, LogMeta, LogPos};
 pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
 pub use txn::{ElemIter, Entry, Txn};
@@ -42,6 +44,8 @@ pub struct StoreOptions {
     /// fsync the WAL on every write (survives power loss, not only process death).
     pub sync_writes: bool,
     pub background_jobs: i32,
+    /// Memory for the meta-record cache (see [`cache`]); 0 = off.
+    pub meta_cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +56,7 @@ impl Default for StoreOptions {
             max_write_buffers: 4,
             sync_writes: false,
             background_jobs: 2,
+            meta_cache_bytes: 128 << 20,
         }
     }
 }
@@ -132,6 +137,7 @@ pub struct Store {
     db: Db,
     write_opts: WriteOptions,
     cache: Cache,
+    meta_cache: Arc<cache::CacheBudget>,
     wal: GroupCommit,
 }
 
@@ -208,7 +214,8 @@ impl Store {
             flusher: Default::default(),
             fsync: opts.sync_writes,
         };
-        Ok(Store { db, write_opts: WriteOptions::default(), cache, wal })
+        let meta_cache = cache::CacheBudget::new(opts.meta_cache_bytes);
+        Ok(Store { db, write_opts: WriteOptions::default(), cache, meta_cache, wal })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
@@ -308,10 +315,15 @@ impl Store {
         self.db.property_int_value(name).ok().flatten()
     }
 
+    /// The budget every slot's meta cache draws on.
+    pub fn cache(&self) -> &Arc<cache::CacheBudget> {
+        &self.meta_cache
+    }
+
     /// Starts a transaction on one slot. `lock` is the slot's write lock for a writing command,
     /// `None` for a read-only one.
-    pub fn txn(&self, prefix: SlotPrefix, lock: Option<&WriteLock>) -> Txn<'_> {
-        Txn::new(self, prefix, lock.map(|l| l.lock_arc()))
+    pub fn txn<'a>(&'a self, prefix: SlotPrefix, cache: &'a SlotCache, lock: Option<&WriteLock>) -> Txn<'a> {
+        Txn::new(self, prefix, cache, lock.map(|l| l.lock_arc()))
     }
 }
 

@@ -5,9 +5,26 @@
 use bytes::Bytes;
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
+use super::cache::SlotCache;
 use super::changelog::{self, ChangeSet, LogMeta, LogPos, Op};
-use super::encoding::{successor, SlotPrefix};
+use super::encoding::{ranges_overlap, successor, SlotPrefix, TAG_META};
 use super::{ApplyError, Store, WriteState, CF_LOG};
+
+/// Brings a slot's cache in line with operations just written (in their order).
+fn update_cache(prefix: SlotPrefix, ops: &[Op<'_>], cache: &SlotCache) {
+    let full = |rel: &[u8]| [prefix.bytes().as_slice(), rel].concat();
+    for op in ops {
+        match *op {
+            Op::Put(k, v) if k.first() == Some(&TAG_META) => cache.update(&full(k), Some(v)),
+            Op::Delete(k) if k.first() == Some(&TAG_META) => cache.update(&full(k), None),
+            // A range reaching meta records (FLUSHDB, a slot-wide delete), not a collection's.
+            Op::DeleteRange(start, end) if ranges_overlap((start, end), (&[TAG_META], &[TAG_META + 1])) => {
+                cache.clear()
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Appends an entry's operations to `batch`, with this node's slot prefix in front of every key.
 fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch) {
@@ -59,6 +76,7 @@ impl Store {
     pub fn apply_entry(
         &self,
         prefix: SlotPrefix,
+        cache: &SlotCache,
         pos: LogPos,
         entry: Bytes,
         state: &mut WriteState,
@@ -72,6 +90,7 @@ impl Store {
         add_ops(prefix, &ops, &mut batch);
         batch.put_cf(&self.log_cf(), prefix.bytes(), changelog::encode_replica_state(pos, &state.log));
         self.write(batch)?;
+        update_cache(prefix, &ops, cache);
         state.backlog.push(pos, entry);
         state.head.advance(pos);
         Ok(())
@@ -116,13 +135,19 @@ impl Store {
 
     /// Empties a slot before a full sync into it, and tells senders streaming from its old log
     /// to stop. The slot stays empty at position 0 until [`Store::finish_full_sync`].
-    pub fn begin_full_sync(&self, prefix: SlotPrefix, state: &mut WriteState) -> Result<(), rocksdb::Error> {
+    pub fn begin_full_sync(
+        &self,
+        prefix: SlotPrefix,
+        cache: &SlotCache,
+        state: &mut WriteState,
+    ) -> Result<(), rocksdb::Error> {
         let (start, end) = prefix.range();
         let mut batch = WriteBatch::default();
         batch.delete_range(&start, &end);
         batch.delete_range_cf(&self.log_cf(), &start, &end);
         self.write(batch)?;
         self.flush_wal()?;
+        cache.clear();
         state.log = LogMeta::default();
         state.backlog.reset(LogPos::default());
         state.head.replace(LogPos::default());
@@ -132,7 +157,7 @@ impl Store {
     /// Writes one chunk of a full sync. Outside the WAL: the chunks become durable together, by
     /// the memtable flush of [`Store::flush_data`]; a crash before that restarts the full sync
     /// (the replica's role record says so).
-    pub fn apply_chunk(&self, prefix: SlotPrefix, chunk: &[u8]) -> Result<u64, ApplyError> {
+    pub fn apply_chunk(&self, prefix: SlotPrefix, cache: &SlotCache, chunk: &[u8]) -> Result<u64, ApplyError> {
         let pairs = changelog::decode_pairs(chunk)?;
         let mut batch = WriteBatch::default();
         let ops: Vec<Op<'_>> = pairs.iter().map(|(k, v)| Op::Put(k, v)).collect();
@@ -140,6 +165,13 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
         self.db.write_opt(batch, &wo)?;
+        // Forgotten rather than cached: a full sync would otherwise flood the cache.
+        let metas: Vec<Vec<u8>> = pairs
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&TAG_META))
+            .map(|(k, _)| [prefix.bytes().as_slice(), k].concat())
+            .collect();
+        cache.invalidate(metas.iter().map(Vec::as_slice));
         Ok(pairs.len() as u64)
     }
 

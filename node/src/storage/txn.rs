@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use parking_lot::{lock_api::ArcMutexGuard, RawMutex};
 use rocksdb::WriteBatch;
 
+use super::cache::{Lookup, SlotCache};
 use super::changelog::ChangeSet;
 use super::encoding::{self, Kind, Meta, MetaBody, SlotPrefix};
 use super::{now_ms, Db, Store, WriteState};
@@ -18,6 +19,8 @@ const POINT_DELETE_LIMIT: u64 = 256;
 pub struct Txn<'a> {
     store: &'a Store,
     pub prefix: SlotPrefix,
+    /// The slot's meta records in memory: read through, updated on commit.
+    cache: &'a SlotCache,
     /// The command's clock: every expiry decision in one command uses the same instant.
     pub now_ms: u64,
     /// The writes so far, applied as one batch; created on the first write, so read-only
@@ -38,6 +41,7 @@ impl<'a> Txn<'a> {
     pub(super) fn new(
         store: &'a Store,
         prefix: SlotPrefix,
+        cache: &'a SlotCache,
         guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
     ) -> Self {
         // Whether the slot logs cannot change while the write lock is held (it only changes
@@ -46,6 +50,7 @@ impl<'a> Txn<'a> {
         Txn {
             store,
             prefix,
+            cache,
             now_ms: now_ms(),
             batch: None,
             changes: ChangeSet::new(logging),
@@ -67,7 +72,17 @@ impl<'a> Txn<'a> {
         {
             return Ok(None);
         }
-        Ok(self.store.get(key)?)
+        if !is_meta_key(key) {
+            return Ok(self.store.get(key)?);
+        }
+        match self.cache.lookup(key) {
+            Lookup::Hit(value) => Ok(value),
+            Lookup::Miss(ticket) => {
+                let value = self.store.get(key)?;
+                self.cache.fill(key, value.as_deref(), ticket);
+                Ok(value)
+            }
+        }
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -111,6 +126,16 @@ impl<'a> Txn<'a> {
         let Some(batch) = self.batch.take().filter(|_| !self.changes.is_empty()) else { return Ok(false) };
         let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
         self.store.commit_changes(batch, std::mem::take(&mut self.changes), state)?;
+        // The cache follows RocksDB, still under the slot's lock (see `cache`).
+        if !self.deleted_ranges.is_empty() {
+            let (meta_start, meta_end) = self.prefix.tag_range(encoding::TAG_META);
+            if self.deleted_ranges.iter().any(|(s, e)| encoding::ranges_overlap((s, e), (&meta_start, &meta_end))) {
+                self.cache.clear();
+            }
+        }
+        for (key, value) in self.overlay.iter().filter(|(key, _)| is_meta_key(key)) {
+            self.cache.update(key, value.as_deref());
+        }
         {
             state.commits += 1;
             if self.earliest_expiry < state.next_expiry {
@@ -279,6 +304,11 @@ impl<'a> Txn<'a> {
         }
         ElemIter { iter, skip: base.len(), reverse }
     }
+}
+
+/// Whether a stored key is a meta record (the ones the cache holds).
+fn is_meta_key(key: &[u8]) -> bool {
+    key.get(8) == Some(&encoding::TAG_META)
 }
 
 /// A collection element as iterated: `(suffix, value)`.
