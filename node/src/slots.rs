@@ -51,7 +51,7 @@ pub enum Role {
 }
 
 impl Slot {
-    fn new(table: u32, id: u32, fenced: bool, cache: &Arc<CacheBudget>) -> Slot {
+    fn new(table: u32, id: u32, fenced: bool, cache: &Arc<CacheBudget>, cache_shards: usize) -> Slot {
         Slot {
             table,
             id,
@@ -62,7 +62,7 @@ impl Slot {
                 log: LogMeta { history: crate::replication::new_history(), ..Default::default() },
                 ..Default::default()
             })),
-            cache: SlotCache::new(cache.clone()),
+            cache: SlotCache::new(cache.clone(), cache_shards),
             role: RwLock::new(Role::Master),
             fenced: AtomicBool::new(fenced),
             alive: AtomicBool::new(true),
@@ -347,9 +347,12 @@ fn build_table(
     cache: &Arc<CacheBudget>,
 ) -> Table {
     let mut slots: Vec<Option<Arc<Slot>>> = vec![None; slot_count as usize];
+    // A table of one slot (classic mode) takes every read on one cache: split it.
+    let cache_shards = if slot_count == 1 { 16 } else { 1 };
     for &sid in owned {
         let existing = previous.and_then(|p| p.slot(sid)).cloned();
-        slots[sid as usize] = Some(existing.unwrap_or_else(|| Arc::new(Slot::new(id, sid, fenced, cache))));
+        slots[sid as usize] =
+            Some(existing.unwrap_or_else(|| Arc::new(Slot::new(id, sid, fenced, cache, cache_shards))));
     }
     let stats = previous.map(|p| p.stats.clone()).unwrap_or_default();
     Table { id, slot_count, slots, stats }

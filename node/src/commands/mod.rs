@@ -212,3 +212,26 @@ pub fn resolve_name(args: &[Bytes]) -> String {
     }
     name
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(spec_keys: Keys, args: &[&str]) -> Vec<String> {
+        let spec = Spec::slot("x", -1, 0, spec_keys, |_, _| Ok(Reply::Ok));
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+        spec.keys_of(&args).iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect()
+    }
+
+    #[test]
+    fn key_layouts() {
+        assert_eq!(keys(KEY1, &["get", "k"]), ["k"]);
+        assert_eq!(keys(ALL_KEYS, &["del", "a", "b", "c"]), ["a", "b", "c"]);
+        assert_eq!(keys(Keys::Range(1, -1, 2), &["mset", "a", "1", "b", "2"]), ["a", "b"]);
+        assert_eq!(keys(Keys::Range(1, -2, 1), &["blpop", "a", "b", "0"]), ["a", "b"]);
+        assert_eq!(keys(Keys::Range(1, 2, 1), &["rename", "a", "b"]), ["a", "b"]);
+        assert!(keys(Keys::Range(2, 2, 1), &["object", "encoding"]).is_empty(), "key beyond the arguments");
+        assert!(keys(Keys::Range(1, -2, 1), &["blpop"]).is_empty());
+        assert!(keys(Keys::None, &["ping", "x"]).is_empty());
+    }
+}

@@ -88,7 +88,11 @@ pub struct Ticket(u64);
 
 pub struct SlotCache {
     budget: Arc<CacheBudget>,
-    inner: Mutex<Inner>,
+    hasher: foldhash::fast::RandomState,
+    /// Independent parts by key hash, each with its own lock and generation: one for a slot of a
+    /// sharded table (its 1024 siblings spread the load), several for a classic-mode table,
+    /// whose single slot every client's reads would otherwise queue on.
+    shards: Box<[Mutex<Inner>]>,
 }
 
 /// One cached record. The key and the record share one allocation, so a hit touches the
@@ -126,7 +130,6 @@ impl Entry {
 /// list's relinking cost a third of a cached SET).
 struct Inner {
     table: HashTable<Entry>,
-    hasher: foldhash::fast::RandomState,
     /// CLOCK's hand: the next bucket to look at.
     hand: usize,
     bytes: usize,
@@ -138,10 +141,6 @@ fn charge(key: &[u8], value: Option<&[u8]>) -> usize {
 }
 
 impl Inner {
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
     fn remove(&mut self, hash: u64, key: &[u8]) -> usize {
         match self.table.find_entry(hash, |e| e.key() == key) {
             Ok(found) => {
@@ -187,14 +186,22 @@ impl std::fmt::Debug for SlotCache {
 }
 
 impl SlotCache {
-    pub fn new(budget: Arc<CacheBudget>) -> SlotCache {
-        let inner = Inner { table: HashTable::new(), hasher: Default::default(), hand: 0, bytes: 0, gen: 0 };
-        SlotCache { budget, inner: Mutex::new(inner) }
+    /// A cache in `shards` parts (at least one).
+    pub fn new(budget: Arc<CacheBudget>, shards: usize) -> SlotCache {
+        let shards = (0..shards.max(1))
+            .map(|_| Mutex::new(Inner { table: HashTable::new(), hand: 0, bytes: 0, gen: 0 }))
+            .collect();
+        SlotCache { budget, hasher: Default::default(), shards }
+    }
+
+    /// The key's hash and the locked shard that holds it.
+    fn shard(&self, key: &[u8]) -> (u64, parking_lot::MutexGuard<'_, Inner>) {
+        let hash = self.hasher.hash_one(key);
+        (hash, self.shards[(hash >> 32) as usize % self.shards.len()].lock())
     }
 
     pub fn lookup(&self, key: &[u8]) -> Lookup {
-        let mut inner = self.inner.lock();
-        let hash = inner.hash(key);
+        let (hash, mut inner) = self.shard(key);
         match inner.table.find_mut(hash, |e| e.key() == key) {
             Some(entry) => {
                 entry.referenced = true;
@@ -210,64 +217,62 @@ impl SlotCache {
 
     /// Keeps what a reader found in RocksDB, unless a write reached the cache since its lookup.
     pub fn fill(&self, key: &[u8], value: Option<&[u8]>, ticket: Ticket) {
-        let mut inner = self.inner.lock();
+        let (hash, mut inner) = self.shard(key);
         if inner.gen == ticket.0 {
-            self.insert(&mut inner, key, value);
+            self.insert(&mut inner, hash, key, value);
         }
     }
 
     /// A committed write of `key` (`None`: deleted). Call after the RocksDB write, under the
     /// slot's write lock.
     pub fn update(&self, key: &[u8], value: Option<&[u8]>) {
-        let mut inner = self.inner.lock();
+        let (hash, mut inner) = self.shard(key);
         inner.gen += 1;
-        self.insert(&mut inner, key, value);
+        self.insert(&mut inner, hash, key, value);
     }
 
     /// Forgets `keys` (written behind the cache's back, e.g. by a full sync).
     pub fn invalidate<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
-        let mut inner = self.inner.lock();
-        inner.gen += 1;
-        let freed: usize = keys
-            .into_iter()
-            .map(|k| {
-                let hash = inner.hash(k);
-                inner.remove(hash, k)
-            })
-            .sum();
-        self.release(freed);
+        for key in keys {
+            let (hash, mut inner) = self.shard(key);
+            inner.gen += 1;
+            let freed = inner.remove(hash, key);
+            self.release(freed);
+        }
     }
 
     /// Forgets everything (the slot was rewritten as a whole).
     pub fn clear(&self) {
-        let mut inner = self.inner.lock();
-        inner.gen += 1;
-        inner.table = HashTable::new();
-        inner.hand = 0;
-        let freed = std::mem::take(&mut inner.bytes);
-        self.release(freed);
+        for shard in self.shards.iter() {
+            let mut inner = shard.lock();
+            inner.gen += 1;
+            inner.table = HashTable::new();
+            inner.hand = 0;
+            let freed = std::mem::take(&mut inner.bytes);
+            self.release(freed);
+        }
     }
 
     /// Evicts entries until this slot holds at most `keep` of its bytes.
     pub fn trim(&self, keep: f64) {
-        let mut inner = self.inner.lock();
-        let target = (inner.bytes as f64 * keep.clamp(0.0, 1.0)) as usize;
-        let mut freed = 0;
-        while inner.bytes > target {
-            freed += inner.evict_one();
+        for shard in self.shards.iter() {
+            let mut inner = shard.lock();
+            let target = (inner.bytes as f64 * keep.clamp(0.0, 1.0)) as usize;
+            let mut freed = 0;
+            while inner.bytes > target {
+                freed += inner.evict_one();
+            }
+            inner.table.shrink_to_fit(|e| e.hash);
+            self.release(freed);
         }
-        inner.table.shrink_to_fit(|e| e.hash);
-        self.release(freed);
     }
 
     /// Entries and bytes held.
     pub fn usage(&self) -> (usize, usize) {
-        let inner = self.inner.lock();
-        (inner.table.len(), inner.bytes)
+        self.shards.iter().map(|s| s.lock()).fold((0, 0), |(n, b), s| (n + s.table.len(), b + s.bytes))
     }
 
-    fn insert(&self, inner: &mut Inner, key: &[u8], value: Option<&[u8]>) {
-        let hash = inner.hash(key);
+    fn insert(&self, inner: &mut Inner, hash: u64, key: &[u8], value: Option<&[u8]>) {
         self.release(inner.remove(hash, key));
         let cost = charge(key, value);
         if cost > MAX_ENTRY {
@@ -296,7 +301,8 @@ impl SlotCache {
 
 impl Drop for SlotCache {
     fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.inner.get_mut().bytes, Ordering::Relaxed);
+        let held: usize = self.shards.iter_mut().map(|s| s.get_mut().bytes).sum();
+        self.release(held);
     }
 }
 
@@ -320,7 +326,7 @@ mod tests {
 
     #[test]
     fn fills_and_updates() {
-        let cache = SlotCache::new(CacheBudget::new(1 << 20));
+        let cache = SlotCache::new(CacheBudget::new(1 << 20), 1);
         let t = ticket(&cache, b"k");
         cache.fill(b"k", Some(b"v1"), t);
         assert_eq!(hit(&cache, b"k"), Some(Some(b"v1".to_vec())));
@@ -332,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_raced_with_a_write_is_dropped() {
-        let cache = SlotCache::new(CacheBudget::new(1 << 20));
+        let cache = SlotCache::new(CacheBudget::new(1 << 20), 1);
         // A reader misses, then reads the old value from RocksDB ...
         let t = ticket(&cache, b"k");
         // ... a writer commits v2 and updates another key of the slot meanwhile ...
@@ -352,9 +358,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sharded_cache_keeps_the_same_promises() {
+        let budget = CacheBudget::new(1 << 20);
+        let cache = SlotCache::new(budget.clone(), 8);
+        let keys: Vec<Vec<u8>> = (0..64u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let tickets: Vec<Ticket> = keys.iter().map(|k| ticket(&cache, k)).collect();
+        cache.clear(); // every shard's generation moves on
+        for (k, t) in keys.iter().zip(&tickets) {
+            cache.fill(k, Some(b"stale"), *t);
+            assert_eq!(hit(&cache, k), None);
+        }
+        for k in &keys {
+            cache.update(k, Some(b"v"));
+        }
+        assert!(keys.iter().all(|k| hit(&cache, k) == Some(Some(b"v".to_vec()))));
+        assert_eq!(cache.usage(), (64, budget.used()));
+        drop(cache);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn accounting_follows_every_change_and_drop() {
         let budget = CacheBudget::new(1 << 20);
-        let cache = SlotCache::new(budget.clone());
+        let cache = SlotCache::new(budget.clone(), 1);
         cache.update(b"a", Some(b"1234"));
         cache.update(b"b", None);
         assert_eq!(budget.used(), charge(b"a", Some(b"1234")) + charge(b"b", None));
@@ -362,7 +388,7 @@ mod tests {
         assert_eq!(budget.used(), charge(b"a", Some(b"12")) + charge(b"b", None));
         cache.invalidate([&b"a"[..]]);
         assert_eq!(budget.used(), charge(b"b", None));
-        let other = SlotCache::new(budget.clone());
+        let other = SlotCache::new(budget.clone(), 1);
         other.update(b"c", Some(b"x"));
         drop(other);
         assert_eq!(budget.used(), charge(b"b", None));
@@ -374,7 +400,7 @@ mod tests {
     fn stays_within_budget_keeping_what_is_used() {
         let per = charge(b"k00", Some(b"v"));
         let budget = CacheBudget::new(per * 10);
-        let cache = SlotCache::new(budget.clone());
+        let cache = SlotCache::new(budget.clone(), 1);
         for i in 0..10u8 {
             cache.update(format!("k{i:02}").as_bytes(), Some(b"v"));
         }
@@ -392,7 +418,7 @@ mod tests {
     #[test]
     fn big_records_and_a_zero_budget_bypass_the_cache() {
         let budget = CacheBudget::new(1 << 30);
-        let cache = SlotCache::new(budget.clone());
+        let cache = SlotCache::new(budget.clone(), 1);
         cache.update(b"small", Some(b"v"));
         cache.update(b"small", Some(&vec![0u8; MAX_ENTRY]));
         assert_eq!(hit(&cache, b"small"), None, "a big record replaces nothing stale");
@@ -405,7 +431,7 @@ mod tests {
     #[test]
     fn trim_gives_memory_back() {
         let budget = CacheBudget::new(1 << 20);
-        let cache = SlotCache::new(budget.clone());
+        let cache = SlotCache::new(budget.clone(), 1);
         for i in 0..100u32 {
             cache.update(&i.to_be_bytes(), Some(b"value"));
         }
