@@ -12,12 +12,7 @@ use support::*;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn sharding(slots: u32, extra: &[(&str, &str)]) -> Node {
-    let slot_num = slots.to_string();
-    let mut conf = vec![("instance-mode", "sharding"), ("default-slot-num", slot_num.as_str())];
-    conf.extend_from_slice(extra);
-    let node = Node::start(&conf);
-    let _: () = query(&mut node.conn(), &["pkcluster", "addslots", &format!("0-{}", slots - 1)]);
-    node
+    Node::sharding_all_with(slots, extra)
 }
 
 fn cache_field(node: &Node, name: &str) -> u64 {

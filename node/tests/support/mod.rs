@@ -45,7 +45,15 @@ impl Node {
 
     /// A sharding-mode node with `slots` slots in db0, owning all of them.
     pub fn sharding_all(slots: u32) -> Node {
-        let node = Node::start(&[("instance-mode", "sharding"), ("default-slot-num", &slots.to_string())]);
+        Node::sharding_all_with(slots, &[])
+    }
+
+    /// Like [`Node::sharding_all`], with more pika.conf options.
+    pub fn sharding_all_with(slots: u32, extra: &[(&str, &str)]) -> Node {
+        let slot_num = slots.to_string();
+        let mut conf = vec![("instance-mode", "sharding"), ("default-slot-num", slot_num.as_str())];
+        conf.extend_from_slice(extra);
+        let node = Node::start(&conf);
         let mut c = node.conn();
         let _: () = redis::cmd("pkcluster").arg("addslots").arg(format!("0-{}", slots - 1)).query(&mut c).unwrap();
         node
