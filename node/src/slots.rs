@@ -306,6 +306,7 @@ impl Slots {
         for slot in slots {
             let _writes = slot.lock.lock();
             slot.alive.store(false, Ordering::Release);
+            let _writing = slot.cache.writing();
             self.store.drop_slot(slot.prefix)?;
             slot.cache.clear();
         }

@@ -9,9 +9,11 @@
 //! - writers update the cache after their RocksDB write, still under the slot's write lock, so
 //!   per key the cache sees writes in commit order;
 //! - readers take no slot lock. A miss is filled with what RocksDB returned only if no write
-//!   touched the slot's cache in between: every update bumps `gen`, and a fill carries the `gen`
-//!   it saw before its RocksDB read. A fill that lost the race is dropped (the next read misses
-//!   again), so a value read before a write can never land in the cache after it;
+//!   touched the slot's cache in between and none is under way: every update bumps `gen`, a
+//!   fill carries the `gen` it saw before its RocksDB read, and a writer holds
+//!   [`SlotCache::writing`] from before its RocksDB write until its cache update. A fill that
+//!   lost the race is dropped (the next read misses again), so a value read before a write can
+//!   never land in the cache after it, nor replace a newer value another reader filled;
 //! - anything that rewrites the slot wholesale (FLUSHDB, delslots, a full sync) clears it.
 //!
 //! Absence is cached too (`None`): the read before a write to a new key, EXISTS on a missing key.
@@ -93,6 +95,17 @@ pub struct SlotCache {
     /// sharded table (its 1024 siblings spread the load), several for a classic-mode table,
     /// whose single slot every client's reads would otherwise queue on.
     shards: Box<[Mutex<Inner>]>,
+    /// Writes between their RocksDB write and their cache update ([`SlotCache::writing`]).
+    writes_in_flight: AtomicUsize,
+}
+
+/// A write of the slot in progress (see [`SlotCache::writing`]).
+pub struct Writing<'c>(&'c SlotCache);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One cached record. The key and the record share one allocation, so a hit touches the
@@ -191,7 +204,7 @@ impl SlotCache {
         let shards = (0..shards.max(1))
             .map(|_| Mutex::new(Inner { table: HashTable::new(), hand: 0, bytes: 0, gen: 0 }))
             .collect();
-        SlotCache { budget, hasher: Default::default(), shards }
+        SlotCache { budget, hasher: Default::default(), shards, writes_in_flight: AtomicUsize::new(0) }
     }
 
     /// The key's hash and the locked shard that holds it.
@@ -215,10 +228,19 @@ impl SlotCache {
         }
     }
 
-    /// Keeps what a reader found in RocksDB, unless a write reached the cache since its lookup.
+    /// Announces a write about to reach RocksDB; hold the guard until the cache has been
+    /// updated. Meanwhile no reader fills: what it read may predate the write, and a fill that
+    /// landed after a newer reader's would bring the older value back.
+    pub fn writing(&self) -> Writing<'_> {
+        self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+        Writing(self)
+    }
+
+    /// Keeps what a reader found in RocksDB, unless a write reached the cache since its lookup
+    /// or is on its way.
     pub fn fill(&self, key: &[u8], value: Option<&[u8]>, ticket: Ticket) {
         let (hash, mut inner) = self.shard(key);
-        if inner.gen == ticket.0 {
+        if inner.gen == ticket.0 && self.writes_in_flight.load(Ordering::SeqCst) == 0 {
             self.insert(&mut inner, hash, key, value);
         }
     }
@@ -355,6 +377,23 @@ mod tests {
         cache.clear();
         cache.fill(b"k", Some(b"old"), t);
         assert_eq!(hit(&cache, b"k"), None);
+    }
+
+    #[test]
+    fn no_fill_while_a_write_is_between_rocksdb_and_the_cache() {
+        let cache = SlotCache::new(CacheBudget::new(1 << 20), 1);
+        // R1 misses and reads v0; the writer has written v1 to RocksDB, not yet to the cache;
+        // R2 misses and reads v1. Neither may fill: R1's would replace R2's newer value.
+        let t1 = ticket(&cache, b"k");
+        let writing = cache.writing();
+        let t2 = ticket(&cache, b"k");
+        cache.fill(b"k", Some(b"v1"), t2);
+        cache.fill(b"k", Some(b"v0"), t1);
+        assert_eq!(hit(&cache, b"k"), None);
+        cache.update(b"k", Some(b"v1"));
+        drop(writing);
+        cache.fill(b"k", Some(b"v0"), t1);
+        assert_eq!(hit(&cache, b"k"), Some(Some(b"v1".to_vec())));
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         add_ops(prefix, &ops, &mut batch);
         batch.put_cf(&self.log_cf(), prefix.bytes(), changelog::encode_replica_state(pos, &state.log));
+        let _writing = cache.writing();
         self.write(batch)?;
         update_cache(prefix, &ops, cache);
         state.backlog.push(pos, entry);
@@ -145,9 +146,12 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.delete_range(&start, &end);
         batch.delete_range_cf(&self.log_cf(), &start, &end);
-        self.write(batch)?;
+        {
+            let _writing = cache.writing();
+            self.write(batch)?;
+            cache.clear();
+        }
         self.flush_wal()?;
-        cache.clear();
         state.log = LogMeta::default();
         state.backlog.reset(LogPos::default());
         state.head.replace(LogPos::default());
@@ -164,6 +168,7 @@ impl Store {
         add_ops(prefix, &ops, &mut batch);
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
+        let _writing = cache.writing();
         self.db.write_opt(batch, &wo)?;
         // Forgotten rather than cached: a full sync would otherwise flood the cache.
         let metas: Vec<Vec<u8>> = pairs

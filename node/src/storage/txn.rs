@@ -125,6 +125,7 @@ impl<'a> Txn<'a> {
     pub fn commit(mut self) -> CmdResult<bool> {
         let Some(batch) = self.batch.take().filter(|_| !self.changes.is_empty()) else { return Ok(false) };
         let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
+        let _writing = self.cache.writing();
         self.store.commit_changes(batch, std::mem::take(&mut self.changes), state)?;
         // The cache follows RocksDB, still under the slot's lock (see `cache`).
         if !self.deleted_ranges.is_empty() {
