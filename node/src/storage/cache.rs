@@ -22,15 +22,14 @@
 //! [`SlotCache::trim`] on every slot when the node as a whole is over (so a slot that went cold
 //! gives its memory back to the hot ones).
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 
-/// Bytes charged per entry beyond its key and value: the LRU node, two boxes, the table slot.
+/// Bytes charged per entry beyond its key and value: the table slot and the allocation's header.
 const ENTRY_OVERHEAD: usize = 80;
 /// Records bigger than this are never cached: one would displace thousands of small ones, and
 /// copying it out costs more than RocksDB's read.

@@ -46,6 +46,11 @@ impl SlotPrefix {
         (self.0.to_vec(), successor(&self.0))
     }
 
+    /// A key of this slot from its part after the prefix (as the change log stores keys).
+    pub fn absolute(&self, relative: &[u8]) -> Vec<u8> {
+        [self.0.as_slice(), relative].concat()
+    }
+
     /// `[start, end)` covering one of the tag spaces of this slot.
     pub fn tag_range(&self, tag: u8) -> (Vec<u8>, Vec<u8>) {
         let mut start = self.0.to_vec();

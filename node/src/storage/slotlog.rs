@@ -10,13 +10,17 @@ use super::changelog::{self, ChangeSet, LogMeta, LogPos, Op};
 use super::encoding::{ranges_overlap, successor, SlotPrefix, TAG_META};
 use super::{ApplyError, Store, WriteState, CF_LOG};
 
+/// Whether a key relative to its slot prefix is a meta record (the ones the cache holds).
+fn is_meta(relative: &[u8]) -> bool {
+    relative.first() == Some(&TAG_META)
+}
+
 /// Brings a slot's cache in line with operations just written (in their order).
 fn update_cache(prefix: SlotPrefix, ops: &[Op<'_>], cache: &SlotCache) {
-    let full = |rel: &[u8]| [prefix.bytes().as_slice(), rel].concat();
     for op in ops {
         match *op {
-            Op::Put(k, v) if k.first() == Some(&TAG_META) => cache.update(&full(k), Some(v)),
-            Op::Delete(k) if k.first() == Some(&TAG_META) => cache.update(&full(k), None),
+            Op::Put(k, v) if is_meta(k) => cache.update(&prefix.absolute(k), Some(v)),
+            Op::Delete(k) if is_meta(k) => cache.update(&prefix.absolute(k), None),
             // A range reaching meta records (FLUSHDB, a slot-wide delete), not a collection's.
             Op::DeleteRange(start, end) if ranges_overlap((start, end), (&[TAG_META], &[TAG_META + 1])) => {
                 cache.clear()
@@ -28,12 +32,7 @@ fn update_cache(prefix: SlotPrefix, ops: &[Op<'_>], cache: &SlotCache) {
 
 /// Appends an entry's operations to `batch`, with this node's slot prefix in front of every key.
 fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch) {
-    let mut key = prefix.bytes().to_vec();
-    let mut full = |rel: &[u8]| -> Vec<u8> {
-        key.truncate(8);
-        key.extend_from_slice(rel);
-        key.clone()
-    };
+    let full = |rel: &[u8]| prefix.absolute(rel);
     for op in ops {
         match *op {
             Op::Put(k, v) => batch.put(full(k), v),
@@ -171,11 +170,7 @@ impl Store {
         let _writing = cache.writing();
         self.db.write_opt(batch, &wo)?;
         // Forgotten rather than cached: a full sync would otherwise flood the cache.
-        let metas: Vec<Vec<u8>> = pairs
-            .iter()
-            .filter(|(k, _)| k.first() == Some(&TAG_META))
-            .map(|(k, _)| [prefix.bytes().as_slice(), k].concat())
-            .collect();
+        let metas: Vec<Vec<u8>> = pairs.iter().filter(|(k, _)| is_meta(k)).map(|(k, _)| prefix.absolute(k)).collect();
         cache.invalidate(metas.iter().map(Vec::as_slice));
         Ok(pairs.len() as u64)
     }

@@ -309,7 +309,7 @@ impl<'a> Txn<'a> {
 
 /// Whether a stored key is a meta record (the ones the cache holds).
 fn is_meta_key(key: &[u8]) -> bool {
-    key.get(8) == Some(&encoding::TAG_META)
+    encoding::decode_meta_key(key).is_some()
 }
 
 /// A collection element as iterated: `(suffix, value)`.
