@@ -14,6 +14,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::server::{Server, Session};
 use crate::slots::{Slot, Table};
+use crate::storage::Group;
 
 /// Commands Pika 3.3.6 refuses in sharding mode (compat doc 4.6). Those we implement are still
 /// accepted when all their keys share one slot (hashtags), as Redis Cluster does.
@@ -109,11 +110,10 @@ async fn run(
             count_table_stats(table, spec);
             if let Some(first) = one_slot(table, spec, args) {
                 let slot = routed_slot(table, first, spec)?;
-                let ex = Exec { server, table, slot };
                 if spec.flags & BLOCKING != 0 {
-                    return run_blocking(server, &ex, f, args, &spec.keys_of(args)).await;
+                    return run_blocking(server, table, slot, f, args, &spec.keys_of(args)).await;
                 }
-                return f(&ex, args);
+                return f(&Exec { server, table, slot, group: None }, args);
             }
             match spec.split {
                 Split::No if HASHTAG_CHECKED.contains(&name) => {
@@ -161,7 +161,9 @@ fn routed_slot<'t>(table: &'t Table, slot: u32, spec: &Spec) -> CmdResult<&'t Ar
 
 /// DEL/EXISTS/MGET/MSET over several slots: every slot is checked before anything runs (unlike
 /// Pika, which may apply earlier groups before failing a later one), then each slot's group runs
-/// as its own command and the replies are merged in key order.
+/// as its own command and the replies are merged in key order. The writes of all slots (MSET,
+/// DEL) are one RocksDB batch: a 10-key MSET costs one write instead of ten, and is all or
+/// nothing across a crash.
 fn run_split(
     server: &Server,
     table: &Arc<Table>,
@@ -188,11 +190,15 @@ fn run_split(
         group.1.push(i);
         group.2.extend_from_slice(item);
     }
+    // Ascending slot order: the write locks of a batch are always taken in the same order.
+    groups.sort_unstable_by_key(|g| g.0);
     let slots: Vec<&Arc<Slot>> = groups.iter().map(|g| routed_slot(table, g.0, spec)).collect::<CmdResult<_>>()?;
+    let batch = Group::default();
+    let batch = spec.is_write().then_some(&batch);
     let mut sum = 0i64;
     let mut per_key = vec![Reply::Nil; (args.len() - 1) / per_item];
     for (group, slot) in groups.iter().zip(slots) {
-        let reply = f(&Exec { server, table, slot }, &group.2)?;
+        let reply = f(&Exec { server, table, slot, group: batch }, &group.2)?;
         match (split, reply) {
             (Split::Sum, Reply::Int(n)) => sum += n,
             (Split::PerKey, Reply::Array(items)) => {
@@ -203,6 +209,9 @@ fn run_split(
             (_, Reply::Error(e)) => return Err(CmdError::Msg(e)),
             _ => {}
         }
+    }
+    if let Some(batch) = batch {
+        crate::storage::commit_group(&server.store, batch.take())?;
     }
     Ok(match split {
         Split::Sum => Reply::Int(sum),
@@ -226,16 +235,18 @@ fn blocking_timeout(arg: &[u8]) -> CmdResult<Option<Duration>> {
 /// to one of the keys, the timeout, or shutdown, and try again.
 async fn run_blocking(
     server: &Server,
-    ex: &Exec<'_>,
+    table: &Arc<Table>,
+    slot: &Arc<Slot>,
     f: commands::SlotFn,
     args: &[Bytes],
     keys: &[Bytes],
 ) -> CmdResult<Reply> {
     let timeout = blocking_timeout(args.last().expect("arity checked"))?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let interest = server.blocking.register(ex.table.id, keys);
+    let interest = server.blocking.register(table.id, keys);
     loop {
-        match f(ex, args)? {
+        // The context lives only for the attempt, not across the wait (it is not `Send`).
+        match f(&Exec { server, table, slot, group: None }, args)? {
             Reply::Nil | Reply::NilArray => {}
             reply => return Ok(reply),
         }

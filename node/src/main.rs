@@ -75,6 +75,9 @@ fn main() -> std::process::ExitCode {
         {
             let c = server.config.read();
             tracing::info!(port = c.port, mode = c.instance_mode.name(), db = %c.db_path.display(), "pika-node serving");
+            if cfg!(feature = "bench-skip-storage-writes") {
+                tracing::warn!("built with bench-skip-storage-writes: data writes are NOT stored");
+            }
         }
         // On a worker thread: the accept loop then shares the runtime's threads instead of
         // waiting for the main thread to be scheduled for every connection.

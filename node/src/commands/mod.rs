@@ -30,13 +30,15 @@ use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::server::{Server, Session};
 use crate::slots::{Slot, Table};
-use crate::storage::Txn;
+use crate::storage::{Group, Txn};
 
 /// Context of a keyed command: the slot its keys map to.
 pub struct Exec<'a> {
     pub server: &'a Server,
     pub table: &'a Arc<Table>,
     pub slot: &'a Arc<Slot>,
+    /// Set when the command spans several slots and writes them in one batch.
+    pub group: Option<&'a Group<'a>>,
 }
 
 impl<'a> Exec<'a> {
@@ -48,7 +50,10 @@ impl<'a> Exec<'a> {
     /// A transaction holding the slot's write lock. Ownership and role are checked again under
     /// the lock: a delslots, role change or fence that raced with this command wins.
     pub fn write(&self) -> CmdResult<Txn<'a>> {
-        let txn = self.server.store.txn(self.slot.prefix, &self.slot.cache, Some(&self.slot.lock));
+        let mut txn = self.server.store.txn(self.slot.prefix, &self.slot.cache, Some(&self.slot.lock));
+        if let Some(group) = self.group {
+            txn = txn.in_group(group);
+        }
         if !self.slot.alive.load(std::sync::atomic::Ordering::Acquire) {
             return Err(CmdError::PartitionNotFound);
         }

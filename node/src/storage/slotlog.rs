@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
 use super::cache::SlotCache;
-use super::changelog::{self, ChangeSet, LogMeta, LogPos, Op};
+use super::changelog::{self, LogMeta, LogPos, Op};
 use super::encoding::{ranges_overlap, successor, SlotPrefix, TAG_META};
 use super::{ApplyError, Store, WriteState, CF_LOG};
 
@@ -31,7 +31,7 @@ fn update_cache(prefix: SlotPrefix, ops: &[Op<'_>], cache: &SlotCache) {
 }
 
 /// Appends an entry's operations to `batch`, with this node's slot prefix in front of every key.
-fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch) {
+pub(super) fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch) {
     let full = |rel: &[u8]| prefix.absolute(rel);
     for op in ops {
         match *op {
@@ -51,22 +51,6 @@ fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch) {
 impl Store {
     pub(super) fn log_cf(&self) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
         self.db.cf_handle(CF_LOG).expect("log column family exists")
-    }
-
-    /// Commits a transaction's batch under the slot's lock, and keeps its change set as the
-    /// slot's next log entry (when the slot keeps a backlog).
-    pub fn commit_changes(
-        &self,
-        batch: WriteBatch,
-        changes: ChangeSet,
-        state: &mut WriteState,
-    ) -> Result<(), rocksdb::Error> {
-        self.write(batch)?;
-        let head = state.head.pos();
-        let next = LogPos { seq: head.seq + 1, offset: head.offset + changes.len() };
-        state.backlog.push(next, changes.into_bytes());
-        state.head.advance(next);
-        Ok(())
     }
 
     /// Applies a master's entry to a replica slot: the same operations under this node's prefix

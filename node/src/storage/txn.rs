@@ -1,13 +1,14 @@
 //! A command's view of one slot: point reads that see the command's own pending writes, element
 //! iteration, and one atomic commit.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use parking_lot::{lock_api::ArcMutexGuard, RawMutex};
 use rocksdb::WriteBatch;
 
 use super::cache::{Lookup, SlotCache};
-use super::changelog::ChangeSet;
+use super::changelog::{self, ChangeSet};
 use super::encoding::{self, Kind, Meta, MetaBody, SlotPrefix};
 use super::{now_ms, Db, Store, WriteState};
 use crate::error::{CmdError, CmdResult};
@@ -15,6 +16,13 @@ use crate::error::{CmdError, CmdResult};
 /// Collections up to this many elements are deleted element by element (point tombstones);
 /// bigger ones with one range tombstone, which costs the same whatever the size.
 const POINT_DELETE_LIMIT: u64 = 256;
+
+/// The transactions of one command spanning several slots (MSET, DEL), committed together by
+/// [`commit_group`] as one RocksDB write: all or nothing, across a crash too. Each keeps its
+/// slot's write lock until then; the dispatcher runs the slots in ascending order, so two such
+/// commands always lock in the same order and cannot deadlock (single-slot commands hold one
+/// lock and never wait for another).
+pub type Group<'a> = RefCell<Vec<Txn<'a>>>;
 
 pub struct Txn<'a> {
     store: &'a Store,
@@ -24,7 +32,7 @@ pub struct Txn<'a> {
     /// The command's clock: every expiry decision in one command uses the same instant.
     pub now_ms: u64,
     /// The writes so far, applied as one batch; created on the first write, so read-only
-    /// commands never allocate one.
+    /// commands never allocate one. Unused in a group, whose batch is built from the change sets.
     batch: Option<WriteBatch>,
     /// The same writes with keys relative to the slot prefix: the slot's log entry.
     changes: ChangeSet,
@@ -35,6 +43,8 @@ pub struct Txn<'a> {
     /// Earliest expiry this transaction sets (u64::MAX: none), published to the slot on commit.
     earliest_expiry: u64,
     guard: Option<ArcMutexGuard<RawMutex, WriteState>>,
+    /// Where [`Txn::commit`] leaves this transaction when it is part of a [`Group`].
+    group: Option<&'a Group<'a>>,
 }
 
 impl<'a> Txn<'a> {
@@ -58,7 +68,17 @@ impl<'a> Txn<'a> {
             deleted_ranges: Vec::new(),
             earliest_expiry: u64::MAX,
             guard,
+            group: None,
         }
+    }
+
+    /// Makes this (not yet written) transaction part of `group`: its commit waits for the
+    /// group's. Its change set is kept whole, since the group's batch is built from it.
+    pub fn in_group(mut self, group: &'a Group<'a>) -> Self {
+        debug_assert!(self.changes.is_empty());
+        self.changes = ChangeSet::new(true);
+        self.group = Some(group);
+        self
     }
 
     pub fn get(&self, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
@@ -86,19 +106,24 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.batch().put(&key, &value);
+        if let Some(batch) = self.batch() {
+            batch.put(&key, &value);
+        }
         self.changes.put(self.relative(&key), &value);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.batch().delete(&key);
+        if let Some(batch) = self.batch() {
+            batch.delete(&key);
+        }
         self.changes.delete(self.relative(&key));
         self.overlay.insert(key, None);
     }
 
-    fn batch(&mut self) -> &mut WriteBatch {
-        self.batch.get_or_insert_with(WriteBatch::default)
+    /// This transaction's own batch (None in a group).
+    fn batch(&mut self) -> Option<&mut WriteBatch> {
+        self.group.is_none().then(|| self.batch.get_or_insert_with(WriteBatch::default))
     }
 
     /// A key of this slot without the slot prefix, as the change log stores it.
@@ -122,12 +147,30 @@ impl<'a> Txn<'a> {
 
     /// Writes everything atomically, with its change-log entry (to the WAL buffer before it
     /// returns; durable at the connection's next group commit).
+    /// In a group, the writes are made by [`commit_group`] instead.
     pub fn commit(mut self) -> CmdResult<bool> {
-        let Some(batch) = self.batch.take().filter(|_| !self.changes.is_empty()) else { return Ok(false) };
-        let Some(state) = self.guard.as_mut() else { return Err(CmdError::err("write outside a locked transaction")) };
+        if self.changes.is_empty() {
+            return Ok(false);
+        }
+        if self.guard.is_none() {
+            return Err(CmdError::err("write outside a locked transaction"));
+        }
+        if let Some(group) = self.group {
+            group.borrow_mut().push(self);
+            return Ok(true);
+        }
+        let batch = self.batch.take().expect("a transaction with changes has a batch");
         let _writing = self.cache.writing();
-        self.store.commit_changes(batch, std::mem::take(&mut self.changes), state)?;
-        // The cache follows RocksDB, still under the slot's lock (see `cache`).
+        self.store.write(batch)?;
+        self.written();
+        Ok(true)
+    }
+
+    /// What follows the RocksDB write, still under the slot's lock: the slot's log entry, the
+    /// cache (see `cache`), the slot's commit count and next expiry.
+    fn written(mut self) {
+        let state = self.guard.as_mut().expect("checked by commit");
+        state.log_entry(std::mem::take(&mut self.changes));
         if !self.deleted_ranges.is_empty() {
             let (meta_start, meta_end) = self.prefix.tag_range(encoding::TAG_META);
             if self.deleted_ranges.iter().any(|(s, e)| encoding::ranges_overlap((s, e), (&meta_start, &meta_end))) {
@@ -137,14 +180,12 @@ impl<'a> Txn<'a> {
         for (key, value) in self.overlay.iter().filter(|(key, _)| is_meta_key(key)) {
             self.cache.update(key, value.as_deref());
         }
-        {
-            state.commits += 1;
-            if self.earliest_expiry < state.next_expiry {
-                state.next_expiry = self.earliest_expiry;
-                state.expiry_gen += 1;
-            }
+        let state = self.guard.as_mut().expect("checked by commit");
+        state.commits += 1;
+        if self.earliest_expiry < state.next_expiry {
+            state.next_expiry = self.earliest_expiry;
+            state.expiry_gen += 1;
         }
-        Ok(true)
     }
 
     // ---- keys ----
@@ -236,7 +277,9 @@ impl<'a> Txn<'a> {
     fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
         // The slot's own end (the next slot's prefix) is logged as "to the end of the slot".
         let rel_end: &[u8] = if end.starts_with(self.prefix.bytes()) { &end[8..] } else { &[] };
-        self.batch().delete_range(&start, &end);
+        if let Some(batch) = self.batch() {
+            batch.delete_range(&start, &end);
+        }
         self.changes.delete_range(self.relative(&start), rel_end);
         self.overlay
             .retain(|k, _| !(k.as_slice() >= start.as_slice() && (end.is_empty() || k.as_slice() < end.as_slice())));
@@ -305,6 +348,23 @@ impl<'a> Txn<'a> {
         }
         ElemIter { iter, skip: base.len(), reverse }
     }
+}
+
+/// Writes a group's transactions as one RocksDB batch, then finishes each (log entry, cache),
+/// releasing their locks.
+pub fn commit_group(store: &Store, txns: Vec<Txn<'_>>) -> CmdResult<()> {
+    let mut batch = WriteBatch::default();
+    for txn in &txns {
+        let ops = changelog::decode_entry(txn.changes.bytes()).map_err(|e| CmdError::err(e.0))?;
+        super::slotlog::add_ops(txn.prefix, &ops, &mut batch);
+    }
+    let caches: Vec<&SlotCache> = txns.iter().map(|txn| txn.cache).collect();
+    let _writing: Vec<_> = caches.iter().map(|cache| cache.writing()).collect();
+    store.write(batch)?;
+    for txn in txns {
+        txn.written();
+    }
+    Ok(())
 }
 
 /// Whether a stored key is a meta record (the ones the cache holds).
