@@ -45,18 +45,23 @@ fn clean_restart_keeps_data_slots_and_tables() {
     assert!(c.ttl::<_, i64>(&keys[1]).unwrap() > 900, "TTL survives");
 }
 
-#[test]
-fn kill_9_loses_no_acknowledged_write() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Starts a node owning all 1024 slots, runs `writers` threads that each call `op(connection,
+/// writer, i)` for i = 1, 2, ... until it fails, kills the node with SIGKILL after `run_for`,
+/// restarts it, and returns it with the last i each writer saw acknowledged.
+fn kill_9_under_writes(
+    dir: &std::path::Path,
+    writers: usize,
+    run_for: Duration,
+    op: fn(&mut redis::Connection, usize, u64) -> redis::RedisResult<()>,
+) -> (Node, Vec<u64>) {
     let conf = [("instance-mode", "sharding"), ("default-slot-num", "1024")];
-    let mut node = Node::new_in(tmp.path(), &conf);
+    let mut node = Node::new_in(dir, &conf);
     node.spawn();
     let mut c = node.conn();
     let _: () = redis::cmd("pkcluster").arg("addslots").arg("0-1023").query(&mut c).unwrap();
-    // Several writers; each records the highest index the server acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let writers: Vec<_> = acked
+    let acked: Vec<Arc<AtomicU64>> = (0..writers).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let threads: Vec<_> = acked
         .iter()
         .enumerate()
         .map(|(w, acked)| {
@@ -66,19 +71,7 @@ fn kill_9_loses_no_acknowledged_write() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let ok: redis::RedisResult<()> = redis::pipe()
-                        .cmd("SET")
-                        .arg(format!("w{w}:{i}"))
-                        .arg(i)
-                        .cmd("RPUSH")
-                        .arg(format!("list{w}"))
-                        .arg(i)
-                        .cmd("HINCRBY")
-                        .arg(format!("h{w}"))
-                        .arg("n")
-                        .arg(1)
-                        .query(&mut c);
-                    if ok.is_err() {
+                    if op(&mut c, w, i).is_err() {
                         break;
                     }
                     acked.store(i, Ordering::SeqCst);
@@ -86,16 +79,36 @@ fn kill_9_loses_no_acknowledged_write() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(run_for);
     node.kill9();
     stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
+    for t in threads {
+        t.join().unwrap();
     }
     node.spawn();
+    (node, acked.iter().map(|a| a.load(Ordering::SeqCst)).collect())
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Each writer records the highest index the server acknowledged.
+    let (node, acked) = kill_9_under_writes(tmp.path(), 4, Duration::from_millis(1500), |c, w, i| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(format!("w{w}:{i}"))
+            .arg(i)
+            .cmd("RPUSH")
+            .arg(format!("list{w}"))
+            .arg(i)
+            .cmd("HINCRBY")
+            .arg(format!("h{w}"))
+            .arg("n")
+            .arg(1)
+            .query(c)
+    });
     let mut c = node.conn();
-    for (w, acked) in acked.iter().enumerate() {
-        let n = acked.load(Ordering::SeqCst);
+    for (w, &n) in acked.iter().enumerate() {
         assert!(n > 50, "writer {w} made progress ({n})");
         // Every acknowledged SET is there; the list and the counter hold at least the acked count.
         for i in (1..=n).step_by(1 + n as usize / 500) {
@@ -113,60 +126,35 @@ fn kill_9_loses_no_acknowledged_write() {
     assert_eq!(slots.matches("(db0:").count(), 1024, "every slot still owned");
 }
 
+/// Keys of one MSET in the test below: 40 of them, spread over the slots.
+const MSET_KEYS: usize = 40;
+
+fn mset_key(w: usize, k: usize) -> String {
+    format!("m{w}:{k}")
+}
+
 #[test]
 fn a_cross_slot_mset_is_all_or_nothing_across_kill_9() {
     // Each MSET gives 40 keys in 40 slots the same value, 1.3 MB in all: more than RocksDB's WAL
     // buffer, so written per slot an MSET would reach the log in pieces. After a kill -9 in the
     // middle of a stream of them, the keys of each writer must still agree (one batch per MSET).
-    const KEYS: usize = 40;
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = [("instance-mode", "sharding"), ("default-slot-num", "1024")];
-    let mut node = Node::new_in(tmp.path(), &conf);
-    node.spawn();
-    let mut c = node.conn();
-    let _: () = redis::cmd("pkcluster").arg("addslots").arg("0-1023").query(&mut c).unwrap();
-    let key = |w: usize, k: usize| format!("m{w}:{k}");
     let slots: std::collections::BTreeSet<u32> =
-        (0..KEYS).map(|k| common::slot::key_slot(key(0, k).as_bytes(), 1024)).collect();
-    assert!(slots.len() >= KEYS - 4, "the keys spread over slots: {slots:?}");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let writers: Vec<_> = acked
-        .iter()
-        .enumerate()
-        .map(|(w, acked)| {
-            let (stop, acked, url) = (stop.clone(), acked.clone(), node.url());
-            std::thread::spawn(move || {
-                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let value = format!("{i:>32768}");
-                    let mut mset = redis::cmd("MSET");
-                    for k in 0..KEYS {
-                        mset.arg(key(w, k)).arg(&value);
-                    }
-                    if mset.query::<()>(&mut c).is_err() {
-                        break;
-                    }
-                    acked.store(i, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    node.kill9();
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    node.spawn();
+        (0..MSET_KEYS).map(|k| common::slot::key_slot(mset_key(0, k).as_bytes(), 1024)).collect();
+    assert!(slots.len() >= MSET_KEYS - 4, "the keys spread over slots: {slots:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, acked) = kill_9_under_writes(tmp.path(), 3, Duration::from_millis(1500), |c, w, i| {
+        let value = format!("{i:>32768}");
+        let mut mset = redis::cmd("MSET");
+        for k in 0..MSET_KEYS {
+            mset.arg(mset_key(w, k)).arg(&value);
+        }
+        mset.query(c)
+    });
     let mut c = node.conn();
-    for (w, acked) in acked.iter().enumerate() {
-        let n = acked.load(Ordering::SeqCst);
+    for (w, &n) in acked.iter().enumerate() {
         assert!(n > 5, "writer {w} made progress ({n})");
-        let values: Vec<u64> = (0..KEYS)
-            .map(|k| c.get::<_, Option<String>>(key(w, k)).unwrap().map_or(0, |v| v.trim().parse().unwrap()))
+        let values: Vec<u64> = (0..MSET_KEYS)
+            .map(|k| c.get::<_, Option<String>>(mset_key(w, k)).unwrap().map_or(0, |v| v.trim().parse().unwrap()))
             .collect();
         assert!(values.iter().all(|v| *v == values[0]), "writer {w}: keys disagree after kill -9: {values:?}");
         assert!(values[0] >= n, "writer {w}: acknowledged MSET {n} kept ({values:?})");
