@@ -71,21 +71,23 @@ fn multi_key_commands_split_by_slot() {
 #[test]
 fn cross_slot_writes_lock_their_slots_without_deadlock_or_lost_updates() {
     // MSET and DEL across slots hold every slot's write lock until their one batch is written.
-    // In each round, writers listing the same slots in opposite orders and INCRs on those slots
-    // run at once; between rounds the keys must agree (they are only ever written together), and
-    // at the end no increment may be lost.
+    // In each round, writers listing the same slots in opposite orders and single-slot INCRs
+    // contending for those slots' locks run at once; between rounds the keys must agree (they are
+    // only ever written together), and at the end no increment may be lost.
     const ROUNDS: usize = 300;
     let node = Node::sharding_all(1024);
     let keys: Vec<String> = (0..40).map(|s| key_in_slot(s * 25, 1024)).collect();
     let counters: Vec<String> = (0..10).map(|s| format!("{{{}}}:n", keys[s * 4])).collect();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(7));
-    // A deadlock would leave every thread waiting: end the test binary instead of hanging CI.
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = finished.clone();
+    // A deadlock (or a writer that failed, leaving the others at the barrier) would hang CI:
+    // after 120 s (the test takes under a second) kill the node and end the test binary.
+    let finished = Finished::default();
+    let (watchdog, pid) = (finished.0.clone(), node.pid());
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(120));
         if !watchdog.load(std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("cross-slot writers made no progress for 120 s: deadlock");
+            eprintln!("cross-slot writers stuck for 120 s: a deadlock or a failed writer");
+            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
             std::process::exit(101);
         }
     });
@@ -146,8 +148,18 @@ fn cross_slot_writes_lock_their_slots_without_deadlock_or_lost_updates() {
         h.join().expect("writer finished");
     }
     let total: i64 = counters.iter().map(|k| c.get::<_, i64>(k).unwrap()).sum();
-    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(finished);
     assert_eq!(total, (2 * ROUNDS) as i64, "every INCR counted");
+}
+
+/// Set when dropped, also when the test panics: the watchdog then stands down.
+#[derive(Default)]
+struct Finished(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[test]

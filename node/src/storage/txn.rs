@@ -353,6 +353,10 @@ impl<'a> Txn<'a> {
 /// Writes a group's transactions as one RocksDB batch, then finishes each (log entry, cache),
 /// releasing their locks.
 pub fn commit_group(store: &Store, txns: Vec<Txn<'_>>) -> CmdResult<()> {
+    if txns.is_empty() {
+        // Nothing changed (a DEL of missing keys): no write, and no WAL flush before the reply.
+        return Ok(());
+    }
     let mut batch = WriteBatch::default();
     for txn in &txns {
         let ops = changelog::decode_entry(txn.changes.bytes()).map_err(|e| CmdError::err(e.0))?;
