@@ -190,7 +190,13 @@ pub fn follow(server: &Arc<Server>, slot: &Arc<Slot>, master: &str, force: bool)
     }
     stop_upstream(slot);
     save_role(&server.store, slot, Some((master, force)))?;
-    *slot.role.write() = Role::Replica { master: master.to_string() };
+    {
+        // Under the slot's write lock, as a fence: a write that passed its role check under the
+        // lock (a cross-slot MSET may hold it while it runs its other slots) lands first, and
+        // every later one is refused as read-only.
+        let _writes = slot.lock.lock();
+        *slot.role.write() = Role::Replica { master: master.to_string() };
+    }
     replica::spawn(server, slot.clone(), master.to_string(), force);
     Ok(true)
 }
