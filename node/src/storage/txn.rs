@@ -149,15 +149,18 @@ impl<'a> Txn<'a> {
     /// returns; durable at the connection's next group commit).
     /// In a group, the writes are made by [`commit_group`] instead.
     pub fn commit(mut self) -> CmdResult<bool> {
+        if let Some(group) = self.group {
+            // Kept even when it wrote nothing: its lock stays held until the group's batch is in,
+            // so what it read (a key DEL found missing) still holds when the others' writes land.
+            let dirty = self.is_dirty();
+            group.borrow_mut().push(self);
+            return Ok(dirty);
+        }
         if self.changes.is_empty() {
             return Ok(false);
         }
         if self.guard.is_none() {
             return Err(CmdError::err("write outside a locked transaction"));
-        }
-        if let Some(group) = self.group {
-            group.borrow_mut().push(self);
-            return Ok(true);
         }
         let batch = self.batch.take().expect("a transaction with changes has a batch");
         let _writing = self.cache.writing();
@@ -352,20 +355,27 @@ impl<'a> Txn<'a> {
 
 /// Writes a group's transactions as one RocksDB batch, then finishes each (log entry, cache),
 /// releasing their locks.
+/// The transactions that wrote nothing are released last: their slots stay locked until the
+/// batch is in (two-phase locking: a cross-slot DEL that found a key missing must not let an
+/// MSET write it before the DEL's own deletes land).
 pub fn commit_group(store: &Store, txns: Vec<Txn<'_>>) -> CmdResult<()> {
-    if txns.is_empty() {
+    let (dirty, _clean): (Vec<Txn<'_>>, Vec<Txn<'_>>) = txns.into_iter().partition(Txn::is_dirty);
+    if dirty.is_empty() {
         // Nothing changed (a DEL of missing keys): no write, and no WAL flush before the reply.
         return Ok(());
     }
+    if dirty.iter().any(|txn| txn.guard.is_none()) {
+        return Err(CmdError::err("write outside a locked transaction"));
+    }
     let mut batch = WriteBatch::default();
-    for txn in &txns {
+    for txn in &dirty {
         let ops = changelog::decode_entry(txn.changes.bytes()).map_err(|e| CmdError::err(e.0))?;
         super::slotlog::add_ops(txn.prefix, &ops, &mut batch);
     }
-    let caches: Vec<&SlotCache> = txns.iter().map(|txn| txn.cache).collect();
+    let caches: Vec<&SlotCache> = dirty.iter().map(|txn| txn.cache).collect();
     let _writing: Vec<_> = caches.iter().map(|cache| cache.writing()).collect();
     store.write(batch)?;
-    for txn in txns {
+    for txn in dirty {
         txn.written();
     }
     Ok(())
