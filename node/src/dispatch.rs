@@ -193,12 +193,13 @@ fn run_split(
     // Ascending slot order: the write locks of a batch are always taken in the same order.
     groups.sort_unstable_by_key(|g| g.0);
     let slots: Vec<&Arc<Slot>> = groups.iter().map(|g| routed_slot(table, g.0, spec)).collect::<CmdResult<_>>()?;
-    let batch = Group::default();
-    let batch = spec.is_write().then_some(&batch);
+    // A writing command's transactions, one per slot, committed together below.
+    let writes = Group::default();
+    let writes = spec.is_write().then_some(&writes);
     let mut sum = 0i64;
     let mut per_key = vec![Reply::Nil; (args.len() - 1) / per_item];
     for (group, slot) in groups.iter().zip(slots) {
-        let reply = f(&Exec { server, table, slot, group: batch }, &group.2)?;
+        let reply = f(&Exec { server, table, slot, group: writes }, &group.2)?;
         match (split, reply) {
             (Split::Sum, Reply::Int(n)) => sum += n,
             (Split::PerKey, Reply::Array(items)) => {
@@ -210,8 +211,8 @@ fn run_split(
             _ => {}
         }
     }
-    if let Some(batch) = batch {
-        crate::storage::commit_group(&server.store, batch.take())?;
+    if let Some(writes) = writes {
+        crate::storage::commit_group(&server.store, writes.take())?;
     }
     Ok(match split {
         Split::Sum => Reply::Int(sum),

@@ -4,18 +4,14 @@
 //! StatefulSets/Services/PDBs/Deployment/ConfigMap built for the production-like example. The
 //! chart's CRDs are exactly what `crdgen` prints.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use pika_operator::crd::PikaCluster;
 use pika_operator::resources;
-
-fn repo(path: &str) -> PathBuf {
-    // The checkout running the test (cargo sets this at run time), not the one that compiled it:
-    // a test binary is reused from a shared target directory while its sources are unchanged.
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    std::path::PathBuf::from(crate_dir).join("..").join(path)
-}
+use support::repo;
 
 fn helm() -> Option<PathBuf> {
     let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())

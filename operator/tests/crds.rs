@@ -1,14 +1,10 @@
 //! The committed CRD YAML is what the code generates, the examples are valid resources, and the
 //! schema carries the validation users rely on.
 
-use pika_operator::crd::{crds_yaml, PikaCluster, SlotMigration};
+mod support;
 
-fn repo(path: &str) -> std::path::PathBuf {
-    // The checkout running the test (cargo sets this at run time), not the one that compiled it:
-    // a test binary is reused from a shared target directory while its sources are unchanged.
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    std::path::PathBuf::from(crate_dir).join("..").join(path)
-}
+use pika_operator::crd::{crds_yaml, PikaCluster, SlotMigration};
+use support::repo;
 
 #[test]
 fn committed_crds_match_the_code() {

@@ -12,7 +12,7 @@ pub fn repo(path: &str) -> PathBuf {
     // The checkout running the test (cargo sets this at run time), not the one that compiled it:
     // a test binary is reused from a shared target directory while its sources are unchanged.
     let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    std::path::PathBuf::from(crate_dir).join("..").join(path)
+    PathBuf::from(crate_dir).join("..").join(path)
 }
 
 pub fn home_cache(path: &str) -> PathBuf {

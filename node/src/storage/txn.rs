@@ -149,18 +149,18 @@ impl<'a> Txn<'a> {
     /// returns; durable at the connection's next group commit).
     /// In a group, the writes are made by [`commit_group`] instead.
     pub fn commit(mut self) -> CmdResult<bool> {
+        let dirty = self.is_dirty();
+        if dirty && self.guard.is_none() {
+            return Err(CmdError::err("write outside a locked transaction"));
+        }
         if let Some(group) = self.group {
             // Kept even when it wrote nothing: its lock stays held until the group's batch is in,
             // so what it read (a key DEL found missing) still holds when the others' writes land.
-            let dirty = self.is_dirty();
             group.borrow_mut().push(self);
             return Ok(dirty);
         }
-        if self.changes.is_empty() {
+        if !dirty {
             return Ok(false);
-        }
-        if self.guard.is_none() {
-            return Err(CmdError::err("write outside a locked transaction"));
         }
         let batch = self.batch.take().expect("a transaction with changes has a batch");
         let _writing = self.cache.writing();
@@ -174,6 +174,11 @@ impl<'a> Txn<'a> {
     fn written(mut self) {
         let state = self.guard.as_mut().expect("checked by commit");
         state.log_entry(std::mem::take(&mut self.changes));
+        state.commits += 1;
+        if self.earliest_expiry < state.next_expiry {
+            state.next_expiry = self.earliest_expiry;
+            state.expiry_gen += 1;
+        }
         if !self.deleted_ranges.is_empty() {
             let (meta_start, meta_end) = self.prefix.tag_range(encoding::TAG_META);
             if self.deleted_ranges.iter().any(|(s, e)| encoding::ranges_overlap((s, e), (&meta_start, &meta_end))) {
@@ -182,12 +187,6 @@ impl<'a> Txn<'a> {
         }
         for (key, value) in self.overlay.iter().filter(|(key, _)| is_meta_key(key)) {
             self.cache.update(key, value.as_deref());
-        }
-        let state = self.guard.as_mut().expect("checked by commit");
-        state.commits += 1;
-        if self.earliest_expiry < state.next_expiry {
-            state.next_expiry = self.earliest_expiry;
-            state.expiry_gen += 1;
         }
     }
 
@@ -354,8 +353,7 @@ impl<'a> Txn<'a> {
 }
 
 /// Writes a group's transactions as one RocksDB batch, then finishes each (log entry, cache),
-/// releasing their locks.
-/// The transactions that wrote nothing are released last: their slots stay locked until the
+/// releasing their locks. The transactions that wrote nothing are released last: their slots stay locked until the
 /// batch is in (two-phase locking: a cross-slot DEL that found a key missing must not let an
 /// MSET write it before the DEL's own deletes land).
 pub fn commit_group(store: &Store, txns: Vec<Txn<'_>>) -> CmdResult<()> {
@@ -364,16 +362,12 @@ pub fn commit_group(store: &Store, txns: Vec<Txn<'_>>) -> CmdResult<()> {
         // Nothing changed (a DEL of missing keys): no write, and no WAL flush before the reply.
         return Ok(());
     }
-    if dirty.iter().any(|txn| txn.guard.is_none()) {
-        return Err(CmdError::err("write outside a locked transaction"));
-    }
     let mut batch = WriteBatch::default();
     for txn in &dirty {
         let ops = changelog::decode_entry(txn.changes.bytes()).map_err(|e| CmdError::err(e.0))?;
         super::slotlog::add_ops(txn.prefix, &ops, &mut batch);
     }
-    let caches: Vec<&SlotCache> = dirty.iter().map(|txn| txn.cache).collect();
-    let _writing: Vec<_> = caches.iter().map(|cache| cache.writing()).collect();
+    let _writing: Vec<_> = dirty.iter().map(|txn| txn.cache.writing()).collect();
     store.write(batch)?;
     for txn in dirty {
         txn.written();
