@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager and kube-scheduler from the Kubernetes Go
 # modules pinned in e2e/kube/go.mod and caches them outside the work tree. Prints the bin dir.
+#   build-kube.sh --check   exits 0 when the binaries are already built (nothing to do)
 #   KUBE_BIN_CACHE=DIR   cache root (default ~/.cache/pika-kube)
 set -euo pipefail
 cd "$(dirname "$0")/../e2e/kube"
 version="$(awk '/^require k8s.io\/kubernetes/ {print $3}' go.mod)"
 out="${KUBE_BIN_CACHE:-$HOME/.cache/pika-kube}/$version"
+if [ "${1:-}" = --check ]; then
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$out/$cmd" ] || exit 1; done
+  exit 0
+fi
 mkdir -p "$out"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   if [ ! -x "$out/$cmd" ]; then

@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 MANIFEST="${1:-examples/cluster.yaml}"
+./scripts/install-deps.sh build
+if [ ! -x "$CARGO_TARGET_DIR/release/pika-node" ]; then
+  echo "== first build: compiling RocksDB and the three binaries takes 10-20 minutes on 2 cores (later builds take seconds; builds go to $CARGO_TARGET_DIR)"
+else
+  echo "== building pika-node, pika-proxy, pika-operator (release, into $CARGO_TARGET_DIR)"
+fi
 cargo build --release -p pika-node -p pika-proxy -p pika-operator
-exec "$CARGO_TARGET_DIR/release/pika-operator" local -f "$MANIFEST" --data-dir ./data/local \
-  --proxy-listen "${PROXY_LISTEN:-127.0.0.1:9221}"
+listen="${PROXY_LISTEN:-127.0.0.1:9221}"
+echo "== starting the cluster of $MANIFEST (data in ./data/local); connect with: redis-cli -p ${listen##*:}"
+exec "$CARGO_TARGET_DIR/release/pika-operator" local -f "$MANIFEST" --data-dir ./data/local --proxy-listen "$listen"

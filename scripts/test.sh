@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test suite. Installs what a fresh machine lacks (Debian packages, cargo-fuzz),
-# then: unit and integration tests of the workspace, and a bounded fuzz run of the RESP parsers.
+# Runs every test suite. Installs what a fresh machine lacks (Debian packages, helm, kubectl, the
+# Kubernetes control plane, PyPI tools, cargo-fuzz), then: unit and integration tests of the
+# workspace, and a bounded fuzz run of the RESP parsers.
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 60; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 
-./scripts/install-deps.sh
+if [ ! -d "$CARGO_TARGET_DIR/debug" ]; then
+  echo "== first run: installing tools, building the Kubernetes control plane and RocksDB takes about 35 minutes on 2 cores (later runs about 7)"
+fi
+./scripts/install-deps.sh all
 
-echo "== unit and integration tests"
+echo "== unit and integration tests (cargo test --workspace; builds into $CARGO_TARGET_DIR)"
 cargo test --workspace -- --test-threads=2
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
