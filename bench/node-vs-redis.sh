@@ -4,7 +4,7 @@
 #
 #   REQUESTS=1000000 REPS=3 ./bench/node-vs-redis.sh
 #
-# Method (DESIGN.md section 7): servers pinned to CPU 0, the client to CPU 1; the reference and
+# Method (see bench/RESULTS.md): servers pinned to CPU 0, the client to CPU 1; the reference and
 # ours run back to back per test; the median of REPS repetitions is reported.
 set -euo pipefail
 REQUESTS="${REQUESTS:-1000000}"

@@ -7,7 +7,7 @@
 #   REQUESTS=1000000 REPS=3 ./bench/proxy-vs-nutcracker.sh
 #   PROXY=no ./bench/proxy-vs-nutcracker.sh     # nutcracker only (proxy column n/a)
 #
-# Layout (Pika's wiki recipe at 1024 slots, compat doc section 10): two sharding nodes with
+# Layout (Pika's wiki recipe for twemproxy at 1024 slots): two sharding nodes with
 # default-slot-num 1024, A owning 0-511 and B 512-1023; nutcracker with hash crc32a, distribution
 # modula, no auto-ejection and 1024 server entries, entry i naming the node that owns slot i
 # (the same host:port 512 times, told apart by the names slot0..slot1023: nutcracker refuses

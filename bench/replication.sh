@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replication benchmarks (issue 3), release build, loopback:
+# Replication benchmarks, release build, loopback:
 #  1. full sync of one slot holding ~DATA_MB of data: seconds, MB/s and keys/s;
 #  2. the lag a replica shows under a steady redis-benchmark SET load (sampled every 100 ms
 #     from the master's `pkcluster info slot`), at -P 1 and -P 16.

@@ -5,10 +5,12 @@
 //! - [`slotset`]: Pika's slot-range syntax (`0-99,512`).
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
 //! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
+//! - [`handshake`]: HELLO, AUTH and CLIENT as client libraries send them on connect.
 //! - [`client`]: connect and one-shot admin requests to nodes and proxies.
 //! - [`process`]: logging setup and termination signals, as every binary does them.
 
 pub mod client;
+pub mod handshake;
 pub mod http;
 pub mod pkinfo;
 pub mod process;

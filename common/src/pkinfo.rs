@@ -1,6 +1,6 @@
-//! The text of `pkcluster info slot` and `pkcluster info table` (compat doc section 5.5): one
-//! renderer (used by the node) and one parser (used by the operator and proxy), kept side by side
-//! so the layout lives in one place. Every line ends in CRLF and the two-space indents matter:
+//! The text of `pkcluster info slot` and `pkcluster info table` (docs/compatibility.md,
+//! "pkcluster info layout"): one renderer (used by the node) and one parser (used by the operator
+//! and proxy), kept side by side so the layout lives in one place. Every line ends in CRLF and the two-space indents matter:
 //! Codis parses them.
 
 use std::fmt::Write as _;
@@ -31,7 +31,7 @@ pub struct ReplicaInfo {
     /// `SlaveNotSync`, `SlaveDbSync` or `SlaveBinlogSync`.
     pub status: String,
     /// Bytes not yet acknowledged. Pika prints it only in `SlaveBinlogSync`; we always print it
-    /// (compat doc section 12.5), and the parser accepts both.
+    /// (docs/compatibility.md, "pkcluster info layout"), and the parser accepts both.
     pub lag: Option<u64>,
 }
 

@@ -1,4 +1,4 @@
-//! Key -> slot mapping, as Pika 3.3.6 and Codis compute it (compat doc section 3).
+//! Key -> slot mapping, as Pika 3.3.6 and Codis compute it (docs/compatibility.md, "Key to slot").
 
 /// The bytes that decide a key's slot: the text between the first `{` and the first `}` after it,
 /// even when that text is empty; the whole key when there is no such pair.
@@ -36,7 +36,7 @@ pub fn legacy_key_slot(key: &[u8], slot_count: u32) -> u32 {
 mod tests {
     use super::*;
 
-    /// The vectors of compat doc section 3.5.
+    /// The vectors of docs/compatibility.md, "Key to slot".
     #[test]
     fn compat_vectors() {
         let cases: &[(&[u8], u32, u32)] = &[

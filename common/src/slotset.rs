@@ -1,4 +1,5 @@
-//! Pika's slot-group syntax (compat doc section 5.1): `N` or `A-B` items separated by commas.
+//! Pika's slot-group syntax (docs/compatibility.md, "Slot range syntax"): `N` or `A-B` items
+//! separated by commas.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

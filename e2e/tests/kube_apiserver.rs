@@ -29,6 +29,12 @@ spec:
   image: registry.example.com/pika-node:0.1.0
 ";
 
+/// A merge patch of the `demo` cluster, as a user edits it with kubectl.
+fn patch_demo(env: &Env, patch: &str) {
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", patch])
+        .expect("kubectl patch");
+}
+
 #[test]
 fn operator_on_a_real_apiserver() {
     let Some(mut env) = Env::start_or_skip() else { return };
@@ -109,55 +115,79 @@ fn operator_on_a_real_apiserver() {
     assert_eq!(condition(&cluster, "Progressing").as_deref(), Some("True"));
     assert_eq!(condition(&cluster, "ReconciliationPaused").as_deref(), Some("False"));
     assert_eq!(cluster["status"]["phase"], "Creating");
+    // What an on-call engineer sees first: groups ready of total, phase, balance, migrations.
     let printed = env.kubectl(&["-n", "apps", "get", "pikacluster", "demo"]).unwrap();
-    assert!(printed.contains("GROUPS") && printed.contains("Creating"), "{printed}");
+    let header: Vec<&str> = printed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "GROUPS", "PHASE", "READY", "BALANCED", "MIGRATIONS", "AGE"], "{printed}");
+    let row: Vec<&str> = printed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["demo", "0/2", "Creating"], "{printed}");
+    let wide = env.kubectl(&["-n", "apps", "get", "pikacluster", "demo", "-o", "wide"]).unwrap();
+    assert!(wide.lines().next().unwrap().contains("REPLICAS   SLOTS   LAG"), "{wide}");
+
+    // Monitoring: asked for before the Prometheus Operator's CRDs exist, the cluster says so
+    // (and runs on); once they are installed the PodMonitor appears, checked by the API server
+    // against the real CRD's schema.
+    let monitoring_crds = home_cache("pika-tools/prometheus-operator-v0.79.2");
+    if monitoring_crds.is_dir() {
+        patch_demo(&env, r#"{"spec":{"monitoring":{"podMonitor":true,"interval":"30s","labels":{"release":"prom"}}}}"#);
+        wait_for(Duration::from_secs(30), "the Monitoring condition (no CRD)", || {
+            let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
+            let m = c["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Monitoring")?.clone();
+            (m["status"] == "False" && m["reason"] == "PrometheusOperatorMissing").then_some(())
+        });
+        for crd in ["servicemonitors", "podmonitors"] {
+            let file = monitoring_crds.join(format!("monitoring.coreos.com_{crd}.yaml"));
+            env.kubectl(&["apply", "--server-side", "-f", &file.display().to_string()]).expect("monitoring CRD");
+        }
+        let monitor = wait_for(Duration::from_secs(60), "the PodMonitor", || {
+            env.json(&["-n", "apps", "get", "podmonitors.monitoring.coreos.com", "demo"])
+        });
+        assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http");
+        assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["interval"], "30s");
+        assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+        assert_eq!(monitor["metadata"]["ownerReferences"][0]["name"], "demo");
+        wait_for(Duration::from_secs(30), "Monitoring True", || {
+            let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
+            (condition(&c, "Monitoring").as_deref() == Some("True")).then_some(())
+        });
+        // The chart's ServiceMonitor and dashboard, accepted by the API server.
+        env.run(
+            &helm,
+            &[
+                "upgrade",
+                "pika-operator",
+                &chart,
+                "-n",
+                "pika-system",
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+                "--set",
+                "dashboard.enabled=true",
+            ],
+            None,
+        )
+        .expect("helm upgrade with monitoring");
+        env.kubectl(&["-n", "pika-system", "get", "servicemonitors.monitoring.coreos.com", "pika-operator"])
+            .expect("the operator's ServiceMonitor");
+        let dashboard = env.json(&["-n", "pika-system", "get", "configmap", "pika-operator-dashboard"]).unwrap();
+        assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    } else {
+        eprintln!("skipped: monitoring on a real API server: the Prometheus Operator CRDs are missing (scripts/install-deps.sh)");
+    }
     let err = env.apply(&CLUSTER.replace("groups: 2", "groups: 2\n  slots: 512")).unwrap_err();
     assert!(err.contains("slots is immutable"), "{err}");
 
     // Pause: nothing changes until unpaused, and the condition says so.
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"paused":true}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"paused":true}}"#);
     wait_for(Duration::from_secs(30), "ReconciliationPaused", || {
         let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
         (condition(&c, "ReconciliationPaused").as_deref() == Some("True")).then_some(())
     });
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"replicasPerGroup":2}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"replicasPerGroup":2}}"#);
     thread::sleep(Duration::from_secs(4));
     let sts = env.json(&["-n", "apps", "get", "statefulset", "demo-g0"]).unwrap();
     assert_eq!(sts["spec"]["replicas"], 2, "paused: the replica change waits");
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"paused":false}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"paused":false}}"#);
     wait_for(Duration::from_secs(30), "the replica change after unpausing", || {
         let s = env.json(&["-n", "apps", "get", "statefulset", "demo-g0"])?;
         (s["spec"]["replicas"] == 3).then_some(())
@@ -166,14 +196,18 @@ fn operator_on_a_real_apiserver() {
     assert!(events.contains("Paused") && events.contains("Resumed"), "{events}");
 
     // Scaling out creates the new group (its slots move once its pods run).
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type", "merge", "-p", r#"{"spec":{"groups":3}}"#])
-        .unwrap();
+    patch_demo(&env, r#"{"spec":{"groups":3}}"#);
     wait_for(Duration::from_secs(30), "demo-g2", || env.json(&["-n", "apps", "get", "statefulset", "demo-g2"]));
     let cluster = wait_for(Duration::from_secs(30), "observedGeneration to catch up", || {
         let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
         (c["status"]["observedGeneration"] == c["metadata"]["generation"]).then_some(c)
     });
-    assert_eq!(cluster["metadata"]["generation"], 5, "create, pause, replicas, unpause, groups");
+    let monitoring = u64::from(home_cache("pika-tools/prometheus-operator-v0.79.2").is_dir());
+    assert_eq!(
+        cluster["metadata"]["generation"],
+        5 + monitoring,
+        "create, (monitoring), pause, replicas, unpause, groups"
+    );
     assert_eq!(cluster["status"]["phase"], "Creating");
 
     // Metrics of the leader.

@@ -1,7 +1,8 @@
 //! From a parsed request to a reply: name resolution, auth, arity, the sharding blacklist, slot
 //! routing (ownership, read-only and fence checks on every key), splitting multi-slot
-//! DEL/MGET/MSET/EXISTS, and blocking commands. The order of checks is Pika's (compat doc 4.2),
-//! because it decides which error a client sees.
+//! DEL/MGET/MSET/EXISTS, and blocking commands. The order of checks is Pika's
+//! (docs/compatibility.md, "Command checks in sharding mode"), because it decides which error a
+//! client sees.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,9 @@ use crate::server::{Server, Session};
 use crate::slots::{Slot, Table};
 use crate::storage::Group;
 
-/// Commands Pika 3.3.6 refuses in sharding mode (compat doc 4.6). Those we implement are still
-/// accepted when all their keys share one slot (hashtags), as Redis Cluster does.
+/// Commands Pika 3.3.6 refuses in sharding mode (docs/compatibility.md, "Commands refused in
+/// sharding mode"). Those we implement are still accepted when all their keys share one slot
+/// (hashtags), as Redis Cluster does.
 const SHARDING_BLACKLIST: &[&str] = &[
     "msetnx",
     "scan",
@@ -47,7 +49,8 @@ const SHARDING_BLACKLIST: &[&str] = &[
     "dbslaveof",
 ];
 
-/// Two-key list moves: across slots Pika answers with its hashtag error (compat doc 4.7).
+/// Two-key list moves: across slots Pika answers with its hashtag error (docs/compatibility.md,
+/// "Multi-key commands").
 const HASHTAG_CHECKED: &[&str] = &["rpoplpush", "lmove", "brpoplpush", "blmove"];
 
 pub async fn execute(server: &Arc<Server>, session: &mut Session, args: &[Bytes]) -> Reply {

@@ -1,5 +1,5 @@
-//! Errors a command can answer with. The texts are Redis's (or Pika's where the compat doc says
-//! Pika differs): clients and tests match on them.
+//! Errors a command can answer with. The texts are Redis's (or Pika's where docs/compatibility.md
+//! says Pika differs): clients and tests match on them.
 
 /// A command failure, turned into a `-...` reply by [`CmdError::text`].
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! INFO, with the sections of compat doc 11.6: server, clients, stats, keyspace, replication,
-//! data (plus cpu and memory, which tools expect).
+//! INFO, with the sections of docs/compatibility.md ("INFO sections and roles"): server, clients,
+//! stats, keyspace, replication, data (plus cpu and memory, which tools expect).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -145,9 +145,10 @@ fn server_section(server: &Server, out: &mut String) {
     );
 }
 
-/// Sharding mode derives the node's role from its slots (compat doc 11.6): "slave" when every
-/// owned slot follows one common master and is connected; "master" when some replica is attached
-/// in BinlogSync to every owned slot (a "complete replica"); both at once is `master&&slave`.
+/// Sharding mode derives the node's role from its slots (docs/compatibility.md, "INFO sections and
+/// roles"): "slave" when every owned slot follows one common master and is connected; "master"
+/// when some replica is attached in BinlogSync to every owned slot (a "complete replica"); both at
+/// once is `master&&slave`.
 fn replication_section(server: &Server, out: &mut String) {
     let topology = server.slots.snapshot();
     let slots: Vec<_> = topology.tables.values().flat_map(|t| t.owned()).collect();
@@ -212,6 +213,7 @@ pub fn refresh_gauges(server: &Server) {
     let (memtables, _, cache) = server.store.memory_usage();
     server.metrics.memtable_bytes.set(memtables as i64);
     server.metrics.block_cache_bytes.set(cache as i64);
+    server.metrics.resident_memory_bytes.set(rss_bytes() as i64);
     let meta_cache = server.store.cache();
     server.metrics.meta_cache_bytes.set(meta_cache.used() as i64);
     for (counter, total) in

@@ -22,11 +22,21 @@ pub struct StateLabels {
     pub state: String,
 }
 
+type HistogramFamily = Family<CommandLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 10 us .. ~5 s.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub commands: Family<CommandLabels, Counter>,
     pub command_errors: Family<CommandLabels, Counter>,
-    pub latency: Histogram,
+    /// Execution time by command (the dashboard's latency by command).
+    pub latency: HistogramFamily,
+    /// The process's resident memory (what the kernel counts against the pod's limit).
+    pub resident_memory_bytes: Gauge,
     pub connections: Gauge,
     pub slots: Family<RoleLabels, Gauge>,
     pub memtable_bytes: Gauge,
@@ -51,7 +61,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("pika_node");
         let commands = Family::<CommandLabels, Counter>::default();
         let command_errors = Family::<CommandLabels, Counter>::default();
-        let latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let resident_memory_bytes = Gauge::default();
         let connections = Gauge::default();
         let slots = Family::<RoleLabels, Gauge>::default();
         let memtable_bytes = Gauge::default();
@@ -76,7 +87,8 @@ impl Default for Metrics {
         registry.register("partial_syncs", "Replica slots that resumed from their position", partial_syncs.clone());
         registry.register("commands", "Commands processed, by name", commands.clone());
         registry.register("command_errors", "Commands answered with an error, by name", command_errors.clone());
-        registry.register("command_duration_seconds", "Command execution time", latency.clone());
+        registry.register("command_duration_seconds", "Command execution time, by name", latency.clone());
+        registry.register("resident_memory_bytes", "Resident memory of the process", resident_memory_bytes.clone());
         registry.register("connected_clients", "Open client connections", connections.clone());
         registry.register("slots", "Owned slots by role", slots.clone());
         registry.register("rocksdb_memtable_bytes", "Bytes in RocksDB memtables", memtable_bytes.clone());
@@ -90,6 +102,7 @@ impl Default for Metrics {
             commands,
             command_errors,
             latency,
+            resident_memory_bytes,
             connections,
             slots,
             memtable_bytes,
@@ -107,25 +120,32 @@ impl Default for Metrics {
     }
 }
 
+/// One command's counters and histogram (cloned handles to the registered ones).
+type PerCommand = (Counter, Counter, Histogram);
+
 impl Metrics {
     /// Counts one command. Counters are looked up by the command's static name; the label set
     /// is built only the first time a command is seen.
     pub fn record(&self, command: &'static str, elapsed: std::time::Duration, error: bool) {
         let labels = || CommandLabels { command: command.to_string() };
         thread_local! {
-            static CACHE: std::cell::RefCell<std::collections::HashMap<&'static str, (Counter, Counter)>> = Default::default();
+            static CACHE: std::cell::RefCell<std::collections::HashMap<&'static str, PerCommand>> = Default::default();
         }
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let (ok, err) = cache.entry(command).or_insert_with(|| {
-                (self.commands.get_or_create(&labels()).clone(), self.command_errors.get_or_create(&labels()).clone())
+            let (ok, err, latency) = cache.entry(command).or_insert_with(|| {
+                (
+                    self.commands.get_or_create(&labels()).clone(),
+                    self.command_errors.get_or_create(&labels()).clone(),
+                    self.latency.get_or_create(&labels()).clone(),
+                )
             });
             ok.inc();
             if error {
                 err.inc();
             }
+            latency.observe(elapsed.as_secs_f64());
         });
-        self.latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn render(&self) -> String {

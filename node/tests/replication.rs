@@ -358,7 +358,8 @@ fn cutover_fence_drain_promote_keeps_every_write() {
 #[test]
 fn a_cross_slot_mset_reaches_each_replica_slot_with_its_own_keys_only() {
     // Pika appends the whole MSET to every slot's binlog, so a replica writes other slots' keys
-    // into the wrong slot (compat doc 12.1). Here each slot's entry holds that slot's keys.
+    // into the wrong slot (docs/compatibility.md, "Change-log entries per slot"). Here each slot's
+    // entry holds that slot's keys.
     let master = sharding(8, &[]);
     let replica = sharding(8, &[]);
     replica.follow(&master, "0-3", false); // slots 4-7 stay the replica's own (empty) masters

@@ -152,7 +152,8 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (value, started.elapsed())
 }
 
-// ---- 1. slotsslaveof argument errors (compat doc 5.4) ----
+// ---- 1. slotsslaveof argument errors (docs/compatibility.md, "pkcluster commands and
+// replies") ----
 
 #[test]
 fn slotsslaveof_argument_errors_are_pikas_and_change_nothing() {
@@ -289,7 +290,8 @@ fn replica_slots_refuse_every_write_and_serve_the_masters_data() {
         &["SREM", &set, "x"],
         &["ZADD", &z, "3", "c"],
         &["ZREM", &z, "a"],
-        // A later key in a replica slot: the whole command is refused (compat doc 12.2).
+        // A later key in a replica slot: the whole command is refused (docs/compatibility.md,
+        // "Command checks in sharding mode").
         &["MSET", &own, "changed", &s, "x"],
         &["MSET", &own, "changed", &own2, "changed", &k6, "x"],
         &["DEL", &own, &s],
@@ -372,7 +374,8 @@ fn flushdb_and_flushall_skip_replica_slots() {
     }
 }
 
-// ---- 3. delslots refused while either end replicates (compat doc 5.3) ----
+// ---- 3. delslots refused while either end replicates (docs/compatibility.md, "pkcluster commands
+// and replies") ----
 
 #[test]
 fn delslots_is_refused_on_both_ends_until_replication_stops() {
@@ -429,7 +432,7 @@ fn delslots_is_refused_on_both_ends_until_replication_stops() {
     );
 }
 
-// ---- 4. codis probes (compat doc 8.1, 8.2) ----
+// ---- 4. codis probes (docs/compatibility.md, "Codis slots* commands") ----
 
 #[test]
 fn codis_migration_probes_follow_the_replica_link() {
@@ -502,7 +505,8 @@ fn codis_migration_probes_follow_the_replica_link() {
 fn codis_probes_in_classic_mode() {
     let node = Node::classic();
     let args = "127.0.0.1 9999 3000 200 33554432 2 1";
-    // Byte-exact: the TAG variant's message has two spaces (compat doc 8.2).
+    // Byte-exact: the TAG variant's message has two spaces (docs/compatibility.md, "Codis slots*
+    // commands").
     let cases = [
         (
             format!("SLOTSMGRTTAGSLOT-ASYNC {args}\r\n"),
@@ -1085,8 +1089,9 @@ fn replication_of_another_table_and_its_refusals() {
 
 #[test]
 fn a_replica_slot_in_kerror_can_be_deleted_and_does_not_come_back() {
-    // As Pika (compat doc 5.3): a replica slot that is neither connected nor syncing may be
-    // deleted. Its replication stops and, after a restart, it is gone, not a replica again.
+    // As Pika (docs/compatibility.md, "pkcluster commands and replies"): a replica slot that is
+    // neither connected nor syncing may be deleted. Its replication stops and, after a restart, it
+    // is gone, not a replica again.
     let master = Node::start(&[("instance-mode", "sharding"), ("default-slot-num", "16")]);
     let _: () = query(&mut master.conn(), &["pkcluster", "addslots", "0-3"]);
     let mut replica = Node::sharding_all(SLOTS);

@@ -1,8 +1,9 @@
 //! twemproxy (Debian's `nutcracker`) in front of pika-node, as Pika's wiki recipe sets it up
-//! (compat doc section 10): `hash: crc32a`, `distribution: modula`, no auto-ejection, one
-//! `servers:` entry per slot naming the node that owns the slot. With `default-slot-num : 4`
-//! and two nodes owning 0-1 and 2-3, twemproxy's server index is the key's slot, so every key
-//! must land on the node owning its slot and nothing may get `Partition not found`.
+//! (docs/compatibility.md, "twemproxy"): `hash: crc32a`, `distribution: modula`, no
+//! auto-ejection, one `servers:` entry per slot naming the node that owns the slot. With
+//! `default-slot-num : 4` and two nodes owning 0-1 and 2-3, twemproxy's server index is the key's
+//! slot, so every key must land on the node owning its slot and nothing may get `Partition not
+//! found`.
 //!
 //! Skipped (with the reason printed) only where `nutcracker` is not installed.
 
@@ -194,8 +195,9 @@ fn write_conf(path: &Path, pools: &[(&str, u16, Option<&str>)], servers: &[u16])
     }
 }
 
-/// twemproxy's server index for `key` (compat doc 10.1): crc32a of the key, or of the text
-/// inside the hash tag when one is configured and that text is non-empty, modulo the entries.
+/// twemproxy's server index for `key` (docs/compatibility.md, "twemproxy"): crc32a of the key, or
+/// of the text inside the hash tag when one is configured and that text is non-empty, modulo the
+/// entries.
 fn twemproxy_index(key: &str, hash_tag: bool, servers: u32) -> u32 {
     let mut hashed = key.as_bytes();
     if hash_tag {

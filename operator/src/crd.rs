@@ -21,12 +21,15 @@ pub const GROUP: &str = "pika.sharding.io";
     namespaced,
     shortname = "pkc",
     status = "PikaClusterStatus",
-    printcolumn = r#"{"name":"Groups","type":"integer","jsonPath":".spec.groups"}"#,
-    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicasPerGroup"}"#,
-    printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".spec.slots"}"#,
+    printcolumn = r#"{"name":"Groups","type":"string","description":"Groups ready of total","jsonPath":".status.readyGroups"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Balanced","type":"boolean","description":"Slots spread evenly (max-min <= 1)","jsonPath":".status.slotsBalanced"}"#,
+    printcolumn = r#"{"name":"Migrations","type":"integer","description":"SlotMigrations in flight","jsonPath":".status.migrationsInFlight"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","priority":1,"jsonPath":".spec.replicasPerGroup"}"#,
+    printcolumn = r#"{"name":"Slots","type":"integer","priority":1,"jsonPath":".spec.slots"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","priority":1,"description":"Largest replication lag (bytes)","jsonPath":".status.maxLag"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PikaClusterSpec {
@@ -66,6 +69,8 @@ pub struct PikaClusterSpec {
     pub failover_after_seconds: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<SchedulingSpec>,
+    #[serde(default, skip_serializing_if = "MonitoringSpec::is_off")]
+    pub monitoring: MonitoringSpec,
     /// Stop reconciling (nothing is created, changed or moved) until set back to false.
     #[serde(default)]
     pub paused: bool,
@@ -149,6 +154,32 @@ pub struct SchedulingSpec {
     pub tolerations: Vec<Toleration>,
 }
 
+/// Scraping by the Prometheus Operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create a PodMonitor `<name>` that scrapes every node and proxy pod's `/metrics` (needs
+    /// the Prometheus Operator's CRDs; without them the cluster reports it and runs on).
+    #[serde(default)]
+    pub pod_monitor: bool,
+    /// Labels of the PodMonitor, for the Prometheus's `podMonitorSelector` (e.g. `release:
+    /// kube-prometheus-stack`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Scrape interval (Prometheus duration, e.g. `30s`); the Prometheus's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+    ))]
+    pub interval: Option<String>,
+}
+
+impl MonitoringSpec {
+    pub fn is_off(&self) -> bool {
+        *self == MonitoringSpec::default()
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PikaClusterStatus {
@@ -165,6 +196,18 @@ pub struct PikaClusterStatus {
     /// SlotMigrations in flight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<String>,
+    /// Groups whose every member runs and whose master is known, of all groups: `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_groups: Option<String>,
+    /// Every slot served, by the spec's groups only, max-min <= 1 slots per group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots_balanced: Option<bool>,
+    /// SlotMigrations of this cluster not finished yet.
+    #[serde(default)]
+    pub migrations_in_flight: u32,
+    /// Largest replication lag (bytes) over the groups.
+    #[serde(default)]
+    pub max_lag: u64,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -201,7 +244,8 @@ pub struct GroupStatus {
     printcolumn = r#"{"name":"Slots","type":"string","jsonPath":".spec.slots"}"#,
     printcolumn = r#"{"name":"Target","type":"integer","jsonPath":".spec.targetGroup"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Pause(ms)","type":"integer","jsonPath":".status.cutoverPauseMs"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","description":"Slots moved of the slots to move","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Pause(ms)","type":"integer","description":"Longest cutover pause","jsonPath":".status.cutoverPauseMs"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -262,6 +306,9 @@ pub struct SlotMigrationStatus {
     /// Slots already moved.
     #[serde(default)]
     pub slots_done: String,
+    /// Slots moved of the slots to move: `48/128`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// The batch being cut over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_batch: Option<String>,

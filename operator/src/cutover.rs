@@ -1,4 +1,5 @@
-//! Moving a batch of slots from group A to group B without losing a write (DESIGN.md section 5):
+//! Moving a batch of slots from group A to group B without losing a write (docs/operator.md,
+//! "SlotMigration and the cutover"):
 //!
 //! 1. `addslots S` on every member of B;
 //! 2. B's master follows A's master for S; wait until A streams S to it incrementally;

@@ -14,11 +14,12 @@ pub struct Metrics {
     pub reconciles: Family<Labels, Counter>,
     /// By controller and kind of error (`kube`, `node`, `cutover`, `invalid`).
     pub errors: Family<Labels, Counter>,
-    /// Finished migrations by result (`succeeded`, `failed`).
+    /// Finished migrations by namespace, cluster and result (`succeeded`, `failed`).
     pub migrations: Family<Labels, Counter>,
-    pub failovers: Counter,
-    /// How long writes were held per cutover batch.
-    pub cutover_pause: Histogram,
+    /// Masters replaced by a replica, by namespace and cluster.
+    pub failovers: Family<Labels, Counter>,
+    /// How long writes were held per cutover batch, by namespace and cluster.
+    pub cutover_pause: Family<Labels, Histogram, fn() -> Histogram>,
     pub leader: Gauge,
 }
 
@@ -29,8 +30,9 @@ impl Default for Metrics {
             reconciles: Family::default(),
             errors: Family::default(),
             migrations: Family::default(),
-            failovers: Counter::default(),
-            cutover_pause: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            failovers: Family::default(),
+            // 1 ms .. ~8 s.
+            cutover_pause: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -42,6 +44,15 @@ impl Default for Metrics {
         registry.register("leader", "1 while this instance holds the leader Lease", m.leader.clone());
         Metrics { registry, ..m }
     }
+}
+
+/// The labels that tie a metric to one cluster (what the dashboard filters on). Not `namespace`
+/// and `cluster`: Prometheus sets those on every scraped series itself (the operator's own
+/// namespace; the Kubernetes cluster in multi-cluster setups), and a clash renames ours.
+pub fn cluster_labels(namespace: &str, cluster: &str, more: &[(&str, &str)]) -> Labels {
+    let mut l = labels(&[("cluster_namespace", namespace), ("pika_cluster", cluster)]);
+    l.extend(labels(more));
+    l
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {

@@ -6,7 +6,9 @@
 //!   template, anti-affinity within the group, probes on the node's health endpoint;
 //! - `<name>-nodes` headless Service (stable pod names for replication and the proxies' seeds);
 //! - `<name>-g<g>` PodDisruptionBudget per group (one member down at a time);
-//! - `<name>-proxy` Deployment and `<name>` Service: where clients connect.
+//! - `<name>-proxy` Deployment and `<name>` Service: where clients connect;
+//! - `<name>` PodMonitor (with `spec.monitoring.podMonitor`): Prometheus Operator scraping of
+//!   every node's and proxy's `/metrics`, labelled with the cluster, group and component.
 //!
 //! Every node starts fenced (`start-fenced : yes`): a restarted pod never takes writes before the
 //! operator has checked it is still the master of its slots (after a failover it is not).
@@ -25,6 +27,8 @@ pub const CLIENT_PORT: u16 = 9221;
 pub const NODE_HTTP_PORT: u16 = 9231;
 pub const PROXY_HTTP_PORT: u16 = 9220;
 pub const GROUP_LABEL: &str = "pika.sharding.io/group";
+/// The container port of `/metrics` and `/health`, on nodes and proxies alike.
+pub const HTTP_PORT_NAME: &str = "http";
 pub const MANAGER: &str = "pika-operator";
 
 pub fn config_map_name(cluster: &str) -> String {
@@ -201,7 +205,7 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
                         "env": env,
                         "ports": [
                             { "name": "client", "containerPort": CLIENT_PORT },
-                            { "name": "http", "containerPort": NODE_HTTP_PORT },
+                            { "name": HTTP_PORT_NAME, "containerPort": NODE_HTTP_PORT },
                         ],
                         "readinessProbe": probe(2),
                         "livenessProbe": probe(10),
@@ -238,7 +242,10 @@ pub fn headless_service(cluster: &PikaCluster) -> Service {
             "clusterIP": "None",
             "publishNotReadyAddresses": true,
             "selector": selector(&labels),
-            "ports": [{ "name": "client", "port": CLIENT_PORT, "targetPort": "client" }],
+            "ports": [
+                { "name": "client", "port": CLIENT_PORT, "targetPort": "client" },
+                { "name": "metrics", "port": NODE_HTTP_PORT, "targetPort": HTTP_PORT_NAME },
+            ],
         },
     }))
 }
@@ -295,7 +302,7 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
                         "env": env,
                         "ports": [
                             { "name": "client", "containerPort": CLIENT_PORT },
-                            { "name": "http", "containerPort": PROXY_HTTP_PORT },
+                            { "name": HTTP_PORT_NAME, "containerPort": PROXY_HTTP_PORT },
                         ],
                         "readinessProbe": { "httpGet": { "path": "/health", "port": "http" }, "periodSeconds": 5 },
                         "livenessProbe": { "httpGet": { "path": "/health", "port": "http" }, "initialDelaySeconds": 5, "periodSeconds": 10 },
@@ -306,20 +313,76 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
     }))
 }
 
-/// Where clients connect: the proxies.
+/// Where clients connect: the proxies. Their metrics port is on it too while the Service stays
+/// inside the cluster (ClusterIP); a NodePort or LoadBalancer Service carries the client port
+/// only, so `/metrics` is not published outside (the PodMonitor scrapes the pods directly).
 pub fn client_service(cluster: &PikaCluster) -> Service {
     let name = cluster.name_any();
     let labels = labels(&name, "proxy");
+    let kind = cluster.spec.proxy.service_type.clone().unwrap_or_else(|| "ClusterIP".into());
+    let mut ports = vec![json!({ "name": "client", "port": CLIENT_PORT, "targetPort": "client" })];
+    if kind == "ClusterIP" {
+        ports.push(json!({ "name": "metrics", "port": PROXY_HTTP_PORT, "targetPort": HTTP_PORT_NAME }));
+    }
     typed(json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta(cluster, &name, &labels),
-        "spec": {
-            "type": cluster.spec.proxy.service_type.clone().unwrap_or_else(|| "ClusterIP".into()),
-            "selector": selector(&labels),
-            "ports": [{ "name": "client", "port": CLIENT_PORT, "targetPort": "client" }],
-        },
+        "spec": { "type": kind, "selector": selector(&labels), "ports": ports },
     }))
+}
+
+/// The Prometheus Operator's PodMonitor kind (its CRD may not be installed: the caller copes).
+pub fn pod_monitor_resource() -> kube::discovery::ApiResource {
+    kube::discovery::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "PodMonitor".into(),
+        plural: "podmonitors".into(),
+    }
+}
+
+/// Labels the scraped series get (besides Prometheus's own `namespace`, `pod`, `container`):
+/// the dashboard groups by them.
+pub const SCRAPE_LABELS: [(&str, &str); 3] = [
+    ("__meta_kubernetes_pod_label_app_kubernetes_io_instance", "pika_cluster"),
+    ("__meta_kubernetes_pod_label_pika_sharding_io_group", "group"),
+    ("__meta_kubernetes_pod_label_app_kubernetes_io_component", "component"),
+];
+
+/// One PodMonitor for every node and proxy pod of the cluster (both serve `/metrics` on the
+/// container port named `http`), or `None` when `spec.monitoring.podMonitor` is off.
+pub fn pod_monitor(cluster: &PikaCluster) -> Option<kube::api::DynamicObject> {
+    let monitoring = &cluster.spec.monitoring;
+    if !monitoring.pod_monitor {
+        return None;
+    }
+    let name = cluster.name_any();
+    let mut labels = labels(&name, "monitoring");
+    labels.extend(monitoring.labels.clone());
+    let pods = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "pika".to_string()),
+        ("app.kubernetes.io/instance".to_string(), name.clone()),
+    ]);
+    let relabelings: Vec<Value> = SCRAPE_LABELS
+        .iter()
+        .map(|(from, to)| json!({ "sourceLabels": [from], "targetLabel": to, "action": "replace" }))
+        .collect();
+    let mut endpoint = json!({ "port": HTTP_PORT_NAME, "path": "/metrics", "relabelings": relabelings });
+    if let Some(interval) = &monitoring.interval {
+        endpoint["interval"] = json!(interval);
+    }
+    Some(typed(json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": meta(cluster, &name, &labels),
+        "spec": {
+            "selector": { "matchLabels": pods },
+            "namespaceSelector": { "matchNames": [cluster.namespace()] },
+            "podMetricsEndpoints": [endpoint],
+        },
+    })))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use common::handshake::{self, ClientCommand};
 use common::resp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +19,9 @@ static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 struct Session {
     id: u64,
+    peer: String,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    name: Option<Bytes>,
     table: u32,
     authed: bool,
     quit: bool,
@@ -28,6 +32,8 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     proxy.metrics.connections.inc();
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
+        peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        name: None,
         table: 0,
         authed: proxy.config.password.is_none(),
         quit: false,
@@ -105,7 +111,7 @@ fn err(text: &str) -> Pending {
 async fn handle(proxy: &Arc<Proxy>, session: &mut Session, args: Vec<Bytes>) -> Pending {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let kind = commands::classify(&name);
-    if !session.authed && !matches!(kind, Some(Kind::Local(Local::Auth | Local::Quit))) {
+    if !session.authed && !matches!(kind, Some(Kind::Local(Local::Auth | Local::Quit | Local::Hello))) {
         return err("ERR NOAUTH Authentication required.");
     }
     match kind {
@@ -128,22 +134,24 @@ fn handle_local(proxy: &Arc<Proxy>, session: &mut Session, local: Local, args: &
             session.quit = true;
             ok()
         }
-        Local::Auth => match (&proxy.config.password, args.len()) {
-            (_, n) if n != 2 => err("ERR wrong number of arguments for 'auth' command"),
-            (None, _) => err("ERR Client sent AUTH, but no password is set"),
-            (Some(pw), _) if pw.as_bytes() == &args[1][..] => {
-                session.authed = true;
-                ok()
-            }
-            _ => {
-                session.authed = false;
-                err("ERR invalid password")
-            }
+        Local::Auth => match handshake::auth_password(&args[1..]) {
+            _ if args.len() < 2 => err("ERR wrong number of arguments for 'auth' command"),
+            Ok(password) => check_password(proxy, session, &password).unwrap_or_else(|e| e),
+            Err(e) => err(&e.to_string()),
         },
+        Local::Hello => hello(proxy, session, args).unwrap_or_else(|e| e),
+        Local::Client if args.len() < 2 => err("ERR wrong number of arguments for 'client' command"),
+        Local::Client => client(session, args),
         Local::Select => {
             let id = args.get(1).and_then(|a| std::str::from_utf8(a).ok()).and_then(|s| s.parse::<u32>().ok());
             match id {
                 None => err("ERR invalid DB index for 'select'"),
+                // Table 0 always exists; libraries that select it on connect must not depend
+                // on the proxy having its routes yet.
+                Some(0) => {
+                    session.table = 0;
+                    ok()
+                }
                 Some(id) if proxy.routes().table(id).is_none() => err("ERR invalid Table for 'select'"),
                 Some(id) => {
                     session.table = id;
@@ -155,6 +163,70 @@ fn handle_local(proxy: &Arc<Proxy>, session: &mut Session, local: Local, args: &
         // redis-cli asks for the command table on start; an empty one is enough.
         Local::Command => Pending::Ready(Bytes::from_static(b"*0\r\n")),
     }
+}
+
+/// AUTH's check, also HELLO's `AUTH` option.
+fn check_password(proxy: &Proxy, session: &mut Session, password: &[u8]) -> Result<Pending, Pending> {
+    match &proxy.config.password {
+        None => Err(err("ERR Client sent AUTH, but no password is set")),
+        Some(pw) if pw.as_bytes() == password => {
+            session.authed = true;
+            Ok(ok())
+        }
+        Some(_) => {
+            session.authed = false;
+            Err(err("ERR invalid password"))
+        }
+    }
+}
+
+/// HELLO as the node answers it (protocol 2; NOPROTO for 3, which clients fall back from).
+fn hello(proxy: &Proxy, session: &mut Session, args: &[Bytes]) -> Result<Pending, Pending> {
+    let hello = handshake::parse_hello(args).map_err(|e| err(&e.to_string()))?;
+    if let Some(password) = hello.password {
+        check_password(proxy, session, &password)?;
+    }
+    if let Some(name) = hello.name {
+        session.name = Some(name);
+    }
+    if !session.authed {
+        return Err(err("ERR NOAUTH Authentication required."));
+    }
+    // "standalone": to a client the proxy is one server (it routes; the client does not).
+    let fields = handshake::hello_reply("pika-proxy", env!("CARGO_PKG_VERSION"), session.id, "standalone");
+    let mut out = BytesMut::new();
+    handshake::encode_hello_reply(&mut out, &fields);
+    Ok(Pending::Ready(out.freeze()))
+}
+
+/// CLIENT ID/GETNAME/SETNAME/SETINFO/INFO about this connection to the proxy; LIST and KILL are
+/// about a node's connections and belong to the node.
+fn client(session: &mut Session, args: &[Bytes]) -> Pending {
+    match handshake::parse_client(args) {
+        Ok(ClientCommand::Id) => Pending::Ready(integer(session.id as i64)),
+        Ok(ClientCommand::GetName) => match &session.name {
+            Some(name) => bulk(name),
+            None => Pending::Ready(Bytes::from_static(b"$-1\r\n")),
+        },
+        Ok(ClientCommand::SetName(name)) => {
+            // An empty name clears it, as in Redis.
+            session.name = (!name.is_empty()).then_some(name);
+            ok()
+        }
+        Ok(ClientCommand::SetInfo | ClientCommand::NoEvictOrTouch) => ok(),
+        Ok(ClientCommand::Info) => {
+            let name = session.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            bulk(format!("id={} addr={} name={} db={}\n", session.id, session.peer, name, session.table).as_bytes())
+        }
+        Ok(ClientCommand::List | ClientCommand::Kill(_)) => err(commands::NOT_THROUGH_PROXY),
+        Err(e) => err(&e.to_string()),
+    }
+}
+
+fn integer(n: i64) -> Bytes {
+    let mut out = BytesMut::new();
+    resp::write_integer(&mut out, n);
+    out.freeze()
 }
 
 /// The proxy's own INFO: routing epoch, groups, holds.

@@ -10,7 +10,8 @@ pub enum Keys {
     NumKeys { at: usize, dest: bool },
 }
 
-/// How a command spanning several groups is split and merged (compat doc 4.5).
+/// How a command spanning several groups is split and merged (docs/compatibility.md, "Multi-key
+/// commands").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
     /// Integer replies summed (DEL, EXISTS, UNLINK, TOUCH).
@@ -31,6 +32,9 @@ pub enum Local {
     Quit,
     Info,
     Command,
+    /// HELLO and CLIENT: the handshake client libraries send on connect.
+    Hello,
+    Client,
 }
 
 /// Commands sent to every group's master.
@@ -58,7 +62,7 @@ pub enum Kind {
     Refused(&'static str),
 }
 
-const NOT_THROUGH_PROXY: &str = "ERR this command is not supported through pika-proxy; send it to a node";
+pub const NOT_THROUGH_PROXY: &str = "ERR this command is not supported through pika-proxy; send it to a node";
 
 /// The command's kind, by lower-cased name; `None` for a command the proxy does not know.
 pub fn classify(name: &str) -> Option<Kind> {
@@ -87,7 +91,8 @@ pub fn classify(name: &str) -> Option<Kind> {
         "del" | "unlink" | "exists" | "touch" => Split(Merge::Sum),
         "mget" => Split(Merge::PerKey),
         "mset" => Split(Merge::Pairs),
-        // As Pika in sharding mode (compat doc 4.6): no atomicity across slots to offer.
+        // As Pika in sharding mode (docs/compatibility.md, "Commands refused in sharding mode"):
+        // no atomicity across slots to offer.
         "msetnx" => Refused("ERR This command is not supported in current configuration"),
         "ping" => Local(self::Local::Ping),
         "echo" => Local(self::Local::Echo),
@@ -96,6 +101,8 @@ pub fn classify(name: &str) -> Option<Kind> {
         "quit" => Local(self::Local::Quit),
         "info" => Local(self::Local::Info),
         "command" => Local(self::Local::Command),
+        "hello" => Local(self::Local::Hello),
+        "client" => Local(self::Local::Client),
         "dbsize" => FanOut(self::FanOut::Sum),
         "flushdb" | "flushall" => FanOut(self::FanOut::AllOk),
         "time" => FanOut(self::FanOut::Any),
@@ -103,7 +110,7 @@ pub fn classify(name: &str) -> Option<Kind> {
         "keys" | "scan" | "randomkey" | "multi" | "exec" | "discard" | "watch" | "unwatch" | "eval" | "evalsha"
         | "script" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "monitor" | "config"
         | "slowlog" | "pkcluster" | "slotsinfo" | "slotshashkey" | "slotsscan" | "slotsdel" | "bgsave" | "save"
-        | "lastsave" | "client" | "hello" | "move" | "swapdb" | "wait" => Refused(NOT_THROUGH_PROXY),
+        | "lastsave" | "move" | "swapdb" | "wait" => Refused(NOT_THROUGH_PROXY),
         _ => return None,
     })
 }

@@ -436,3 +436,76 @@ fn blocking_pops_do_not_stall_other_clients_and_bad_key_counts_are_errors() {
     assert!(err(&mut c, &["ZUNION", "18446744073709551615", "a"]).contains("wrong number of arguments"));
     assert_eq!(query::<String>(&mut c, &["PING"]), "PONG");
 }
+
+/// What client libraries send when they connect, answered alike by a node and by the proxy:
+/// redis-py 8 with its defaults (HELLO 3 -> NOPROTO -> RESP2, CLIENT SETINFO, SETNAME), and the
+/// `redis` crate with the handshake commands sent one by one.
+#[test]
+fn client_libraries_connect_with_their_defaults() {
+    let a = node("", &[("requirepass", "secret")]);
+    let b = node("", &[("requirepass", "secret")]);
+    for (n, slots) in [(&a, "0-511"), (&b, "512-1023")] {
+        let mut c = redis::Client::open(format!("redis://:secret@{}/", n.addr())).unwrap().get_connection().unwrap();
+        let _: () = query(&mut c, &["pkcluster", "addslots", slots]);
+    }
+    let proxy = Proxy::start(&[&a, &b], &["--password", "secret"]);
+    let mut c =
+        redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", proxy.port)).unwrap().get_connection().unwrap();
+    proxy.wait_routed_authed(&mut c);
+    // Straight to a node: one that owns every slot, as a lone node would.
+    let solo = node("", &[("requirepass", "secret")]);
+    let mut s = redis::Client::open(format!("redis://:secret@{}/", solo.addr())).unwrap().get_connection().unwrap();
+    let _: () = query(&mut s, &["pkcluster", "addslots", "0-1023"]);
+
+    for (what, port) in [("proxy", proxy.port), ("node", solo.port)] {
+        let mut c =
+            redis::Client::open(format!("redis://:secret@127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        // The handshake, one command at a time, with the replies a library checks.
+        assert!(err(&mut c, &["HELLO", "3"]).starts_with("NOPROTO"), "{what}: HELLO 3");
+        assert!(err(&mut c, &["HELLO", "3", "AUTH", "default", "secret"]).starts_with("NOPROTO"), "{what}");
+        let hello: Vec<redis::Value> = query(&mut c, &["HELLO", "2", "AUTH", "default", "secret", "SETNAME", "lib"]);
+        let fields: Vec<String> =
+            hello.iter().step_by(2).map(|v| redis::from_redis_value::<String>(v.clone()).unwrap()).collect();
+        assert_eq!(fields, ["server", "version", "proto", "id", "mode", "role", "modules"], "{what}");
+        assert_eq!(hello[5], redis::Value::Int(2), "{what}: proto");
+        assert_eq!(query::<String>(&mut c, &["CLIENT", "GETNAME"]), "lib", "{what}: HELLO SETNAME");
+        let _: () = query(&mut c, &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]);
+        let _: () = query(&mut c, &["CLIENT", "SETINFO", "LIB-VER", "1.0.0"]);
+        let _: () = query(&mut c, &["CLIENT", "SETNAME", "worker-1"]);
+        assert_eq!(query::<String>(&mut c, &["CLIENT", "GETNAME"]), "worker-1", "{what}");
+        let id = int(&mut c, &["CLIENT", "ID"]);
+        assert!(query::<String>(&mut c, &["CLIENT", "INFO"]).starts_with(&format!("id={id} ")), "{what}");
+        let _: () = query(&mut c, &["SELECT", "0"]);
+        assert!(err(&mut c, &["CLIENT", "SETNAME", "has space"]).contains("cannot contain spaces"), "{what}");
+        assert!(err(&mut c, &["CLIENT", "NOSUCH"]).contains("Unknown subcommand"), "{what}");
+        assert_eq!(err(&mut c, &["AUTH", "alice", "secret"]).split(' ').next(), Some("WRONGPASS"), "{what}");
+        assert_eq!(q(&mut c, &["SET", "rs:x", "1"]), Ok(redis::Value::Okay), "{what}: SET");
+        // HELLO before AUTH on a new connection is refused, as Redis refuses it.
+        let mut fresh = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        assert_eq!(err(&mut fresh, &["HELLO", "2"]), "ERR NOAUTH Authentication required.", "{what}");
+
+        if !python_has_redis_py() {
+            eprintln!("skipped: redis-py through the {what}: needs python3 with redis-py 8 (scripts/install-deps.sh)");
+            continue;
+        }
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py_defaults.py");
+        let out = Command::new("python3").arg(script).arg(port.to_string()).arg("secret").output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "redis-py with its defaults through the {what}:\n{text}");
+        assert!(text.contains("ok protocol=2"), "{what}: {text}");
+    }
+    // What redis-py wrote through the proxy is on the nodes.
+    let mut on_a = redis::Client::open(format!("redis://:secret@{}/", a.addr())).unwrap().get_connection().unwrap();
+    let mut on_b = redis::Client::open(format!("redis://:secret@{}/", b.addr())).unwrap().get_connection().unwrap();
+    if python_has_redis_py() {
+        let holder = if slot_of("py:x") <= 511 { &mut on_a } else { &mut on_b };
+        assert_eq!(query::<String>(holder, &["GET", "py:x"]), "1");
+    }
+}
+
+fn python_has_redis_py() -> bool {
+    Command::new("python3")
+        .args(["-c", "import redis, sys; sys.exit(int(redis.__version__.split('.')[0]) < 8)"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -1,7 +1,8 @@
-//! The Codis `slots*` commands of Pika's sharding mode (compat doc section 8.1): SLOTSINFO,
-//! SLOTSHASHKEY, SLOTSSCAN, SLOTSDEL (default table), and the semi-async migration probes
-//! SLOTSMGRT*: in Pika's design a slot moves by replication (`pkcluster slotsslaveof`), and
-//! Codis's "migrate" calls only ask whether the target still replicates the slot.
+//! The Codis `slots*` commands of Pika's sharding mode (docs/compatibility.md, "Codis slots*
+//! commands"): SLOTSINFO, SLOTSHASHKEY, SLOTSSCAN, SLOTSDEL (default table), and the semi-async
+//! migration probes SLOTSMGRT*: in Pika's design a slot moves by replication (`pkcluster
+//! slotsslaveof`), and Codis's "migrate" calls only ask whether the target still replicates the
+//! slot.
 
 use bytes::Bytes;
 
@@ -159,7 +160,8 @@ fn slotsmgrt_async_cancel(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply
     Ok(Reply::Ok)
 }
 
-/// Codis's synchronous migration cannot work against Pika (compat doc 8.1).
+/// Codis's synchronous migration cannot work against Pika (docs/compatibility.md, "Codis slots*
+/// commands").
 fn sync_migration_refused(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     Err(CmdError::err(format!("{} NOT supported", String::from_utf8_lossy(&args[0]).to_ascii_lowercase())))
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use common::handshake::{self, ClientCommand, HandshakeError, HelloValue};
 
 use super::args::{self, is};
 use super::{ConnCtx, Spec, NO_AUTH};
@@ -23,24 +24,27 @@ pub fn specs() -> Vec<Spec> {
 }
 
 fn auth(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    // AUTH password | AUTH default password (Redis 6 form, the only user is "default").
-    let password = match args.len() {
-        2 => &args[1],
-        3 if args[1].as_ref() == b"default" => &args[2],
-        3 => return Err(CmdError::msg("WRONGPASS invalid username-password pair or user is disabled.")),
-        _ => return Err(CmdError::Syntax),
-    };
+    let password = handshake::auth_password(&args[1..]).map_err(handshake_error)?;
+    check_password(ctx, &password)
+}
+
+/// AUTH's check, also HELLO's `AUTH` option.
+fn check_password(ctx: &mut ConnCtx, password: &[u8]) -> CmdResult<Reply> {
     let required = ctx.server.config.read().requirepass.clone();
     if required.is_empty() {
         return Err(CmdError::err("Client sent AUTH, but no password is set"));
     }
-    if password.as_ref() == required.as_bytes() {
+    if password == required.as_bytes() {
         ctx.session.authed = true;
         Ok(Reply::Ok)
     } else {
         ctx.session.authed = false;
         Err(CmdError::err("invalid password"))
     }
+}
+
+fn handshake_error(e: HandshakeError) -> CmdError {
+    CmdError::msg(e.to_string())
 }
 
 fn ping(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
@@ -55,7 +59,7 @@ fn echo(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Bulk(args[1].to_vec()))
 }
 
-/// SELECT n: switch to table `db<n>` (compat doc 11.1).
+/// SELECT n: switch to table `db<n>` (docs/compatibility.md, "Tables (SELECT)").
 fn select(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let id = common::resp::parse_i64(&args[1])
         .filter(|n| (0..=u32::MAX as i64).contains(n))
@@ -73,28 +77,15 @@ fn quit(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Ok)
 }
 
-/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only; RESP3 is refused as Redis refuses an
+/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only; RESP3 gets NOPROTO, as Redis answers an
 /// unknown version, so clients fall back.
 fn hello(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    let mut i = 1;
-    if args.len() > 1 {
-        match args::int(&args[1]) {
-            Ok(2) => {}
-            Ok(_) => return Err(CmdError::msg("NOPROTO unsupported protocol version")),
-            Err(_) => return Err(CmdError::err("Protocol version is not an integer or out of range")),
-        }
-        i = 2;
+    let hello = handshake::parse_hello(args).map_err(handshake_error)?;
+    if let Some(password) = hello.password {
+        check_password(ctx, &password)?;
     }
-    while i < args.len() {
-        if is(&args[i], "AUTH") && i + 2 < args.len() {
-            auth(ctx, &[args[0].clone(), args[i + 1].clone(), args[i + 2].clone()])?;
-            i += 3;
-        } else if is(&args[i], "SETNAME") && i + 1 < args.len() {
-            *ctx.session.info.name.lock() = String::from_utf8_lossy(&args[i + 1]).into_owned();
-            i += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
+    if let Some(name) = hello.name {
+        *ctx.session.info.name.lock() = String::from_utf8_lossy(&name).into_owned();
     }
     if !ctx.session.authed {
         return Err(CmdError::msg("ERR NOAUTH Authentication required."));
@@ -103,51 +94,38 @@ fn hello(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         InstanceMode::Classic => "standalone",
         InstanceMode::Sharding => "cluster",
     };
-    Ok(Reply::Array(vec![
-        Reply::bulk("server"),
-        Reply::bulk("pika"),
-        Reply::bulk("version"),
-        Reply::bulk(crate::VERSION),
-        Reply::bulk("proto"),
-        Reply::Int(2),
-        Reply::bulk("id"),
-        Reply::Int(ctx.session.id as i64),
-        Reply::bulk("mode"),
-        Reply::bulk(mode),
-        Reply::bulk("role"),
-        Reply::bulk("master"),
-        Reply::bulk("modules"),
-        Reply::Array(vec![]),
-    ]))
+    let fields = handshake::hello_reply("pika", crate::VERSION, ctx.session.id, mode);
+    let mut out = Vec::with_capacity(fields.len() * 2);
+    for (field, value) in fields {
+        out.push(Reply::bulk(field));
+        out.push(match value {
+            HelloValue::Text(text) => Reply::bulk(text),
+            HelloValue::Int(n) => Reply::Int(n),
+            HelloValue::EmptyList => Reply::Array(vec![]),
+        });
+    }
+    Ok(Reply::Array(out))
 }
 
 fn client(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    let sub = args::upper(&args[1]);
-    match (sub.as_str(), args.len()) {
-        ("LIST", _) => Ok(Reply::bulk(client_list(ctx))),
-        ("INFO", 2) => {
+    match handshake::parse_client(args).map_err(handshake_error)? {
+        ClientCommand::List => Ok(Reply::bulk(client_list(ctx))),
+        ClientCommand::Info => {
             let me = ctx.session.info.id;
             let line = client_list(ctx).lines().find(|l| l.starts_with(&format!("id={me} "))).unwrap_or("").to_string();
             Ok(Reply::bulk(line + "\n"))
         }
-        ("ID", 2) => Ok(Reply::Int(ctx.session.id as i64)),
-        ("GETNAME", 2) => {
+        ClientCommand::Id => Ok(Reply::Int(ctx.session.id as i64)),
+        ClientCommand::GetName => {
             let name = ctx.session.info.name.lock().clone();
             Ok(if name.is_empty() { Reply::Nil } else { Reply::bulk(name) })
         }
-        ("SETNAME", 3) => {
-            if args[2].iter().any(|b| *b <= b' ' || *b > b'~') {
-                return Err(CmdError::err("Client names cannot contain spaces, newlines or special characters."));
-            }
-            *ctx.session.info.name.lock() = String::from_utf8_lossy(&args[2]).into_owned();
+        ClientCommand::SetName(name) => {
+            *ctx.session.info.name.lock() = String::from_utf8_lossy(&name).into_owned();
             Ok(Reply::Ok)
         }
-        ("KILL", _) => client_kill(ctx, &args[2..]),
-        ("SETINFO", 4) | ("NO-EVICT", 3) | ("NO-TOUCH", 3) => Ok(Reply::Ok),
-        _ => Err(CmdError::err(format!(
-            "Unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            String::from_utf8_lossy(&args[1])
-        ))),
+        ClientCommand::Kill(filters) => client_kill(ctx, &filters),
+        ClientCommand::SetInfo | ClientCommand::NoEvictOrTouch => Ok(Reply::Ok),
     }
 }
 

@@ -95,7 +95,7 @@ pub enum Keys {
 }
 
 /// How a command whose keys span several slots of this node is split and merged
-/// (compat doc 4.5: DEL, MGET, MSET, EXISTS).
+/// (docs/compatibility.md, "Multi-key commands": DEL, MGET, MSET, EXISTS).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     /// Must stay in one slot; across slots it is refused in sharding mode.
@@ -114,7 +114,8 @@ pub const ADMIN: u32 = 1 << 1;
 pub const NO_AUTH: u32 = 1 << 2;
 /// May block (BLPOP and friends): the handler's nil reply means "nothing yet".
 pub const BLOCKING: u32 = 1 << 3;
-/// Refused in sharding mode (compat doc 4.6), even when its keys share a slot.
+/// Refused in sharding mode (docs/compatibility.md, "Commands refused in sharding mode"), even
+/// when its keys share a slot.
 pub const CLASSIC_ONLY: u32 = 1 << 4;
 /// Counted as a write in statistics and for the read-only check only (FLUSHDB etc.).
 pub const FAST: u32 = 1 << 5;

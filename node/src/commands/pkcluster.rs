@@ -1,5 +1,5 @@
-//! `pkcluster` admin commands (compat doc section 5): slot ownership, tables, the info reports,
-//! and our fencing commands used by cutovers.
+//! `pkcluster` admin commands (docs/compatibility.md, "pkcluster commands and replies"): slot
+//! ownership, tables, the info reports, and our fencing commands used by cutovers.
 
 use bytes::Bytes;
 

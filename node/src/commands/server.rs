@@ -77,7 +77,7 @@ fn time(_ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 /// Empties `slot`, or only its keys of `kind`. Replica slots are skipped: they follow their
-/// master (upstream Pika flushes them too, compat doc 12.3).
+/// master (upstream Pika flushes them too; docs/compatibility.md, "FLUSHDB and FLUSHALL").
 fn flush_slot(server: &Server, slot: &Arc<Slot>, kind: Option<Kind>) -> CmdResult<()> {
     if slot.write_refusal().is_some() {
         return Ok(());

@@ -1,4 +1,5 @@
-//! Per-slot master/replica replication between pika-nodes (compat doc section 7, our protocol).
+//! Per-slot master/replica replication between pika-nodes (docs/compatibility.md, "Replication
+//! states"; our protocol).
 //!
 //! A replica slot runs one task ([`replica`]) that connects to the master's client port and asks
 //! for the slot from its log position; the master ([`master`]) answers with either the log from
@@ -23,7 +24,8 @@ use crate::server::Server;
 use crate::slots::{Role, Slot};
 use crate::storage::{LogPos, Store};
 
-/// A replica slot's link to its master, with Pika's state names (compat doc 7.2).
+/// A replica slot's link to its master, with Pika's state names (docs/compatibility.md,
+/// "Replication states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum LinkState {
@@ -236,7 +238,8 @@ pub fn stop_upstream(slot: &Slot) {
     slot.set_link(LinkState::NoConnect);
 }
 
-/// Why a slot cannot be deleted now: it has replicas, or replicates (compat doc 5.3).
+/// Why a slot cannot be deleted now: it has replicas, or replicates (docs/compatibility.md,
+/// "pkcluster commands and replies").
 pub fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
     if !slot.downstream.lock().is_empty() {
         return Some(CmdError::err(format!("Corruption: sync master partition ({table}:{}) in syncing", slot.id)));

@@ -4,8 +4,8 @@
 //! Every committed write to a slot becomes one log entry: the list of RocksDB operations it made,
 //! with keys *relative to the slot prefix*. A replica prepends its own copy of the prefix, so an
 //! entry can only ever touch the slot it was read for (a cross-slot MSET commits one entry per
-//! slot, each holding that slot's keys only; compat doc section 12.1). Replaying the entries in
-//! order reproduces the slot byte for byte.
+//! slot, each holding that slot's keys only; docs/compatibility.md, "Change-log entries per
+//! slot"). Replaying the entries in order reproduces the slot byte for byte.
 //!
 //! Positions: `seq` counts entries (1 = the first write since the slot's history began) and
 //! `offset` counts entry bytes, so lag in bytes is a subtraction, as Pika reports it.

@@ -17,18 +17,19 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::conditions::{self, DEGRADED, PAUSED, PROGRESSING, READY};
+use super::conditions::{self, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
 use super::observe::{self, Observed};
 use super::{poll, Context, Error};
 use crate::admin::Admin;
 use crate::crd::{GroupStatus, PikaCluster, PikaClusterStatus, SlotMigration, SlotMigrationSpec};
 use crate::dataplane::{self, Ownership};
+use crate::metrics::cluster_labels;
 use crate::metrics::labels;
 use crate::planner;
 use crate::resources::{self, GROUP_LABEL, MANAGER};
@@ -68,6 +69,8 @@ struct Health {
     running: usize,
     served: usize,
     migrations: usize,
+    /// Every slot served and no move needed (known once the nodes answered).
+    balanced: Option<bool>,
     degraded: Option<String>,
     waiting: Option<String>,
 }
@@ -97,6 +100,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
         ctx.event(&*cluster, false, "Resumed", "reconciliation resumed".into()).await;
     }
     apply_children(ctx, &cluster, &status).await?;
+    apply_monitor(ctx, &cluster, &mut status).await;
     let health = match data_plane(ctx, &cluster, &mut status).await {
         Ok(h) => h,
         Err(e @ (Error::Node(_) | Error::Cutover(_))) => {
@@ -184,6 +188,39 @@ async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClust
     Ok(())
 }
 
+/// The PodMonitor of `spec.monitoring`. Never fails the pass (failover and migrations must not
+/// wait on monitoring): without the Prometheus Operator's CRD the `Monitoring` condition says so.
+/// Turned off, the monitor created before (known by the condition) is deleted.
+async fn apply_monitor(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus) {
+    let ns = cluster.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &resources::pod_monitor_resource());
+    let generation = cluster.metadata.generation;
+    let Some(monitor) = resources::pod_monitor(cluster) else {
+        if status.conditions.iter().any(|c| c.type_ == MONITORING) {
+            match ignore_missing(api.delete(&cluster.name_any(), &DeleteParams::default()).await.map(|_| ())) {
+                Ok(()) => status.conditions.retain(|c| c.type_ != MONITORING),
+                Err(e) => tracing::warn!(error = %e, "PodMonitor not deleted"),
+            }
+        }
+        return;
+    };
+    let applied = api.patch(&cluster.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&monitor)).await;
+    let (ok, reason, message) = match applied {
+        Ok(_) => (true, "PodMonitorApplied", format!("PodMonitor {} scrapes every node and proxy", cluster.name_any())),
+        Err(kube::Error::Api(e)) if e.code == 404 => (
+            false,
+            "PrometheusOperatorMissing",
+            "spec.monitoring.podMonitor is set but the PodMonitor CRD (monitoring.coreos.com/v1) is not installed"
+                .to_string(),
+        ),
+        Err(e) => (false, "PodMonitorFailed", format!("PodMonitor not applied: {e}")),
+    };
+    if !ok && !status.conditions.iter().any(|c| c.type_ == MONITORING && c.reason == reason) {
+        ctx.event(cluster, true, reason, message.clone()).await;
+    }
+    conditions::set(&mut status.conditions, MONITORING, ok, reason, &message, generation, conditions::now());
+}
+
 async fn cleanup(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let api: Api<SlotMigration> = Api::namespaced(ctx.client.clone(), &ns);
@@ -246,6 +283,13 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
         .map(|s| (s.index, s))
         .collect();
     let result = data_plane_pass(ctx, cluster, &observed, &in_flight, &mut groups, &mut health).await;
+    // What `kubectl get pikaclusters` shows first.
+    let masters: BTreeMap<u32, String> = groups.iter().filter_map(|(g, s)| Some((*g, s.master.clone()?))).collect();
+    status.ready_groups = Some(observed.ready_groups(&masters));
+    status.slots_balanced = health.balanced;
+    status.migrations = in_flight.iter().map(|m| m.name_any()).collect();
+    status.migrations_in_flight = health.migrations as u32;
+    status.max_lag = groups.values().map(|g| g.max_lag).max().unwrap_or(0);
     status.groups = groups.into_values().collect();
     result.map(|()| health)
 }
@@ -314,11 +358,12 @@ async fn data_plane_pass(
         gs.max_lag = max_lag(&admin, &topology.groups[g].master, &gs.slots).await;
     }
     health.served = owned.values().map(Vec::len).sum();
+    let moves = planner::rebalance(&owned, cluster.spec.groups);
+    health.balanced = Some(health.served == slot_count as usize && moves.is_empty());
     if !in_flight.is_empty() {
         return Ok(()); // migrations route and move; nothing else changes meanwhile
     }
     push_routes(ctx, cluster, &admin, &observed.proxies, topology.routes(&owned)).await?;
-    let moves = planner::rebalance(&owned, cluster.spec.groups);
     if moves.is_empty() {
         retire_drained(ctx, cluster, &admin, &topology, &owned, groups).await?;
     } else {
@@ -379,7 +424,8 @@ async fn watch_masters(
             let followers: Vec<String> = survivors.iter().filter(|(i, _)| *i != new).map(|(_, a)| a.clone()).collect();
             dataplane::take_over(admin, &new_addr, &followers, &gs.slots).await?;
             ctx.down_since.lock().await.remove(&key);
-            ctx.metrics.failovers.inc();
+            let ns = cluster.namespace().unwrap_or_default();
+            ctx.metrics.failovers.get_or_create(&cluster_labels(&ns, &cluster.name_any(), &[])).inc();
             let note = format!(
                 "group {g}: master {master} unreachable for {}s; {} promoted for slots {}",
                 down.as_secs(),

@@ -1,4 +1,4 @@
-//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused): pure helpers that
+//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused, Monitoring): pure helpers that
 //! keep `lastTransitionTime` when a condition's status did not change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -7,6 +7,8 @@ pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "ReconciliationPaused";
+/// Only while `spec.monitoring` asks for a PodMonitor: whether it could be applied.
+pub const MONITORING: &str = "Monitoring";
 
 /// Sets condition `type_` in `conditions`. `now` is used only when the status changes.
 pub fn set(

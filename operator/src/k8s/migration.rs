@@ -17,7 +17,7 @@ use super::{observe, Context, Error};
 use crate::crd::{MigrationPhase, PikaCluster, SlotMigration, SlotMigrationStatus};
 use crate::cutover::{self, CutoverError, Limits, Start, Steps};
 use crate::dataplane;
-use crate::metrics::labels;
+use crate::metrics::{cluster_labels, labels};
 use common::slotset::{format_slots, parse_slots};
 
 /// Failed passes of one batch before its migration is marked Failed (only before promotion:
@@ -83,7 +83,7 @@ async fn fail(
     status.message = Some(why.clone());
     status.finished_at = Some(super::conditions::now());
     patch(api, &m.name_any(), &status).await?;
-    ctx.metrics.migrations.get_or_create(&labels(&[("result", "failed")])).inc();
+    ctx.metrics.migrations.get_or_create(&migration_labels(m, "failed")).inc();
     ctx.event(m, true, "Failed", why).await;
     Ok(Action::await_change())
 }
@@ -185,6 +185,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
                 .take(m.spec.batch_size.max(1) as usize)
                 .collect();
             status.current_batch = Some(format_slots(&batch));
+            status.progress = Some(progress(&status.slots_done, wanted.len()));
             status.source_group = Some(from);
             status.step = None;
             status.started_at.get_or_insert_with(super::conditions::now);
@@ -229,6 +230,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             done.sort_unstable();
             done.dedup();
             status.slots_done = format_slots(&done);
+            status.progress = Some(progress(&status.slots_done, wanted.len()));
             status.current_batch = None;
             status.source_group = None;
             status.step = None;
@@ -237,7 +239,8 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
                 let ms = pause.as_millis() as u64;
                 status.batch_pauses_ms.push(ms);
                 status.cutover_pause_ms = Some(status.cutover_pause_ms.unwrap_or(0).max(ms));
-                ctx.metrics.cutover_pause.observe(pause.as_secs_f64());
+                let l = cluster_labels(&m.namespace().unwrap_or_default(), &m.spec.cluster, &[]);
+                ctx.metrics.cutover_pause.get_or_create(&l).observe(pause.as_secs_f64());
             }
             patch(&api, &name, &status).await?;
             tracing::info!(migration = %name, slots = %ranges, from, to = target, pause_ms = ?outcome.pause.map(|p| p.as_millis()), "batch moved");
@@ -264,6 +267,15 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
+fn migration_labels(m: &SlotMigration, result: &str) -> Vec<(String, String)> {
+    cluster_labels(&m.namespace().unwrap_or_default(), &m.spec.cluster, &[("result", result)])
+}
+
+/// `moved/total` for the printer column.
+fn progress(slots_done: &str, total: usize) -> String {
+    format!("{}/{total}", parse_slots(slots_done).map_or(0, |d| d.len()))
+}
+
 /// The recorded step as one of the cutover's step names.
 fn static_step(s: &str) -> Option<&'static str> {
     cutover::STEPS.into_iter().find(|&n| n == s)
@@ -276,11 +288,13 @@ async fn finish(
     mut status: SlotMigrationStatus,
 ) -> Result<Action, Error> {
     status.phase = MigrationPhase::Succeeded;
+    let total = parse_slots(&m.spec.slots).map_or(0, |s| s.len());
+    status.progress = Some(format!("{total}/{total}"));
     status.step = None;
     status.message = None;
     status.finished_at = Some(super::conditions::now());
     patch(api, &m.name_any(), &status).await?;
-    ctx.metrics.migrations.get_or_create(&labels(&[("result", "succeeded")])).inc();
+    ctx.metrics.migrations.get_or_create(&migration_labels(m, "succeeded")).inc();
     let note = format!(
         "slots {} now in group {}; longest pause {} ms",
         m.spec.slots,

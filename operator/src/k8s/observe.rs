@@ -83,6 +83,17 @@ impl Observed {
         Some(Topology { slots, groups })
     }
 
+    /// `ready/total` for `kubectl get`: groups whose every member runs and whose master is
+    /// known (`masters`: group -> master pod), of all groups observed.
+    pub fn ready_groups(&self, masters: &BTreeMap<u32, String>) -> String {
+        let ready = self
+            .groups
+            .iter()
+            .filter(|(g, members)| masters.contains_key(g) && members.iter().all(|m| m.addr.is_some()))
+            .count();
+        format!("{ready}/{}", self.groups.len())
+    }
+
     pub fn addr_of(&self, pod: &str) -> Option<String> {
         self.groups.values().flatten().find(|m| m.pod == pod).and_then(|m| m.addr.clone())
     }
@@ -123,5 +134,22 @@ mod tests {
             Observed { groups: observed.groups.range(0..1).map(|(k, v)| (*k, v.clone())).collect(), ..observed };
         let t = only_g0.topology(&masters, 16).unwrap();
         assert_eq!(t.groups[&0], GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] });
+    }
+
+    #[test]
+    fn a_group_is_ready_when_every_member_runs_and_its_master_is_known() {
+        let pods = vec![
+            pod("c-g0-0", "node", Some(0), Some("10.0.0.1")),
+            pod("c-g0-1", "node", Some(0), Some("10.0.0.2")),
+            pod("c-g1-0", "node", Some(1), Some("10.0.1.1")),
+            pod("c-g1-1", "node", Some(1), None),
+            pod("c-g2-0", "node", Some(2), Some("10.0.2.1")),
+        ];
+        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2), (2, 1)]), "c");
+        let masters = BTreeMap::from([(0, "c-g0-0".to_string()), (1, "c-g1-0".to_string())]);
+        // g0 ready; g1 has a replica down; g2 runs but its master is not known yet.
+        assert_eq!(observed.ready_groups(&masters), "1/3");
+        let all = BTreeMap::from([(0, "c-g0-0".into()), (1, "c-g1-0".into()), (2, "c-g2-0".into())]);
+        assert_eq!(observed.ready_groups(&all), "2/3");
     }
 }
