@@ -295,14 +295,80 @@ pub enum MigrationPhase {
     Failed,
 }
 
+/// The steps of one cutover, in the order a move runs them (`Rollback` only when an attempt is
+/// undone). Recorded in `status.step` before each acts; a restarted operator resumes from it.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutoverStep {
+    Addslots,
+    Sync,
+    Replicas,
+    CatchUp,
+    Hold,
+    Fence,
+    Drain,
+    Rollback,
+    Promote,
+    Route,
+    Cleanup,
+}
+
+impl CutoverStep {
+    pub const ALL: [CutoverStep; 11] = {
+        use CutoverStep::*;
+        [Addslots, Sync, Replicas, CatchUp, Hold, Fence, Drain, Rollback, Promote, Route, Cleanup]
+    };
+
+    /// The name in status, logs and `PIKA_OPERATOR_CRASH_AT`.
+    pub fn as_str(self) -> &'static str {
+        use CutoverStep::*;
+        match self {
+            Addslots => "addslots",
+            Sync => "sync",
+            Replicas => "replicas",
+            CatchUp => "catch-up",
+            Hold => "hold",
+            Fence => "fence",
+            Drain => "drain",
+            Rollback => "rollback",
+            Promote => "promote",
+            Route => "route",
+            Cleanup => "cleanup",
+        }
+    }
+
+    /// The migration's phase while this step runs.
+    pub fn phase(self) -> MigrationPhase {
+        use CutoverStep::*;
+        match self {
+            Addslots | Sync | Replicas => MigrationPhase::Syncing,
+            CatchUp => MigrationPhase::CatchingUp,
+            Hold | Fence | Drain | Rollback | Promote | Route => MigrationPhase::CuttingOver,
+            Cleanup => MigrationPhase::Cleanup,
+        }
+    }
+
+    /// Promotion began: the target may already be the slots' master, so the move can only go
+    /// forward (before it, the source still has every write and the attempt is rolled back).
+    pub fn past_promotion(self) -> bool {
+        matches!(self, CutoverStep::Promote | CutoverStep::Route | CutoverStep::Cleanup)
+    }
+}
+
+impl std::fmt::Display for CutoverStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotMigrationStatus {
     #[serde(default)]
     pub phase: MigrationPhase,
-    /// The cutover step in progress (hold, fence, drain, promote, route, release, cleanup).
+    /// The cutover step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<CutoverStep>,
     /// Slots already moved.
     #[serde(default)]
     pub slots_done: String,

@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use crate::admin::{Admin, AdminError};
+pub use crate::crd::CutoverStep;
 
 /// The addresses of one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub enum CutoverError {
     Timeout(String),
     /// The step could not be recorded (the status update failed): nothing was done for it.
     #[error("recording step {step}: {text}")]
-    Record { step: &'static str, text: String },
+    Record { step: CutoverStep, text: String },
 }
 
 /// What happened, for status and metrics.
@@ -86,32 +87,27 @@ pub enum Start {
     Route,
 }
 
-/// Every step name [`Steps::step`] is told, in the order a move runs them (`rollback` only when
-/// an attempt is undone).
-pub const STEPS: [&str; 11] =
-    ["addslots", "sync", "replicas", "catch-up", "hold", "fence", "drain", "rollback", "promote", "route", "cleanup"];
-
 /// Told each step before it acts (the Kubernetes controller records it in the migration's
 /// status first, so a restarted operator knows where it was). An error stops the move.
 pub trait Steps {
-    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send;
+    fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send;
 }
 
 /// Steps that are only logged (the local runtime; its restart repair needs no record).
 pub struct Logged<F>(pub F);
 
-impl<F: FnMut(&'static str) + Send> Steps for Logged<F> {
-    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        (self.0)(name);
+impl<F: FnMut(CutoverStep) + Send> Steps for Logged<F> {
+    fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        (self.0)(step);
         std::future::ready(Ok(()))
     }
 }
 
 /// Fault injection for the crash-recovery tests: with `PIKA_OPERATOR_CRASH_AT=<step>` the
 /// operator aborts as that step begins (after recording it).
-pub fn crash_point(step: &str) {
-    if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step) {
-        tracing::error!(step, "PIKA_OPERATOR_CRASH_AT: aborting");
+pub fn crash_point(step: CutoverStep) {
+    if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step.as_str()) {
+        tracing::error!(%step, "PIKA_OPERATOR_CRASH_AT: aborting");
         std::process::abort();
     }
 }
@@ -134,30 +130,30 @@ pub async fn move_slots(
     let mut attempts = 0;
     let mut held = None;
     if start == Start::Beginning {
-        steps.step("addslots").await?;
+        steps.step(CutoverStep::Addslots).await?;
         for node in to.all() {
             admin.add_slots(node, slots).await?;
         }
-        steps.step("sync").await?;
+        steps.step(CutoverStep::Sync).await?;
         admin.follow(&to.master, &from.master, slots).await?;
         wait_lag(admin, from, &to.master, slots, count, u64::MAX, limits.sync_timeout).await?;
-        steps.step("replicas").await?;
+        steps.step(CutoverStep::Replicas).await?;
         for r in &to.replicas {
             admin.follow(r, &to.master, slots).await?;
         }
         loop {
             attempts += 1;
-            steps.step("catch-up").await?;
+            steps.step(CutoverStep::CatchUp).await?;
             wait_lag(admin, from, &to.master, slots, count, limits.lag_threshold, limits.sync_timeout).await?;
-            steps.step("hold").await?;
+            steps.step(CutoverStep::Hold).await?;
             let started = Instant::now();
             let fenced_and_drained = async {
                 for p in proxies {
                     admin.hold(p, slots).await?;
                 }
-                steps.step("fence").await?;
+                steps.step(CutoverStep::Fence).await?;
                 admin.fence(&from.master, slots).await?;
-                steps.step("drain").await?;
+                steps.step(CutoverStep::Drain).await?;
                 wait_lag(admin, from, &to.master, slots, count, 0, limits.cutover_timeout).await
             };
             match fenced_and_drained.await {
@@ -168,7 +164,7 @@ pub async fn move_slots(
                 // Not promoted: the source still has every write. Undo the fence and the holds
                 // (best effort: a later pass repairs what a failed call leaves), then retry or fail.
                 Err(err) => {
-                    steps.step("rollback").await?;
+                    steps.step(CutoverStep::Rollback).await?;
                     tracing::warn!(slots, error = %err, attempts, "cutover rolled back");
                     roll_back(admin, from, proxies, slots).await;
                     if !matches!(err, CutoverError::Timeout(_)) || attempts >= limits.attempts {
@@ -179,15 +175,15 @@ pub async fn move_slots(
         }
     }
     if start != Start::Route {
-        steps.step("promote").await?;
+        steps.step(CutoverStep::Promote).await?;
         admin.promote(&to.master, slots).await?;
     }
-    steps.step("route").await?;
+    steps.step(CutoverStep::Route).await?;
     for p in proxies {
         admin.set_route(p, epoch, slot_count, routes).await?;
     }
     let pause = held.map(|h| h.elapsed());
-    steps.step("cleanup").await?;
+    steps.step(CutoverStep::Cleanup).await?;
     clean_up_source(admin, from, slots, limits.sync_timeout).await?;
     Ok(Outcome { pause, attempts })
 }
@@ -207,20 +203,21 @@ async fn roll_back(admin: &Admin, from: &GroupNodes, proxies: &[String], slots: 
 /// the move goes forward.
 pub async fn resume_point(
     admin: &Admin,
-    recorded: Option<&str>,
+    recorded: Option<CutoverStep>,
     from: &GroupNodes,
     proxies: &[String],
     slots: &str,
 ) -> Start {
+    use CutoverStep::*;
     match recorded {
-        Some("promote") => Start::Promote,
-        Some("route" | "cleanup") => Start::Route,
-        Some(step @ ("hold" | "fence" | "drain" | "rollback")) => {
-            tracing::warn!(slots, step, "rolling back a cutover an earlier run left unfinished");
+        Some(Promote) => Start::Promote,
+        Some(Route | Cleanup) => Start::Route,
+        Some(step @ (Hold | Fence | Drain | Rollback)) => {
+            tracing::warn!(slots, %step, "rolling back a cutover an earlier run left unfinished");
             roll_back(admin, from, proxies, slots).await;
             Start::Beginning
         }
-        _ => Start::Beginning,
+        None | Some(Addslots | Sync | Replicas | CatchUp) => Start::Beginning,
     }
 }
 

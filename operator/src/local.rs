@@ -381,8 +381,8 @@ impl Runtime {
         self.epoch += 1;
         let routes = self.topology().routes(&after);
         let proxies = vec![self.config.proxy_listen.clone()];
-        let mut steps = cutover::Logged(|step: &'static str| {
-            tracing::debug!(slots = %ranges, step, "cutover step");
+        let mut steps = cutover::Logged(|step: cutover::CutoverStep| {
+            tracing::debug!(slots = %ranges, %step, "cutover step");
             cutover::crash_point(step);
         });
         let outcome = cutover::move_slots(

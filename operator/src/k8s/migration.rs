@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::cluster::migrations_in_flight;
 use super::{observe, Context, Error};
-use crate::crd::{MigrationPhase, PikaCluster, SlotMigration, SlotMigrationStatus};
+use crate::crd::{CutoverStep, MigrationPhase, PikaCluster, SlotMigration, SlotMigrationStatus};
 use crate::cutover::{self, CutoverError, Limits, Start, Steps};
 use crate::dataplane;
 use crate::metrics::{cluster_labels, labels};
@@ -30,32 +30,22 @@ pub fn error_policy(m: Arc<SlotMigration>, err: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The phase shown while `step` runs.
-pub fn phase_of(step: &str) -> MigrationPhase {
-    match step {
-        "addslots" | "sync" | "replicas" => MigrationPhase::Syncing,
-        "catch-up" => MigrationPhase::CatchingUp,
-        "cleanup" => MigrationPhase::Cleanup,
-        _ => MigrationPhase::CuttingOver,
-    }
-}
-
 struct StatusSteps<'a> {
     api: &'a Api<SlotMigration>,
     name: String,
-    last: Option<&'static str>,
+    last: Option<CutoverStep>,
 }
 
 impl Steps for StatusSteps<'_> {
-    fn step(&mut self, name: &'static str) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        self.last = Some(name);
-        let patch = json!({ "status": { "step": name, "phase": phase_of(name) } });
+    fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        self.last = Some(step);
+        let patch = json!({ "status": { "step": step, "phase": step.phase() } });
         let (api, object) = (self.api, self.name.clone());
         async move {
             api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-                .map_err(|e| CutoverError::Record { step: name, text: e.to_string() })?;
-            cutover::crash_point(name);
+                .map_err(|e| CutoverError::Record { step, text: e.to_string() })?;
+            cutover::crash_point(step);
             Ok(())
         }
     }
@@ -198,7 +188,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         return wait(&api, &name, status, format!("waiting for groups {from} and {target}")).await;
     };
     let ranges = format_slots(&batch);
-    let start = cutover::resume_point(&admin, status.step.as_deref(), from_nodes, &observed.proxies, &ranges).await;
+    let start = cutover::resume_point(&admin, status.step, from_nodes, &observed.proxies, &ranges).await;
     if start != Start::Beginning {
         tracing::info!(migration = %name, step = ?status.step, ?start, "resuming a batch");
     }
@@ -209,7 +199,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         cutover_timeout: Duration::from_millis(m.spec.cutover_timeout_ms),
         ..ctx.limits
     };
-    let mut steps = StatusSteps { api: &api, name: name.clone(), last: status.step.as_deref().and_then(static_step) };
+    let mut steps = StatusSteps { api: &api, name: name.clone(), last: status.step };
     let result = cutover::move_slots(
         &admin,
         &ranges,
@@ -247,10 +237,10 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             Ok(Action::requeue(Duration::ZERO))
         }
         Err(e) => {
-            status.step = last_step.map(str::to_string);
+            status.step = last_step;
             status.attempts += 1;
             status.message = Some(format!("batch {ranges}: {e}"));
-            let promoted = matches!(last_step, Some("promote" | "route" | "cleanup"));
+            let promoted = last_step.is_some_and(CutoverStep::past_promotion);
             if !promoted && status.attempts >= MAX_ATTEMPTS {
                 // Rolled back (the cutover undoes a fence it could not complete): nothing moved.
                 status.current_batch = None;
@@ -274,11 +264,6 @@ fn migration_labels(m: &SlotMigration, result: &str) -> Vec<(String, String)> {
 /// `moved/total` for the printer column.
 fn progress(slots_done: &str, total: usize) -> String {
     format!("{}/{total}", parse_slots(slots_done).map_or(0, |d| d.len()))
-}
-
-/// The recorded step as one of the cutover's step names.
-fn static_step(s: &str) -> Option<&'static str> {
-    cutover::STEPS.into_iter().find(|&n| n == s)
 }
 
 async fn finish(
@@ -310,12 +295,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_cutover_step_has_a_phase_and_a_static_name() {
-        for step in cutover::STEPS {
-            assert_eq!(static_step(step), Some(step));
-            let _ = phase_of(step);
+    fn steps_keep_their_recorded_names_and_phases() {
+        for step in CutoverStep::ALL {
+            let recorded = serde_json::to_value(step).unwrap();
+            assert_eq!(recorded, step.as_str(), "status.step is the name logs and crash points use");
+            assert_eq!(serde_json::from_value::<CutoverStep>(recorded).unwrap(), step);
         }
-        assert_eq!(phase_of("drain"), MigrationPhase::CuttingOver);
-        assert_eq!(static_step("bogus"), None);
+        assert_eq!(CutoverStep::Drain.phase(), MigrationPhase::CuttingOver);
+        assert_eq!(CutoverStep::CatchUp.as_str(), "catch-up");
+        let past: Vec<&str> = CutoverStep::ALL.iter().filter(|s| s.past_promotion()).map(|s| s.as_str()).collect();
+        assert_eq!(past, ["promote", "route", "cleanup"]);
+        assert!(serde_json::from_value::<CutoverStep>(serde_json::json!("bogus")).is_err());
     }
 }
