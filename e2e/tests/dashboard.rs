@@ -7,10 +7,9 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::kube::{free_port, http_get, repo};
+use support::kube::{free_port, http_get, repo, wait_for};
 
 struct Killed(Child);
 
@@ -22,11 +21,9 @@ impl Drop for Killed {
 }
 
 fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(20), &format!("a listener on {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
 }
 
 /// Metric names of an exposition: each sample's name, and each `# TYPE` base name (a family
@@ -119,11 +116,9 @@ fn every_dashboard_series_exists() {
     );
     wait_listening(proxy_port);
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{proxy_port}/")).unwrap().get_connection().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while redis::cmd("SET").arg("k").arg("v").query::<()>(&mut c).is_err() {
-        assert!(Instant::now() < deadline, "the proxy never routed");
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(20), "the proxy to route", || {
+        redis::cmd("SET").arg("k").arg("v").query::<()>(&mut c).ok()
+    });
     let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
 
     let node_metrics = http_get(node_http, "/metrics");

@@ -127,7 +127,7 @@ fn operator_on_a_real_apiserver() {
     // Monitoring: asked for before the Prometheus Operator's CRDs exist, the cluster says so
     // (and runs on); once they are installed the PodMonitor appears, checked by the API server
     // against the real CRD's schema.
-    let monitoring_crds = home_cache("pika-tools/prometheus-operator-v0.79.2");
+    let monitoring_crds = monitoring_crds();
     if monitoring_crds.is_dir() {
         patch_demo(&env, r#"{"spec":{"monitoring":{"podMonitor":true,"interval":"30s","labels":{"release":"prom"}}}}"#);
         wait_for(Duration::from_secs(30), "the Monitoring condition (no CRD)", || {
@@ -202,7 +202,7 @@ fn operator_on_a_real_apiserver() {
         let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
         (c["status"]["observedGeneration"] == c["metadata"]["generation"]).then_some(c)
     });
-    let monitoring = u64::from(home_cache("pika-tools/prometheus-operator-v0.79.2").is_dir());
+    let monitoring = u64::from(monitoring_crds.is_dir());
     assert_eq!(
         cluster["metadata"]["generation"],
         5 + monitoring,

@@ -46,11 +46,17 @@ pub fn proxy_name(cluster: &str) -> String {
 
 /// Labels of every object of the cluster; `component` is `node` or `proxy`.
 pub fn labels(cluster: &str, component: &str) -> BTreeMap<String, String> {
+    let mut l = pod_selector(cluster);
+    l.insert("app.kubernetes.io/component".into(), component.into());
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    l
+}
+
+/// The labels every pod of the cluster has, nodes and proxies alike: what selects them all.
+pub fn pod_selector(cluster: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "pika".into()),
         ("app.kubernetes.io/instance".into(), cluster.into()),
-        ("app.kubernetes.io/component".into(), component.into()),
-        ("app.kubernetes.io/managed-by".into(), MANAGER.into()),
     ])
 }
 
@@ -361,10 +367,6 @@ pub fn pod_monitor(cluster: &PikaCluster) -> Option<kube::api::DynamicObject> {
     let name = cluster.name_any();
     let mut labels = labels(&name, "monitoring");
     labels.extend(monitoring.labels.clone());
-    let pods = BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "pika".to_string()),
-        ("app.kubernetes.io/instance".to_string(), name.clone()),
-    ]);
     let relabelings: Vec<Value> = SCRAPE_LABELS
         .iter()
         .map(|(from, to)| json!({ "sourceLabels": [from], "targetLabel": to, "action": "replace" }))
@@ -378,7 +380,7 @@ pub fn pod_monitor(cluster: &PikaCluster) -> Option<kube::api::DynamicObject> {
         "kind": "PodMonitor",
         "metadata": meta(cluster, &name, &labels),
         "spec": {
-            "selector": { "matchLabels": pods },
+            "selector": { "matchLabels": pod_selector(&name) },
             "namespaceSelector": { "matchNames": [cluster.namespace()] },
             "podMetricsEndpoints": [endpoint],
         },

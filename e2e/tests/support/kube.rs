@@ -19,6 +19,11 @@ pub fn home_cache(path: &str) -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache").join(path)
 }
 
+/// The Prometheus Operator's CRDs at the pinned version (scripts/install-deps.sh copies them here).
+pub fn monitoring_crds() -> PathBuf {
+    home_cache("pika-tools/prometheus-operator-v0.79.2")
+}
+
 /// The tools, or why the test cannot run.
 pub struct Tools {
     pub kube_bin: PathBuf,

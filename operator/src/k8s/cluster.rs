@@ -284,7 +284,7 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
         .collect();
     let result = data_plane_pass(ctx, cluster, &observed, &in_flight, &mut groups, &mut health).await;
     // What `kubectl get pikaclusters` shows first.
-    let masters: BTreeMap<u32, String> = groups.iter().filter_map(|(g, s)| Some((*g, s.master.clone()?))).collect();
+    let masters = masters(&groups);
     status.ready_groups = Some(observed.ready_groups(&masters));
     status.slots_balanced = health.balanced;
     status.migrations = in_flight.iter().map(|m| m.name_any()).collect();
@@ -329,7 +329,7 @@ async fn data_plane_pass(
     if health.degraded.is_some() {
         return Ok(()); // no slot moves while a group has no master
     }
-    let masters: BTreeMap<u32, String> = groups.iter().filter_map(|(g, s)| Some((*g, s.master.clone()?))).collect();
+    let masters = masters(groups);
     let Some(topology) = observed.topology(&masters, slot_count) else {
         health.waiting = Some("waiting for every group's master".into());
         return Ok(());
@@ -371,6 +371,11 @@ async fn data_plane_pass(
         health.migrations = moves.len();
     }
     Ok(())
+}
+
+/// Each group's recorded master pod.
+fn masters(groups: &BTreeMap<u32, GroupStatus>) -> BTreeMap<u32, String> {
+    groups.iter().filter_map(|(g, s)| Some((*g, s.master.clone()?))).collect()
 }
 
 async fn max_lag(admin: &Admin, master: &str, slots: &str) -> u64 {

@@ -65,7 +65,9 @@ pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Obse
 /// Lists the cluster's pods.
 pub async fn pods(client: &kube::Client, cluster: &PikaCluster) -> Result<Vec<Pod>, kube::Error> {
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
-    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/name=pika", cluster.name_any());
+    let selector: Vec<String> =
+        crate::resources::pod_selector(&cluster.name_any()).iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let selector = selector.join(",");
     Ok(Api::<Pod>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?.items)
 }
 
