@@ -5,6 +5,7 @@
 //! - [`slotset`]: Pika's slot-range syntax (`0-99,512`).
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
 //! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
+//! - [`protocol`]: replication state names and the admin error replies callers act on.
 //! - [`handshake`]: HELLO, AUTH and CLIENT as client libraries send them on connect.
 //! - [`client`]: connect and one-shot admin requests to nodes and proxies.
 //! - [`process`]: logging setup and termination signals, as every binary does them.
@@ -14,6 +15,7 @@ pub mod handshake;
 pub mod http;
 pub mod pkinfo;
 pub mod process;
+pub mod protocol;
 pub mod resp;
 pub mod slot;
 pub mod slotset;

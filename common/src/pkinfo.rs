@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crate::protocol::{LinkState, SyncStatus};
+
 /// One slot block of `pkcluster info slot`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
@@ -28,8 +30,7 @@ pub struct MasterRole {
 pub struct ReplicaInfo {
     /// `ip:port` (the replica's client port).
     pub addr: String,
-    /// `SlaveNotSync`, `SlaveDbSync` or `SlaveBinlogSync`.
-    pub status: String,
+    pub status: SyncStatus,
     /// Bytes not yet acknowledged. Pika prints it only in `SlaveBinlogSync`; we always print it
     /// (docs/compatibility.md, "pkcluster info layout"), and the parser accepts both.
     pub lag: Option<u64>,
@@ -40,8 +41,7 @@ pub struct ReplicaInfo {
 pub struct SlaveRole {
     /// `host:port` of the master.
     pub master: String,
-    /// `kNoConnect`, `kTryConnect`, ... `kConnected`, `kError`.
-    pub state: String,
+    pub state: LinkState,
 }
 
 impl SlotInfo {
@@ -90,19 +90,19 @@ pub fn parse_slot_info(text: &str) -> Result<Vec<SlotInfo>, InfoParseError> {
             if line == "Role: Master" {
                 info.master = Some(MasterRole::default());
             } else if line == "Role: Slave" {
-                info.slave = Some(SlaveRole { master: String::new(), state: String::new() });
+                info.slave = Some(SlaveRole { master: String::new(), state: LinkState::NoConnect });
             } else if let Some(addr) = line.strip_prefix("slave[").and_then(|l| l.split_once("]: ")) {
                 let master = info.master.as_mut().ok_or_else(|| InfoParseError(line.into()))?;
-                master.replicas.push(ReplicaInfo { addr: addr.1.to_string(), status: String::new(), lag: None });
+                master.replicas.push(ReplicaInfo { addr: addr.1.to_string(), status: SyncStatus::NotSync, lag: None });
             } else if let Some(status) = line.strip_prefix("replication_status: ") {
-                last_replica(&mut info, line)?.status = status.to_string();
+                last_replica(&mut info, line)?.status = status.parse().map_err(|_| InfoParseError(line.into()))?;
             } else if let Some(lag) = line.strip_prefix("lag: ") {
                 let lag = lag.parse().map_err(|_| InfoParseError(line.into()))?;
                 last_replica(&mut info, line)?.lag = Some(lag);
             } else if let Some(addr) = line.strip_prefix("master: ") {
                 slave_part(&mut info, line)?.master = addr.to_string();
             } else if let Some(state) = line.strip_prefix("slave status: ") {
-                slave_part(&mut info, line)?.state = state.to_string();
+                slave_part(&mut info, line)?.state = state.parse().map_err(|_| InfoParseError(line.into()))?;
             }
             // connected_slaves, the divider and consensus lines carry nothing we need.
         }
@@ -209,11 +209,11 @@ mod tests {
             master: Some(MasterRole {
                 replicas: vec![ReplicaInfo {
                     addr: "127.0.0.1:9222".into(),
-                    status: "SlaveBinlogSync".into(),
+                    status: SyncStatus::BinlogSync,
                     lag: Some(0),
                 }],
             }),
-            slave: Some(SlaveRole { master: "127.0.0.1:9220".into(), state: "kConnected".into() }),
+            slave: Some(SlaveRole { master: "127.0.0.1:9220".into(), state: LinkState::Connected }),
         };
         let mut text = String::new();
         info.render(&mut text);

@@ -393,7 +393,11 @@ fn controllers_drive_real_nodes() {
         let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(&slots).query(&mut old).ok()?;
         let info = common::pkinfo::parse_slot_info(&info).ok()?;
         info.iter()
-            .all(|s| s.slave.as_ref().is_some_and(|r| r.master == "127.0.10.11:9221" && r.state == "kConnected"))
+            .all(|s| {
+                s.slave.as_ref().is_some_and(|r| {
+                    r.master == "127.0.10.11:9221" && r.state == common::protocol::LinkState::Connected
+                })
+            })
             .then_some(())
     });
     check_all(&proxy, acked);

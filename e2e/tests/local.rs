@@ -268,9 +268,9 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
         let text: String = redis::cmd("pkcluster").arg("info").arg("slot").query(&mut m).unwrap();
         let slots = common::pkinfo::parse_slot_info(&text).unwrap();
         slots.iter().all(|s| {
-            s.master
-                .as_ref()
-                .is_some_and(|m| m.replicas.iter().any(|r| r.status == "SlaveBinlogSync" && r.lag == Some(0)))
+            s.master.as_ref().is_some_and(|m| {
+                m.replicas.iter().any(|r| r.status == common::protocol::SyncStatus::BinlogSync && r.lag == Some(0))
+            })
         })
     });
     let master_conf = dir.path().join("data/e2e/g0-m0/pika.conf");
@@ -300,7 +300,7 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
     let key = (1..=700).map(|i| format!("key:{i}")).find(|k| common::slot::key_slot(k.as_bytes(), 64) < 32).unwrap();
     let refused = redis::cmd("SET").arg(&key).arg(0).query::<()>(&mut conn(base)).unwrap_err();
     assert!(refused.to_string().contains("read-only"), "{refused}");
-    assert!(operator_log().contains("failover"), "{}", operator_log());
+    assert!(operator_log().contains("reason=\"Failover\""), "{}", operator_log());
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
 }
 
@@ -327,7 +327,7 @@ fn replica_count_changes_add_and_remove_replicas() {
         let text: String = redis::cmd("pkcluster").arg("info").arg("slot").query(&mut r).unwrap_or_default();
         let slots = common::pkinfo::parse_slot_info(&text).unwrap_or_default();
         slots.len() == 64
-            && slots.iter().all(|s| s.slave.as_ref().is_some_and(|r| r.state == "kConnected"))
+            && slots.iter().all(|s| s.slave.as_ref().is_some_and(|r| r.state == common::protocol::LinkState::Connected))
             && redis::cmd("GET").arg("key:7").query::<Option<i64>>(&mut r).ok().flatten() == Some(7)
     });
     // Back to one: the extra replica stops; the master and the first replica stay.

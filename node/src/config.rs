@@ -49,7 +49,8 @@ pub struct Config {
     pub sync_writes: bool,
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: usize,
-    /// Start with every master slot fenced until an admin unfences it.
+    /// Every slot starts fenced until an admin unfences (or promotes) it: at start, and when
+    /// `pkcluster addslots` creates it.
     pub start_fenced: bool,
     /// Backlog bytes kept per slot (in memory) for replicas that reconnect; a replica further
     /// behind re-syncs in full.

@@ -48,3 +48,15 @@ impl CmdError {
 }
 
 pub type CmdResult<T> = Result<T, CmdError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_the_texts_proxy_and_operator_recognise() {
+        assert!(common::protocol::is_redirect(CmdError::PartitionNotFound.to_string().as_bytes()));
+        assert!(common::protocol::is_redirect(CmdError::Fenced(3).to_string().as_bytes()));
+        assert!(!common::protocol::is_redirect(CmdError::ReadOnly.to_string().as_bytes()));
+    }
+}

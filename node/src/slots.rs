@@ -19,6 +19,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::replication::{Downstream, LinkState};
 use crate::storage::cache::{CacheBudget, SlotCache};
 use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock, WriteState};
+use common::protocol::SlotError;
 
 /// One owned slot.
 #[derive(Debug)]
@@ -187,6 +188,9 @@ pub struct Slots {
     current: ArcSwap<Topology>,
     admin: Mutex<()>,
     store: Arc<Store>,
+    /// `start-fenced`: slots start fenced, at start and when `addslots` creates them, so that
+    /// nothing accepts writes for a slot before the operator decides it should.
+    fenced: bool,
 }
 
 const TABLES_RECORD: &str = "tables";
@@ -225,7 +229,7 @@ impl Slots {
                 }
             },
         };
-        Ok(Slots { mode, current: ArcSwap::from_pointee(topology), admin: Mutex::new(()), store })
+        Ok(Slots { mode, current: ArcSwap::from_pointee(topology), admin: Mutex::new(()), store, fenced })
     }
 
     pub fn snapshot(&self) -> Arc<Topology> {
@@ -256,12 +260,12 @@ impl Slots {
                     return Err(CmdError::msg("ERR Corruption: partition index out of range"));
                 }
                 if t.slot(id).is_some() {
-                    return Err(CmdError::msg(format!("ERR Corruption: partition : {id} exist")));
+                    return Err(CmdError::msg(SlotError::Exists(id).text()));
                 }
             }
             let mut owned = t.owned_ids();
             owned.extend_from_slice(ids);
-            let rebuilt = build_table(table, t.slot_count, &owned, Some(t), false, self.store.cache());
+            let rebuilt = build_table(table, t.slot_count, &owned, Some(t), self.fenced, self.store.cache());
             for &id in ids {
                 // A new slot is a master, whatever a crashed delslots may have left behind.
                 crate::replication::save_role(&self.store, rebuilt.slot(id).expect("just added"), None)?;
@@ -283,8 +287,7 @@ impl Slots {
             let t = tables.get(&table).ok_or_else(|| CmdError::msg("ERR Internal error: default table not found!"))?;
             let mut removed = Vec::new();
             for &id in ids {
-                let slot =
-                    t.slot(id).ok_or_else(|| CmdError::msg(format!("ERR Corruption: partition : {id} not exist")))?;
+                let slot = t.slot(id).ok_or_else(|| CmdError::msg(SlotError::NotExists(id).text()))?;
                 if let Some(err) = busy(slot) {
                     return Err(err);
                 }

@@ -126,7 +126,7 @@ fn full_sync_of_a_million_keys_then_incremental_under_writes() {
         if let Some(r) = replicas.iter().find(|r| r.addr == replica.addr()) {
             assert!(r.lag.is_some(), "lag is always printed");
             saw_lag |= r.lag.unwrap() > 0;
-            r.status == "SlaveBinlogSync"
+            r.status == common::protocol::SyncStatus::BinlogSync
         } else {
             false
         }
@@ -272,7 +272,12 @@ fn master_killed_mid_stream_and_mid_sync_loses_nothing_acknowledged() {
     second.follow(&master, "0-3", true);
     wait_until(Duration::from_secs(30), "the full sync to start", || {
         master.slot_info(Some("0-3")).iter().any(|s| {
-            s.master.as_ref().unwrap().replicas.iter().any(|r| r.addr == second.addr() && r.status == "SlaveDbSync")
+            s.master
+                .as_ref()
+                .unwrap()
+                .replicas
+                .iter()
+                .any(|r| r.addr == second.addr() && r.status == common::protocol::SyncStatus::DbSync)
         })
     });
     master.kill9();
@@ -280,7 +285,7 @@ fn master_killed_mid_stream_and_mid_sync_loses_nothing_acknowledged() {
     // data is partial.
     thread::sleep(Duration::from_millis(300));
     for info in second.slot_info(Some("0-3")) {
-        if info.slave.as_ref().is_some_and(|s| s.state == "kTryDBSync") {
+        if info.slave.as_ref().is_some_and(|s| s.state == common::protocol::LinkState::TryDbSync) {
             let text = err(&mut second.conn(), &["pkcluster", "slotsslaveof", "no", "one", &info.slot.to_string()]);
             assert!(text.contains("in a full sync"), "{text}");
         }

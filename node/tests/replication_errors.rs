@@ -591,7 +591,7 @@ fn replica_without_masterauth_errors_until_config_set_then_catches_up() {
         for s in replica.slot_info(Some("0-3")) {
             let slave = s.slave.as_ref().expect("a replica slot");
             assert_eq!(slave.master, master.addr());
-            if slave.state == "kError" {
+            if slave.state == common::protocol::LinkState::Error {
                 seen.insert(s.slot);
             }
         }
@@ -616,9 +616,9 @@ fn replica_without_masterauth_errors_until_config_set_then_catches_up() {
     let in_sync = |m: &mut redis::Connection| {
         let lags_zero = slot_info_on(m, "0-3").iter().all(|s| {
             s.master.as_ref().is_some_and(|mr| {
-                mr.replicas
-                    .iter()
-                    .any(|x| x.addr == replica.addr() && x.status == "SlaveBinlogSync" && x.lag == Some(0))
+                mr.replicas.iter().any(|x| {
+                    x.addr == replica.addr() && x.status == common::protocol::SyncStatus::BinlogSync && x.lag == Some(0)
+                })
             })
         });
         lags_zero && query::<Vec<Digest>>(m, &["pkcluster", "digest", "0-3"]) == replica.digest("0-3")
@@ -628,7 +628,7 @@ fn replica_without_masterauth_errors_until_config_set_then_catches_up() {
         assert_eq!(get(&mut r, k).as_deref(), Some("v1"));
     }
     for s in replica.slot_info(Some("0-3")) {
-        assert_eq!(s.slave.unwrap().state, "kConnected");
+        assert_eq!(s.slave.unwrap().state, common::protocol::LinkState::Connected);
     }
     ok(&mut m, &["SET", &keys[2], "v2"]);
     wait_until(SYNC, "the update to arrive", || in_sync(&mut m));
@@ -884,7 +884,7 @@ fn replica_of_a_slot_the_master_does_not_own_errors_then_recovers() {
     let mut seen = BTreeSet::new();
     wait_until(SYNC, "kError on slots 4-5", || {
         for s in replica.slot_info(Some("4-5")) {
-            if s.slave.as_ref().is_some_and(|sl| sl.state == "kError") {
+            if s.slave.as_ref().is_some_and(|sl| sl.state == common::protocol::LinkState::Error) {
                 seen.insert(s.slot);
             }
         }
@@ -1005,7 +1005,9 @@ fn a_fake_master_sending_garbage_never_crashes_or_corrupts_the_replica() {
     wait_until(SYNC, "the fake master's script to run out", || {
         served.load(std::sync::atomic::Ordering::SeqCst) > steps
     });
-    wait_until(SYNC, "kError", || replica.slot_info(Some("2"))[0].slave.as_ref().is_some_and(|s| s.state == "kError"));
+    wait_until(SYNC, "kError", || {
+        replica.slot_info(Some("2"))[0].slave.as_ref().is_some_and(|s| s.state == common::protocol::LinkState::Error)
+    });
     // Nothing was applied: the slot is as it was, read-only, and the node serves.
     assert_eq!(replica.digest("2"), before);
     for k in &keys {
@@ -1042,9 +1044,9 @@ fn replication_of_another_table_and_its_refusals() {
     let in_sync = |m: &mut redis::Connection, r: &mut redis::Connection| {
         let attached = slot_info_on(m, "db1:0-3").iter().all(|s| {
             s.master.as_ref().is_some_and(|mr| {
-                mr.replicas
-                    .iter()
-                    .any(|x| x.addr == replica.addr() && x.status == "SlaveBinlogSync" && x.lag == Some(0))
+                mr.replicas.iter().any(|x| {
+                    x.addr == replica.addr() && x.status == common::protocol::SyncStatus::BinlogSync && x.lag == Some(0)
+                })
             })
         });
         attached
@@ -1098,7 +1100,7 @@ fn a_replica_slot_in_kerror_can_be_deleted_and_does_not_come_back() {
     let mut r = replica.conn();
     ok(&mut r, &["pkcluster", "slotsslaveof", "127.0.0.1", &master.port.to_string(), "5"]);
     wait_until(SYNC, "kError: the master does not own slot 5", || {
-        replica.slot_info(Some("5"))[0].slave.as_ref().is_some_and(|s| s.state == "kError")
+        replica.slot_info(Some("5"))[0].slave.as_ref().is_some_and(|s| s.state == common::protocol::LinkState::Error)
     });
     ok(&mut r, &["pkcluster", "delslots", "5"]);
     assert!(replica.slot_info(Some("5")).is_empty());

@@ -1,6 +1,13 @@
-//! Typed admin calls to nodes (`pkcluster ...`) and proxies (`PX...`), over `common::client`.
+//! The seam between the operator's logic and the data plane: [`DataPlane`], the administration
+//! of nodes (`pkcluster ...`) and proxies (`PX...`) the operator uses, and [`Admin`], its
+//! production implementation over RESP (`common::client`). The deterministic simulation
+//! (`tests/simulation`) implements the same trait against an in-memory cluster, so the cutover,
+//! resume, failover and repair code it runs is the code that runs in production.
+
+use std::future::Future;
 
 use common::pkinfo::SlotInfo;
+use common::protocol::SlotError;
 use common::resp::Frame;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,16 +24,117 @@ impl AdminError {
             AdminError::Refused { text, .. } | AdminError::Unreachable { text, .. } => text,
         }
     }
+
+    /// The slot administration error this is, if it is one.
+    pub fn slot_error(&self) -> Option<SlotError> {
+        match self {
+            AdminError::Refused { text, .. } => SlotError::of(text),
+            AdminError::Unreachable { .. } => None,
+        }
+    }
 }
 
-/// Where admin requests go, with the cluster password.
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// The proxies' routing table for one epoch: `(group, master address, slots)`.
+pub type Routes = Vec<(String, String, String)>;
+
+/// Everything the operator asks of nodes and proxies. Slots are in range syntax (`0-99,512`) or
+/// `all`. The primitives behave as the commands of docs/node.md and docs/proxy.md ("Admin commands") do;
+/// the provided methods add the operator's "a retried step is done" rules once, for every
+/// implementation.
+pub trait DataPlane: Sync {
+    /// Whether a node or proxy answers PING (with the password) right now.
+    fn answers(&self, addr: &str) -> impl Future<Output = bool> + Send;
+    /// `pkcluster addslots`: new master slots (an owned one is [`SlotError::Exists`]).
+    fn add_slots_once(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `pkcluster delslots` (one not owned is [`SlotError::NotExists`]).
+    fn del_slots_once(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `pkcluster slotsslaveof`: follow `master` (`force`: with a full sync whatever is held), or
+    /// with `None` become master (promotion; refused while a full sync is pending).
+    fn slaveof(
+        &self,
+        node: &str,
+        master: Option<&str>,
+        slots: &str,
+        force: bool,
+    ) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `pkcluster fence`: master slots refuse writes until unfenced; a barrier (no write in flight
+    /// when it returns).
+    fn fence(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    fn unfence(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `pkcluster info slot <slots>`, parsed (slots not owned are left out).
+    fn slot_info(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<Vec<SlotInfo>>> + Send;
+    /// The slots a node accepts writes for in table 0 (`pkcluster writable`).
+    fn writable(&self, node: &str) -> impl Future<Output = AdminResult<Vec<u32>>> + Send;
+    /// `PXHOLD 0 <slots>`: the proxy queues requests for these slots.
+    fn hold(&self, proxy: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `PXRELEASE 0 <slots>`: queued requests go to the current routes.
+    fn release(&self, proxy: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `PXROUTE SET`: the table for `epoch` (an older epoch than the proxy's is refused); releases
+    /// the holds of slots whose route changed.
+    fn set_route(
+        &self,
+        proxy: &str,
+        epoch: u64,
+        slot_count: u32,
+        routes: &Routes,
+    ) -> impl Future<Output = AdminResult<()>> + Send;
+    /// The proxy's current route epoch (0: none from the operator).
+    fn route_epoch(&self, proxy: &str) -> impl Future<Output = AdminResult<u64>> + Send;
+
+    /// `addslots` of the slots the node does not own yet (steps are retried after a restart, and
+    /// a replica that was down while its group took more slots holds only some of them: the
+    /// node refuses the whole command when it owns any).
+    fn add_slots(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        async move {
+            match self.add_slots_once(node, slots).await {
+                Err(e) if matches!(e.slot_error(), Some(SlotError::Exists(_))) => {
+                    let held: Vec<u32> = self.slot_info(node, slots).await?.iter().map(|s| s.slot).collect();
+                    let wanted = common::slotset::parse_slots(slots).unwrap_or_default();
+                    let missing: Vec<u32> = wanted.into_iter().filter(|s| !held.contains(s)).collect();
+                    if missing.is_empty() {
+                        return Ok(());
+                    }
+                    self.add_slots_once(node, &common::slotset::format_slots(&missing)).await
+                }
+                other => other,
+            }
+        }
+    }
+
+    /// `delslots`, treating "not owned" as done.
+    fn del_slots(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        async move {
+            match self.del_slots_once(node, slots).await {
+                Err(e) if matches!(e.slot_error(), Some(SlotError::NotExists(_))) => Ok(()),
+                other => other,
+            }
+        }
+    }
+
+    fn follow(&self, node: &str, master: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        self.slaveof(node, Some(master), slots, false)
+    }
+
+    /// Follows `master` with a full sync whatever this node holds (a demoted old master).
+    fn follow_force(&self, node: &str, master: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        self.slaveof(node, Some(master), slots, true)
+    }
+
+    fn promote(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        self.slaveof(node, None, slots, false)
+    }
+}
+
+/// The production [`DataPlane`]: RESP requests with the cluster password.
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub password: Option<String>,
 }
 
 impl Admin {
-    pub async fn call(&self, addr: &str, args: &[&str]) -> Result<Frame, AdminError> {
+    pub async fn call(&self, addr: &str, args: &[&str]) -> AdminResult<Frame> {
         match common::client::request(addr, self.password.as_deref(), args).await {
             Ok(Frame::Error(text)) => Err(AdminError::Refused { addr: addr.into(), text }),
             Ok(frame) => Ok(frame),
@@ -34,64 +142,52 @@ impl Admin {
         }
     }
 
-    /// Whether a node or proxy answers PING (with the password) right now.
-    pub async fn answers(&self, addr: &str) -> bool {
+    async fn ok(&self, addr: &str, args: &[&str]) -> AdminResult<()> {
+        self.call(addr, args).await.map(|_| ())
+    }
+}
+
+impl DataPlane for Admin {
+    async fn answers(&self, addr: &str) -> bool {
         self.call(addr, &["ping"]).await.is_ok()
     }
 
-    async fn ok(&self, addr: &str, args: &[&str]) -> Result<(), AdminError> {
-        self.call(addr, args).await.map(|_| ())
+    async fn add_slots_once(&self, node: &str, slots: &str) -> AdminResult<()> {
+        self.ok(node, &["pkcluster", "addslots", slots]).await
     }
 
-    /// `addslots`, treating "already owned" as done (steps are retried after a restart).
-    pub async fn add_slots(&self, node: &str, slots: &str) -> Result<(), AdminError> {
-        match self.ok(node, &["pkcluster", "addslots", slots]).await {
-            Err(e) if e.text().contains(" exist") && !e.text().contains("not exist") => Ok(()),
-            other => other,
+    async fn del_slots_once(&self, node: &str, slots: &str) -> AdminResult<()> {
+        self.ok(node, &["pkcluster", "delslots", slots]).await
+    }
+
+    async fn slaveof(&self, node: &str, master: Option<&str>, slots: &str, force: bool) -> AdminResult<()> {
+        let (host, port) = match master {
+            Some(m) => m.rsplit_once(':').unwrap_or((m, "9221")),
+            None => ("no", "one"),
+        };
+        let mut args = vec!["pkcluster", "slotsslaveof", host, port, slots];
+        if force {
+            args.push("force");
         }
+        self.ok(node, &args).await
     }
 
-    /// `delslots`, treating "not owned" as done.
-    pub async fn del_slots(&self, node: &str, slots: &str) -> Result<(), AdminError> {
-        match self.ok(node, &["pkcluster", "delslots", slots]).await {
-            Err(e) if e.text().contains("not exist") => Ok(()),
-            other => other,
-        }
-    }
-
-    pub async fn follow(&self, node: &str, master: &str, slots: &str) -> Result<(), AdminError> {
-        let (host, port) = master.rsplit_once(':').unwrap_or((master, "9221"));
-        self.ok(node, &["pkcluster", "slotsslaveof", host, port, slots]).await
-    }
-
-    /// Follows `master` with a full sync whatever this node holds (a demoted old master).
-    pub async fn follow_force(&self, node: &str, master: &str, slots: &str) -> Result<(), AdminError> {
-        let (host, port) = master.rsplit_once(':').unwrap_or((master, "9221"));
-        self.ok(node, &["pkcluster", "slotsslaveof", host, port, slots, "force"]).await
-    }
-
-    pub async fn promote(&self, node: &str, slots: &str) -> Result<(), AdminError> {
-        self.ok(node, &["pkcluster", "slotsslaveof", "no", "one", slots]).await
-    }
-
-    pub async fn fence(&self, node: &str, slots: &str) -> Result<(), AdminError> {
+    async fn fence(&self, node: &str, slots: &str) -> AdminResult<()> {
         self.ok(node, &["pkcluster", "fence", slots]).await
     }
 
-    pub async fn unfence(&self, node: &str, slots: &str) -> Result<(), AdminError> {
+    async fn unfence(&self, node: &str, slots: &str) -> AdminResult<()> {
         self.ok(node, &["pkcluster", "unfence", slots]).await
     }
 
-    /// `pkcluster info slot <slots>`, parsed.
-    pub async fn slot_info(&self, node: &str, slots: &str) -> Result<Vec<SlotInfo>, AdminError> {
+    async fn slot_info(&self, node: &str, slots: &str) -> AdminResult<Vec<SlotInfo>> {
         let frame = self.call(node, &["pkcluster", "info", "slot", slots]).await?;
         let text = frame.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         common::pkinfo::parse_slot_info(&text)
             .map_err(|e| AdminError::Refused { addr: node.into(), text: e.to_string() })
     }
 
-    /// The slots a node accepts writes for in table 0 (`pkcluster writable`).
-    pub async fn writable(&self, node: &str) -> Result<Vec<u32>, AdminError> {
+    async fn writable(&self, node: &str) -> AdminResult<Vec<u32>> {
         let frame = self.call(node, &["pkcluster", "writable"]).await?;
         let bad = || AdminError::Refused { addr: node.into(), text: format!("unexpected reply {frame:?}") };
         let Frame::Array(tables) = &frame else { return Err(bad()) };
@@ -105,32 +201,25 @@ impl Admin {
         Ok(Vec::new())
     }
 
-    pub async fn hold(&self, proxy: &str, slots: &str) -> Result<(), AdminError> {
+    async fn hold(&self, proxy: &str, slots: &str) -> AdminResult<()> {
         self.ok(proxy, &["pxhold", "0", slots]).await
     }
 
-    pub async fn release(&self, proxy: &str, slots: &str) -> Result<(), AdminError> {
+    async fn release(&self, proxy: &str, slots: &str) -> AdminResult<()> {
         self.ok(proxy, &["pxrelease", "0", slots]).await
     }
 
     /// `PXROUTE SET <epoch> 0 <slot-count> (<group> <addr> <slots>)*`.
-    pub async fn set_route(
-        &self,
-        proxy: &str,
-        epoch: u64,
-        slot_count: u32,
-        groups: &[(String, String, String)],
-    ) -> Result<(), AdminError> {
+    async fn set_route(&self, proxy: &str, epoch: u64, slot_count: u32, routes: &Routes) -> AdminResult<()> {
         let (epoch, count) = (epoch.to_string(), slot_count.to_string());
         let mut args = vec!["pxroute", "set", &epoch, "0", &count];
-        for (name, addr, slots) in groups {
+        for (name, addr, slots) in routes {
             args.extend([name.as_str(), addr.as_str(), slots.as_str()]);
         }
         self.ok(proxy, &args).await
     }
 
-    /// The proxy's current route epoch.
-    pub async fn route_epoch(&self, proxy: &str) -> Result<u64, AdminError> {
+    async fn route_epoch(&self, proxy: &str) -> AdminResult<u64> {
         let frame = self.call(proxy, &["pxroute", "get"]).await?;
         let text = frame.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         Ok(text.lines().next().and_then(|l| l.strip_prefix("epoch ")).and_then(|e| e.parse().ok()).unwrap_or(0))

@@ -6,16 +6,19 @@
 //! 3. B's replicas follow B's master for S;
 //! 4. wait until A's lag for B's master is under the threshold;
 //! 5. proxies hold S; A's master fences S; wait for lag 0 (on timeout: unfence, release, back to 4);
-//! 6. B's master promotes S; proxies get the new routes (which releases the held requests);
+//! 6. B's master promotes and unfences S; proxies get the new routes (which releases the held
+//!    requests);
 //! 7. A's replicas stop following S, then every member of A deletes S.
 //!
 //! Each step is safe to run again (a restarted operator repeats the step it recorded): addslots
 //! and delslots accept "already done", following an already-followed master is skipped by the
 //! node, promotion and fencing are idempotent, routes carry epochs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::admin::{Admin, AdminError};
+use tokio::time::Instant;
+
+use crate::admin::{AdminError, DataPlane};
 pub use crate::crd::CutoverStep;
 
 /// The addresses of one group.
@@ -73,8 +76,7 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
-/// The routes every proxy gets once B owns the batch: `(group, master address, slots)`.
-pub type Routes = Vec<(String, String, String)>;
+pub use crate::admin::Routes;
 
 /// Where a move (re)starts. A fresh move starts at the beginning; an operator that stopped
 /// mid-move resumes where [`resume_point`] says.
@@ -83,8 +85,6 @@ pub enum Start {
     Beginning,
     /// The source was fenced and drained: promote (again), route, clean up.
     Promote,
-    /// The target is the master: route and clean up.
-    Route,
 }
 
 /// Told each step before it acts (the Kubernetes controller records it in the migration's
@@ -116,7 +116,7 @@ pub fn crash_point(step: CutoverStep) {
 /// writes were held by an earlier run (its start is unknown).
 #[allow(clippy::too_many_arguments)]
 pub async fn move_slots(
-    admin: &Admin,
+    admin: &impl DataPlane,
     slots: &str,
     from: &GroupNodes,
     to: &GroupNodes,
@@ -174,10 +174,10 @@ pub async fn move_slots(
             }
         }
     }
-    if start != Start::Route {
-        steps.step(CutoverStep::Promote).await?;
-        admin.promote(&to.master, slots).await?;
-    }
+    steps.step(CutoverStep::Promote).await?;
+    admin.promote(&to.master, slots).await?;
+    // Created fenced by addslots (start-fenced): writable from here on.
+    admin.unfence(&to.master, slots).await?;
     steps.step(CutoverStep::Route).await?;
     for p in proxies {
         admin.set_route(p, epoch, slot_count, routes).await?;
@@ -190,7 +190,7 @@ pub async fn move_slots(
 
 /// Undoes a cutover that did not promote: the source takes writes again, the proxies let the
 /// held requests through (to the source). Best effort: a later repair pass settles the rest.
-async fn roll_back(admin: &Admin, from: &GroupNodes, proxies: &[String], slots: &str) {
+async fn roll_back(admin: &impl DataPlane, from: &GroupNodes, proxies: &[String], slots: &str) {
     let _ = admin.unfence(&from.master, slots).await;
     for p in proxies {
         let _ = admin.release(p, slots).await;
@@ -202,7 +202,7 @@ async fn roll_back(admin: &Admin, from: &GroupNodes, proxies: &[String], slots: 
 /// (every early step is idempotent). Once promotion began, the source is fenced and drained, so
 /// the move goes forward.
 pub async fn resume_point(
-    admin: &Admin,
+    admin: &impl DataPlane,
     recorded: Option<CutoverStep>,
     from: &GroupNodes,
     proxies: &[String],
@@ -210,8 +210,9 @@ pub async fn resume_point(
 ) -> Start {
     use CutoverStep::*;
     match recorded {
-        Some(Promote) => Start::Promote,
-        Some(Route | Cleanup) => Start::Route,
+        // Promotion and unfencing are idempotent: done again, they also settle a target master
+        // replaced by a failover or restarted (fenced) after the promotion.
+        Some(Promote | Route | Cleanup) => Start::Promote,
         Some(step @ (Hold | Fence | Drain | Rollback)) => {
             tracing::warn!(slots, %step, "rolling back a cutover an earlier run left unfinished");
             roll_back(admin, from, proxies, slots).await;
@@ -226,7 +227,7 @@ pub async fn resume_point(
 /// its table then could route them to a copy about to be deleted); once nothing replicates the
 /// slots from the source master, every member deletes them.
 pub async fn clean_up_source(
-    admin: &Admin,
+    admin: &impl DataPlane,
     from: &GroupNodes,
     slots: &str,
     timeout: Duration,
@@ -234,7 +235,7 @@ pub async fn clean_up_source(
     for r in &from.replicas {
         // A replica that already deleted the slots (an earlier, interrupted cleanup) is done.
         match admin.fence(r, slots).await {
-            Err(e) if e.text().contains("not found") => continue,
+            Err(e) if matches!(e.slot_error(), Some(common::protocol::SlotError::NotFound(_))) => continue,
             other => other?,
         }
         admin.promote(r, slots).await?;
@@ -250,7 +251,7 @@ pub async fn clean_up_source(
 /// Waits until `master` streams every slot of `slots` to `replica` incrementally with lag at
 /// most `max_lag`.
 async fn wait_lag(
-    admin: &Admin,
+    admin: &impl DataPlane,
     from: &GroupNodes,
     replica: &str,
     slots: &str,
@@ -265,7 +266,7 @@ async fn wait_lag(
             .iter()
             .map(|s| {
                 let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == replica)?;
-                (r.status == "SlaveBinlogSync").then_some(r.lag.unwrap_or(0))
+                (r.status == common::protocol::SyncStatus::BinlogSync).then_some(r.lag.unwrap_or(0))
             })
             .collect();
         if lags.len() == count && lags.iter().all(|l| l.is_some_and(|l| l <= max_lag)) {
@@ -286,7 +287,12 @@ async fn wait_lag(
 }
 
 /// Waits until nothing replicates `slots` from `master` any more (its replicas let go).
-pub async fn wait_no_replicas(admin: &Admin, master: &str, slots: &str, timeout: Duration) -> Result<(), CutoverError> {
+pub async fn wait_no_replicas(
+    admin: &impl DataPlane,
+    master: &str,
+    slots: &str,
+    timeout: Duration,
+) -> Result<(), CutoverError> {
     let deadline = Instant::now() + timeout;
     loop {
         let info = admin.slot_info(master, slots).await?;

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::admin::{Admin, AdminError};
+use crate::admin::{AdminError, DataPlane};
 use crate::cutover::{self, CutoverError, GroupNodes, Routes};
 use crate::planner;
+use common::pkinfo::SlotInfo;
 use common::slotset::format_slots;
 
 /// Slots per group, by group index.
@@ -34,7 +35,7 @@ impl Topology {
     }
 
     /// Slots each group's master accepts writes for (groups owning none are left out).
-    pub async fn ownership(&self, admin: &Admin) -> Result<Ownership, AdminError> {
+    pub async fn ownership(&self, admin: &impl DataPlane) -> Result<Ownership, AdminError> {
         let mut owned = BTreeMap::new();
         for (&g, nodes) in &self.groups {
             let slots = admin.writable(&nodes.master).await?;
@@ -45,65 +46,142 @@ impl Topology {
         Ok(owned)
     }
 
-    /// Whether any master holds any slot, writable or fenced (false: a new cluster).
-    pub async fn any_slot_owned(&self, admin: &Admin) -> Result<bool, AdminError> {
+    /// Creates the slots no member of any group holds: all of them for a new cluster, or those
+    /// an interrupted bootstrap did not get to. Each goes to the group the initial split gives
+    /// it (contiguous shares over groups `0..groups`), added on every member (fenced, as every
+    /// slot `addslots` creates on a `start-fenced` node), then unfenced on the master (its
+    /// replicas follow it in `attach_replicas`). Call it only when every member answers: a slot
+    /// held only by a member that is down is not missing. Returns the slots created.
+    pub async fn create_missing(&self, admin: &impl DataPlane, groups: u32) -> Result<Vec<u32>, AdminError> {
+        let mut held = BTreeSet::new();
         for nodes in self.groups.values() {
-            if !admin.slot_info(&nodes.master, &self.all_slots()).await?.is_empty() {
-                return Ok(true);
+            for node in nodes.all() {
+                held.extend(admin.slot_info(node, &self.all_slots()).await?.iter().map(|s| s.slot));
             }
         }
-        Ok(false)
-    }
-
-    /// A new cluster: contiguous shares over groups `0..groups`, added on every member.
-    pub async fn bootstrap(&self, admin: &Admin, groups: u32) -> Result<Ownership, AdminError> {
-        let mut owned = BTreeMap::new();
-        for (g, slots) in planner::initial_split(self.slots, groups).into_iter().enumerate() {
-            let g = g as u32;
-            let Some(nodes) = self.groups.get(&g) else { continue };
-            let ranges = format_slots(&slots);
+        let mut created = Vec::new();
+        for (g, share) in planner::initial_split(self.slots, groups).into_iter().enumerate() {
+            let Some(nodes) = self.groups.get(&(g as u32)) else { continue };
+            let missing: Vec<u32> = share.into_iter().filter(|s| !held.contains(s)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let ranges = format_slots(&missing);
             for node in nodes.all() {
                 admin.add_slots(node, &ranges).await?;
             }
-            owned.insert(g, slots);
+            admin.unfence(&nodes.master, &ranges).await?;
+            created.extend(missing);
         }
-        Ok(owned)
+        Ok(created)
     }
 
     /// Settles slots a stopped cutover (or a restarted, hence fenced, master) left refusing
     /// writes. A slot a group's master owns as master but does not accept writes for is either
-    /// writable in another group (the move got past promotion: finish its cleanup here) or
-    /// nowhere (unfence it here; a move starts over from its idempotent first steps).
-    /// Slots in `busy` (a migration in flight owns them) are left alone.
-    pub async fn repair(&self, admin: &Admin, owned: &Ownership, busy: &BTreeSet<u32>) -> Result<(), CutoverError> {
+    /// writable in another group (the move got past promotion: finish its cleanup here), or held
+    /// the same way by several groups (a cutover abandoned around its fence, or a target
+    /// restarted after promotion): the copy with the highest position is unfenced, the others
+    /// cleaned up; or by this group only (unfence it). When no migration is in flight
+    /// (`settled`), a group master still replicating slots from another group is the target of
+    /// an abandoned cutover: it stops (fenced, promoted) and is settled the same way. Slots in
+    /// `busy` (a cutover in flight owns them) are left alone.
+    pub async fn repair(
+        &self,
+        admin: &impl DataPlane,
+        owned: &Ownership,
+        busy: &BTreeSet<u32>,
+        settled: bool,
+    ) -> Result<(), CutoverError> {
         let writable: BTreeSet<u32> = owned.values().flatten().copied().collect();
+        let mut stuck: BTreeMap<u32, Vec<(u64, std::cmp::Reverse<u32>)>> = BTreeMap::new();
         for (&g, nodes) in &self.groups {
             let mine = owned.get(&g).cloned().unwrap_or_default();
-            let info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
-            let stuck: Vec<u32> = info
-                .iter()
-                .filter(|s| s.slave.is_none() && !mine.contains(&s.slot) && !busy.contains(&s.slot))
-                .map(|s| s.slot)
-                .collect();
-            let (moved, unmoved): (Vec<u32>, Vec<u32>) = stuck.into_iter().partition(|s| writable.contains(s));
-            if !unmoved.is_empty() {
-                let ranges = format_slots(&unmoved);
-                tracing::warn!(group = g, slots = %ranges, "unfencing slots nobody else serves");
-                admin.unfence(&nodes.master, &ranges).await?;
+            let mut info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
+            let orphans: Vec<u32> =
+                info.iter().filter(|s| s.slave.is_some() && !busy.contains(&s.slot)).map(|s| s.slot).collect();
+            if settled && !orphans.is_empty() {
+                let ranges = format_slots(&orphans);
+                tracing::warn!(group = g, slots = %ranges, "stopping the target side of an abandoned cutover");
+                admin.fence(&nodes.master, &ranges).await?;
+                // Refused while a full sync is pending: settled on a later pass.
+                if let Err(e) = admin.promote(&nodes.master, &ranges).await {
+                    tracing::warn!(group = g, error = %e, "not stopped yet");
+                }
+                info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
             }
-            if !moved.is_empty() {
-                let ranges = format_slots(&moved);
-                tracing::warn!(group = g, slots = %ranges, "finishing the cleanup of a stopped cutover");
-                cutover::clean_up_source(admin, nodes, &ranges, Duration::from_secs(60)).await?;
+            for s in info.iter().filter(|s| s.slave.is_none() && !mine.contains(&s.slot) && !busy.contains(&s.slot)) {
+                let position = s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1;
+                stuck.entry(s.slot).or_default().push((position, std::cmp::Reverse(g)));
             }
+        }
+        let (mut unfence, mut clean): (Ownership, Ownership) = Default::default();
+        for (slot, mut holders) in stuck {
+            holders.sort_unstable();
+            if !writable.contains(&slot) {
+                let (_, std::cmp::Reverse(winner)) = holders.pop().expect("a holder");
+                unfence.entry(winner).or_default().push(slot);
+            }
+            for (_, std::cmp::Reverse(g)) in holders {
+                clean.entry(g).or_default().push(slot);
+            }
+        }
+        for (g, slots) in unfence {
+            let ranges = format_slots(&slots);
+            tracing::warn!(group = g, slots = %ranges, "unfencing slots nobody else serves");
+            admin.unfence(&self.groups[&g].master, &ranges).await?;
+        }
+        for (g, slots) in clean {
+            let ranges = format_slots(&slots);
+            tracing::warn!(group = g, slots = %ranges, "cleaning up copies another group serves");
+            cutover::clean_up_source(admin, &self.groups[&g], &ranges, Duration::from_secs(60)).await?;
         }
         Ok(())
     }
 
-    /// Replicas of every group follow their master for every slot it owns. A replica that
-    /// does not answer is skipped (it is attached when it is back) and returned.
-    pub async fn attach_replicas(&self, admin: &Admin, owned: &Ownership) -> Result<Vec<String>, AdminError> {
+    /// Replicas of every group follow their master for every slot it owns, and let go of slots
+    /// their master does not hold at all (a replica that was down while its group's slots moved
+    /// away missed the cleanup). A replica that does not answer is skipped (it is attached when
+    /// it is back) and returned. Slots in `busy` (a cutover in flight) are left alone.
+    pub async fn attach_replicas(
+        &self,
+        admin: &impl DataPlane,
+        owned: &Ownership,
+        busy: &BTreeSet<u32>,
+    ) -> Result<Vec<String>, AdminError> {
         let mut unreachable = Vec::new();
+        for nodes in self.groups.values() {
+            let held: BTreeSet<u32> =
+                admin.slot_info(&nodes.master, &self.all_slots()).await?.iter().map(|s| s.slot).collect();
+            for r in &nodes.replicas {
+                let Ok(info) = admin.slot_info(r, &self.all_slots()).await else { continue };
+                let stray: Vec<&SlotInfo> =
+                    info.iter().filter(|s| !held.contains(&s.slot) && !busy.contains(&s.slot)).collect();
+                if stray.is_empty() {
+                    continue;
+                }
+                // Stopped first (fenced, promoted) unless waiting for a full sync, which cannot
+                // be promoted and may be deleted as it is.
+                let (waiting, live): (Vec<&SlotInfo>, Vec<&SlotInfo>) =
+                    stray.into_iter().partition(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
+                let (waiting, live) = (slot_list(&waiting), slot_list(&live));
+                tracing::warn!(replica = %r, slots = %format!("{waiting},{live}"), "deleting slots the group no longer owns");
+                let deleted = async {
+                    if !live.is_empty() {
+                        admin.fence(r, &live).await?;
+                        admin.promote(r, &live).await?;
+                        admin.del_slots(r, &live).await?;
+                    }
+                    if !waiting.is_empty() {
+                        admin.del_slots(r, &waiting).await?;
+                    }
+                    Ok::<(), AdminError>(())
+                };
+                // Not fatal: garbage that is retried on the next pass.
+                if let Err(e) = deleted.await {
+                    tracing::warn!(replica = %r, error = %e, "stray slots not deleted yet");
+                }
+            }
+        }
         for (g, slots) in owned {
             let Some(nodes) = self.groups.get(g) else { continue };
             let ranges = format_slots(slots);
@@ -130,6 +208,10 @@ impl Topology {
     }
 }
 
+fn slot_list(infos: &[&SlotInfo]) -> String {
+    format_slots(&infos.iter().map(|s| s.slot).collect::<Vec<_>>())
+}
+
 /// Ownership after `batch` moved from `from` to `to`.
 pub fn after_move(owned: &Ownership, from: u32, to: u32, batch: &[u32]) -> Ownership {
     let mut after = owned.clone();
@@ -146,7 +228,7 @@ pub fn after_move(owned: &Ownership, from: u32, to: u32, batch: &[u32]) -> Owner
 
 /// The member that is a group's master when nobody recorded it: the one accepting writes, else
 /// the one holding slots as master (a restarted master starts fenced), else the first.
-pub async fn find_master(admin: &Admin, members: &[String], slot_count: u32) -> usize {
+pub async fn find_master(admin: &impl DataPlane, members: &[String], slot_count: u32) -> usize {
     for (i, m) in members.iter().enumerate() {
         if admin.writable(m).await.is_ok_and(|s| !s.is_empty()) {
             return i;
@@ -163,23 +245,29 @@ pub async fn find_master(admin: &Admin, members: &[String], slot_count: u32) -> 
     0
 }
 
-/// The replica of a failed master's group to promote, by the planner's rule (most acknowledged,
-/// never one in a full sync, never an empty one). `members` are (index, address) of the
-/// survivors; unreachable ones are not candidates.
-pub async fn choose_successor(admin: &Admin, members: &[(usize, String)], slot_count: u32) -> Option<usize> {
+/// The replica of a failed master's group to promote for `slots` (the group's), by the
+/// planner's rule: most acknowledged, never one in a full sync, never one lacking any of the
+/// slots (promoting it would leave those without a master, and the old master's copy would be
+/// wiped when it re-syncs). `members` are (index, address) of the survivors; unreachable ones
+/// are not candidates.
+pub async fn choose_successor(
+    admin: &impl DataPlane,
+    members: &[(usize, String)],
+    slots: &[u32],
+    slot_count: u32,
+) -> Option<usize> {
     let all = all_slots(slot_count);
     let mut candidates = Vec::new();
     for (i, node) in members {
         let Ok(info) = admin.slot_info(node, &all).await else { continue };
-        let full_sync = info
-            .iter()
-            .any(|s| s.slave.as_ref().is_some_and(|r| matches!(r.state.as_str(), "kTryDBSync" | "kWaitDBSync")));
-        let acked = info.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
+        let full_sync = info.iter().any(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
+        let mine: Vec<_> = info.iter().filter(|s| slots.contains(&s.slot)).collect();
+        let acked = mine.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
         candidates.push(planner::Candidate {
             name: i.to_string(),
             reachable: true,
             full_sync,
-            empty: info.is_empty(),
+            empty: info.is_empty() || mine.len() < slots.len(),
             acked,
         });
     }
@@ -188,7 +276,7 @@ pub async fn choose_successor(admin: &Admin, members: &[(usize, String)], slot_c
 
 /// Makes `new` the master of `slots` (promote, accept writes) and the group's other
 /// `followers` replicate it.
-pub async fn take_over(admin: &Admin, new: &str, followers: &[String], slots: &str) -> Result<(), AdminError> {
+pub async fn take_over(admin: &impl DataPlane, new: &str, followers: &[String], slots: &str) -> Result<(), AdminError> {
     if slots.is_empty() {
         return Ok(());
     }

@@ -10,6 +10,7 @@
 //! - [`local`]: the local runtime (`pika-operator local -f cluster.yaml`).
 
 pub mod admin;
+pub mod control;
 pub mod crd;
 pub mod cutover;
 pub mod dataplane;

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::process::{Child, Command};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, DataPlane};
+use crate::control;
 use crate::crd::{PikaCluster, PikaClusterSpec};
 use crate::cutover::{self, GroupNodes, Limits};
-use crate::dataplane::{self, Ownership, Topology};
-use crate::planner;
+use crate::dataplane::{self, Ownership};
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -37,27 +37,24 @@ pub struct LocalConfig {
 struct Proc {
     port: u16,
     child: Option<Child>,
+    /// Our process exited (or was killed): it is started again, unless it is a master.
+    exited: bool,
 }
 
 type Member = Proc;
 
 pub struct Runtime {
     config: LocalConfig,
-    /// Per group, which member is the master (member 0 until a failover).
-    masters: BTreeMap<u32, usize>,
-    /// Members not answering, since when.
-    down_since: BTreeMap<(u32, usize), Instant>,
-    /// Former masters replaced by a failover: they come back fenced and re-sync in full.
-    demoted: std::collections::BTreeSet<(u32, usize)>,
-    /// Slots each group's master owned writable when last observed: what a failover promotes.
-    last_owned: BTreeMap<u32, Vec<u32>>,
+    /// What the data-plane pass keeps between passes (masters, demoted members, owned slots).
+    /// Members are named `g<group>-m<member>`.
+    record: control::Record,
+    epochs: control::Epochs,
     name: String,
     spec: PikaClusterSpec,
     manifest_mtime: Option<SystemTime>,
     groups: BTreeMap<u32, Vec<Member>>,
     proxy: Option<Proc>,
     admin: Admin,
-    epoch: u64,
 }
 
 fn addr(port: u16) -> String {
@@ -89,10 +86,8 @@ impl Runtime {
             None => None,
         };
         Ok(Runtime {
-            masters: BTreeMap::new(),
-            down_since: BTreeMap::new(),
-            demoted: Default::default(),
-            last_owned: BTreeMap::new(),
+            record: control::Record::default(),
+            epochs: control::Epochs::default(),
             manifest_mtime: std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok(),
             config,
             name,
@@ -100,7 +95,6 @@ impl Runtime {
             groups: BTreeMap::new(),
             proxy: None,
             admin: Admin { password },
-            epoch: 0,
         })
     }
 
@@ -109,7 +103,7 @@ impl Runtime {
     }
 
     /// Starts a member's process (its data directory and config are created on first start).
-    async fn start_member(&self, group: u32, member: u32, fenced: bool) -> Result<Member, String> {
+    async fn start_member(&self, group: u32, member: u32) -> Result<Member, String> {
         let port = self.port(group, member);
         let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
         if self.admin.answers(&addr(port)).await {
@@ -126,7 +120,7 @@ impl Runtime {
                 return Err(format!("port {port} is in use by another process ({theirs:?}, expected {db})"));
             }
             tracing::info!(group, member, port, "adopted a running node");
-            return Ok(Proc { port, child: None });
+            return Ok(Proc { port, child: None, exited: false });
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut conf = format!(
@@ -140,128 +134,81 @@ impl Runtime {
         for (k, v) in &self.spec.config {
             conf.push_str(&format!("{k} : {v}\n"));
         }
-        if fenced {
-            conf.push_str("start-fenced : yes\n");
-        }
+        // As in Kubernetes: nothing takes writes before the operator says so (a restarted
+        // master comes back fenced; slots created by addslots are fenced until they are a
+        // replica's or promoted).
+        conf.push_str("start-fenced : yes\n");
         let conf_path = dir.join("pika.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&self.config.node_bin);
         cmd.arg("-c").arg(&conf_path);
         let child = spawn_logged(cmd, &dir.join("node.log"), port).await?;
         tracing::info!(group, member, port, "node started");
-        Ok(Proc { port, child: Some(child) })
+        Ok(Proc { port, child: Some(child), exited: false })
+    }
+
+    fn member_name(group: u32, member: usize) -> String {
+        format!("g{group}-m{member}")
+    }
+
+    /// The member that is group `g`'s master (member 0 until the pass says otherwise).
+    fn master(&self, g: u32) -> usize {
+        let name = self.record.groups.get(&g).and_then(|r| r.master.as_deref());
+        name.and_then(|n| n.rsplit_once("-m")?.1.parse().ok()).unwrap_or(0)
     }
 
     fn nodes(&self, group: u32) -> GroupNodes {
         let members = &self.groups[&group];
-        let master = self.masters.get(&group).copied().unwrap_or(0);
+        let master = self.master(group);
         GroupNodes {
             master: addr(members[master].port),
             replicas: members.iter().enumerate().filter(|(i, _)| *i != master).map(|(_, m)| addr(m.port)).collect(),
         }
     }
 
-    fn topology(&self) -> Topology {
-        Topology { slots: self.spec.slots, groups: self.groups.keys().map(|&g| (g, self.nodes(g))).collect() }
-    }
-
-    /// For groups whose master is not known yet (a new runtime), the member that is (after a
-    /// failover it is not member 0).
-    async fn discover_masters(&mut self) {
-        let unknown: Vec<u32> = self.groups.keys().copied().filter(|g| !self.masters.contains_key(g)).collect();
-        for g in unknown {
-            let members: Vec<String> = self.groups[&g].iter().map(|m| addr(m.port)).collect();
-            let master = dataplane::find_master(&self.admin, &members, self.spec.slots).await;
-            self.masters.insert(g, master);
+    /// The cluster as the pass sees it: a member whose process exited has no address.
+    fn observed(&mut self) -> control::Cluster {
+        let mut members = BTreeMap::new();
+        for (&g, procs) in self.groups.iter_mut() {
+            let list = procs
+                .iter_mut()
+                .enumerate()
+                .map(|(i, p)| {
+                    let exited = p.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+                    if exited {
+                        p.child = None;
+                        p.exited = true;
+                    }
+                    control::Member { name: Self::member_name(g, i), addr: (!p.exited).then(|| addr(p.port)) }
+                })
+                .collect();
+            members.insert(g, list);
+        }
+        control::Cluster {
+            slots: self.spec.slots,
+            groups: self.spec.groups,
+            failover_after: Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64),
+            members,
+            proxies: self.proxy.iter().map(|_| self.config.proxy_listen.clone()).collect(),
+            in_flight: Vec::new(),
         }
     }
 
-    /// Whether a member serves: its process runs (ours) and it answers PING.
-    async fn is_up(&mut self, group: u32, member: usize) -> bool {
-        let proc = &mut self.groups.get_mut(&group).expect("group")[member];
-        if let Some(child) = proc.child.as_mut() {
-            if !matches!(child.try_wait(), Ok(None)) {
-                proc.child = None;
-                return false;
-            }
-        }
-        let port = proc.port;
-        self.admin.answers(&addr(port)).await
-    }
-
-    /// Watches every member: a replica that died is restarted at once (it resumes as a
-    /// replica); a master unreachable for `failoverAfterSeconds` is replaced by the replica that
-    /// acknowledged the most (never one in a full sync, never an empty one), the others follow
-    /// it, the proxy is re-routed, and the old master comes back fenced and re-syncs in full
-    /// before it serves anything.
-    async fn watch_health(&mut self) -> Result<(), String> {
-        let now = Instant::now();
-        let failover_after = Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64);
+    /// Members that are not the master and whose process exited are started again: a replica
+    /// resumes as a replica; a former master replaced by a failover comes back fenced and the
+    /// pass makes it re-sync in full before it serves anything.
+    async fn restart_exited(&mut self) -> Result<(), String> {
         let groups: Vec<u32> = self.groups.keys().copied().collect();
         for g in groups {
-            let size = self.groups[&g].len();
-            let master = self.masters.get(&g).copied().unwrap_or(0);
-            for m in 0..size {
-                if self.is_up(g, m).await {
-                    self.down_since.remove(&(g, m));
+            let master = self.master(g);
+            for m in 0..self.groups[&g].len() {
+                if m == master || !self.groups[&g][m].exited {
                     continue;
                 }
-                let since = *self.down_since.entry((g, m)).or_insert(now);
-                let exited = self.groups[&g][m].child.is_none();
-                if m == master {
-                    if now.duration_since(since) >= failover_after {
-                        self.fail_over(g, m).await?;
-                    }
-                } else if exited {
-                    let demoted = self.demoted.contains(&(g, m));
-                    let proc = self.start_member(g, m as u32, demoted).await?;
-                    self.groups.get_mut(&g).expect("group")[m] = proc;
-                    if demoted {
-                        let master = self.nodes(g).master;
-                        self.admin
-                            .follow_force(&addr(self.port(g, m as u32)), &master, "all")
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        self.demoted.remove(&(g, m));
-                        tracing::info!(group = g, member = m, %master, "old master back as a replica (full sync)");
-                    }
-                    self.down_since.remove(&(g, m));
-                }
+                let proc = self.start_member(g, m as u32).await?;
+                self.groups.get_mut(&g).expect("group")[m] = proc;
             }
         }
-        Ok(())
-    }
-
-    async fn fail_over(&mut self, g: u32, old: usize) -> Result<(), String> {
-        let survivors: Vec<(usize, String)> =
-            self.groups[&g].iter().enumerate().filter(|(i, _)| *i != old).map(|(i, m)| (i, addr(m.port))).collect();
-        let Some(new) = dataplane::choose_successor(&self.admin, &survivors, self.spec.slots).await else {
-            tracing::warn!(group = g, "master down and no replica can safely replace it; waiting");
-            return Ok(());
-        };
-        let new_addr = addr(self.groups[&g][new].port);
-        // Only what the old master owned as a writable master is taken over: slots the group
-        // was still receiving from another group stay with that group.
-        let slots = common::slotset::format_slots(self.last_owned.get(&g).map_or(&[][..], Vec::as_slice));
-        tracing::warn!(group = g, old = old, new = new, master = %new_addr, slots = %slots, "failover");
-        // The old master must not take writes any more, alive or not: ours is killed, an
-        // adopted one is fenced if it still answers.
-        let old_addr = addr(self.groups[&g][old].port);
-        match self.groups.get_mut(&g).expect("group")[old].child.take() {
-            Some(mut child) => {
-                let _ = child.kill().await;
-            }
-            None => {
-                let _ = self.admin.fence(&old_addr, "all").await;
-                let _ = self.admin.call(&old_addr, &["shutdown"]).await;
-            }
-        }
-        self.masters.insert(g, new);
-        self.demoted.insert((g, old));
-        let followers: Vec<String> = survivors.into_iter().filter(|(i, _)| *i != new).map(|(_, a)| a).collect();
-        dataplane::take_over(&self.admin, &new_addr, &followers, &slots).await.map_err(|e| e.to_string())?;
-        let owned = self.ownership().await?;
-        self.push_routes(&owned).await?;
         Ok(())
     }
 
@@ -273,36 +220,21 @@ impl Runtime {
         for g in 0..n {
             let have = self.groups.get(&g).map_or(0, Vec::len) as u32;
             for m in have..size {
-                let member = self.start_member(g, m, false).await?;
+                let member = self.start_member(g, m).await?;
                 self.groups.entry(g).or_default().push(member);
             }
-            let master = self.masters.get(&g).copied().unwrap_or(0);
+            let master = self.master(g);
             while self.groups[&g].len() > size as usize && self.groups[&g].len() - 1 != master {
                 let m = self.groups.get_mut(&g).expect("group").pop().expect("non-empty");
                 let index = self.groups[&g].len();
-                self.down_since.remove(&(g, index));
-                self.demoted.remove(&(g, index));
+                if let Some(r) = self.record.groups.get_mut(&g) {
+                    r.demoted.retain(|d| *d != Self::member_name(g, index));
+                }
                 tracing::info!(group = g, member = index, "replica removed");
                 self.stop(m).await;
             }
         }
         Ok(())
-    }
-
-    /// Slots each running group's master accepts writes for (remembered for failovers).
-    async fn ownership(&mut self) -> Result<Ownership, String> {
-        let owned = self.topology().ownership(&self.admin).await.map_err(|e| e.to_string())?;
-        self.last_owned = owned.clone();
-        Ok(owned)
-    }
-
-    async fn push_routes(&mut self, owned: &Ownership) -> Result<(), String> {
-        self.epoch += 1;
-        let routes = self.topology().routes(owned);
-        self.admin
-            .set_route(&self.config.proxy_listen, self.epoch, self.spec.slots, &routes)
-            .await
-            .map_err(|e| e.to_string())
     }
 
     async fn ensure_proxy(&mut self) -> Result<(), String> {
@@ -314,8 +246,7 @@ impl Runtime {
             // Left by a runtime that stopped mid-cutover: nothing of ours is in flight now, so
             // whatever it holds is released (the repair pass has settled every slot).
             self.admin.release(&self.config.proxy_listen, "all").await.map_err(|e| e.to_string())?;
-            self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
-            self.proxy = Some(Proc { port, child: None });
+            self.proxy = Some(Proc { port, child: None, exited: false });
             tracing::info!(listen = %self.config.proxy_listen, "adopted a running proxy");
             return Ok(());
         }
@@ -326,60 +257,72 @@ impl Runtime {
             cmd.args(["--password", pw]);
         }
         let child = spawn_logged(cmd, &self.config.data_dir.join(&self.name).join("proxy.log"), port).await?;
-        self.epoch = self.admin.route_epoch(&self.config.proxy_listen).await.unwrap_or(0);
-        self.proxy = Some(Proc { port, child: Some(child) });
+        self.proxy = Some(Proc { port, child: Some(child), exited: false });
         tracing::info!(listen = %self.config.proxy_listen, "proxy started");
         Ok(())
     }
 
-    /// One pass: processes, bootstrap, rebalance, retire drained groups.
+    /// One pass: processes, then the data-plane pass (failover, bootstrap, repair, replicas,
+    /// routes), then the moves it plans and the groups it retires.
     async fn reconcile(&mut self) -> Result<(), String> {
         let groups = self.spec.groups;
         let running = self.groups.keys().next_back().map_or(0, |g| g + 1);
         self.ensure_groups(groups.max(running)).await?;
-        self.discover_masters().await;
-        self.watch_health().await?;
-        if self.groups.keys().any(|&g| self.down_since.contains_key(&(g, self.masters.get(&g).copied().unwrap_or(0)))) {
-            return Ok(()); // a master is down: no slot moves until the group has one again
+        self.restart_exited().await?;
+        let cluster = self.observed();
+        let epochs = &self.epochs;
+        let out = control::pass(&self.admin, &cluster, &mut self.record, &|| epochs.next())
+            .await
+            .map_err(|e| e.to_string())?;
+        for happened in &out.happened {
+            tracing::warn!(reason = happened.reason(), "{happened}");
+            if let control::Happened::Failover { group, old, .. } = happened {
+                self.stop_replaced(*group, old).await;
+            }
         }
-        let topology = self.topology();
-        let err = |e: crate::admin::AdminError| e.to_string();
-        let owned = self.ownership().await?;
-        if owned.is_empty() && !topology.any_slot_owned(&self.admin).await.map_err(err)? {
-            topology.bootstrap(&self.admin, groups).await.map_err(err)?;
-            tracing::info!(groups, slots = self.spec.slots, "bootstrapped");
-        }
-        topology.repair(&self.admin, &owned, &Default::default()).await.map_err(|e| e.to_string())?;
-        let mut owned = self.ownership().await?;
-        for r in topology.attach_replicas(&self.admin, &owned).await.map_err(err)? {
-            tracing::warn!(replica = %r, "replica not answering; attached when it is back");
+        if let Some(why) = out.degraded.as_ref().or(out.waiting.as_ref()) {
+            tracing::warn!(%why, "cluster not settled");
         }
         self.ensure_proxy().await?;
-        if self.epoch == 0 {
-            self.push_routes(&owned).await?;
-        }
-        for mv in planner::rebalance(&owned, groups) {
+        let mut owned = out.owned;
+        for mv in out.moves {
             for batch in mv.slots.chunks(self.config.batch.max(1)) {
                 self.move_batch(&mut owned, mv.from, mv.to, batch).await?;
             }
         }
-        // Groups beyond the spec own nothing now: stop them (their data stays on disk).
-        let retired: Vec<u32> =
-            self.groups.keys().copied().filter(|&g| g >= groups && !owned.contains_key(&g)).collect();
-        for g in retired {
+        // Groups beyond the spec that hold nothing now: stop them (their data stays on disk).
+        for g in out.retire {
             for m in self.groups.remove(&g).unwrap_or_default() {
                 self.stop(m).await;
             }
+            self.record.groups.remove(&g);
             tracing::info!(group = g, "group retired");
         }
         Ok(())
     }
 
+    /// A master replaced by a failover must not take writes any more, alive or not: ours is
+    /// killed (a stopped process too), an adopted one is asked to shut down if it answers.
+    async fn stop_replaced(&mut self, g: u32, old: &str) {
+        let Some(m) = old.rsplit_once("-m").and_then(|(_, m)| m.parse::<usize>().ok()) else { return };
+        let Some(proc) = self.groups.get_mut(&g).and_then(|p| p.get_mut(m)) else { return };
+        match proc.child.take() {
+            Some(mut child) => {
+                let _ = child.kill().await;
+            }
+            None => {
+                let _ = self.admin.call(&addr(proc.port), &["shutdown"]).await;
+            }
+        }
+        proc.exited = true;
+    }
+
     async fn move_batch(&mut self, owned: &mut Ownership, from: u32, to: u32, batch: &[u32]) -> Result<(), String> {
         let ranges = common::slotset::format_slots(batch);
         let after = dataplane::after_move(owned, from, to, batch);
-        self.epoch += 1;
-        let routes = self.topology().routes(&after);
+        let epoch = self.epochs.next();
+        let topology = control::topology(&self.observed(), &self.record.masters()).ok_or("a master is not running")?;
+        let routes = topology.routes(&after);
         let proxies = vec![self.config.proxy_listen.clone()];
         let mut steps = cutover::Logged(|step: cutover::CutoverStep| {
             tracing::debug!(slots = %ranges, %step, "cutover step");
@@ -388,10 +331,10 @@ impl Runtime {
         let outcome = cutover::move_slots(
             &self.admin,
             &ranges,
-            &self.nodes(from),
-            &self.nodes(to),
+            &topology.groups[&from],
+            &topology.groups[&to],
             &proxies,
-            (self.epoch, self.spec.slots, &routes),
+            (epoch, self.spec.slots, &routes),
             Limits::default(),
             cutover::Start::Beginning,
             &mut steps,
@@ -400,8 +343,11 @@ impl Runtime {
         .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
         let pause_ms = outcome.pause.map(|p| p.as_millis() as u64);
         tracing::info!(slots = %ranges, from, to, pause_ms, attempts = outcome.attempts, "slots moved");
-        // What a failover promotes: must follow every move, not only the last full observation.
-        self.last_owned = after.clone();
+        // What a failover promotes and what the proxies have: must follow every move.
+        for (g, rec) in self.record.groups.iter_mut() {
+            rec.slots = after.get(g).cloned().unwrap_or_default();
+        }
+        self.record.routes = Some((epoch, routes));
         *owned = after;
         Ok(())
     }

@@ -68,13 +68,13 @@ pub struct Candidate {
     pub reachable: bool,
     /// Any of its slots still in a full sync (its data is partial).
     pub full_sync: bool,
-    /// Holds no data and no position (a fresh replica).
+    /// Lacks some of the group's slots (a fresh replica holds none).
     pub empty: bool,
     /// Bytes acknowledged to the master, summed over the group's slots.
     pub acked: u64,
 }
 
-/// The replica to promote: reachable, not in a full sync, not empty, and the one that
+/// The replica to promote: reachable, not in a full sync, holding every slot, and the one that
 /// acknowledged the most (ties: the first by name). None: no safe choice; wait.
 pub fn choose_new_master(candidates: &[Candidate]) -> Option<&Candidate> {
     candidates

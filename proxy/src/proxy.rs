@@ -70,7 +70,7 @@ fn encode_args(args: &[Bytes]) -> Bytes {
 
 /// Whether a node's reply means "not executed here, ask again elsewhere".
 fn refused(reply: &[u8]) -> bool {
-    reply.starts_with(b"-ERR Partition not found") || reply.starts_with(b"-TRYAGAIN")
+    reply.strip_prefix(b"-").is_some_and(common::protocol::is_redirect)
 }
 
 impl Proxy {

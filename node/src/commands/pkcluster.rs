@@ -10,6 +10,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::slots::{Slot, Table};
 use common::pkinfo::{MasterRole, ReplicaInfo, SlaveRole, SlotInfo, TableInfo};
+use common::protocol::SlotError;
 use common::slotset::parse_slots;
 
 pub fn specs() -> Vec<Spec> {
@@ -162,11 +163,11 @@ fn slot_info(table: &Table, slot: &Slot) -> SlotInfo {
         .iter()
         .map(|d| ReplicaInfo {
             addr: d.addr.clone(),
-            status: d.status.name().into(),
+            status: d.status,
             lag: Some(head.offset.saturating_sub(d.acked.offset)),
         })
         .collect();
-    let slave = slot.master_addr().map(|master| SlaveRole { master, state: slot.link_state().name().into() });
+    let slave = slot.master_addr().map(|master| SlaveRole { master, state: slot.link_state() });
     // A replica slot shows its master half only when something replicates from it (chaining).
     let master = (slave.is_none() || !replicas.is_empty()).then_some(MasterRole { replicas });
     SlotInfo {
@@ -232,7 +233,7 @@ fn fence_targets(ctx: &ConnCtx, args: &[Bytes]) -> CmdResult<Vec<std::sync::Arc<
     let table = topology.table(table_id).ok_or_else(|| CmdError::err("invalid Table for ''"))?;
     let ids = if args::is(&args[2], "all") { table.owned_ids() } else { slot_group(&args[2])? };
     ids.iter()
-        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::err(format!("Slot {id} not found!"))))
+        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::msg(SlotError::NotFound(*id).text())))
         .collect()
 }
 
@@ -298,7 +299,7 @@ fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     }
     let targets: Vec<_> = ids
         .iter()
-        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::err(format!("Slot {id} not found!"))))
+        .map(|id| table.slot(*id).cloned().ok_or_else(|| CmdError::msg(SlotError::NotFound(*id).text())))
         .collect::<CmdResult<_>>()?;
     match master {
         None => {

@@ -24,61 +24,7 @@ use crate::server::Server;
 use crate::slots::{Role, Slot};
 use crate::storage::{LogPos, Store};
 
-/// A replica slot's link to its master, with Pika's state names (docs/compatibility.md,
-/// "Replication states").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LinkState {
-    NoConnect,
-    TryConnect,
-    TryDbSync,
-    WaitDbSync,
-    WaitReply,
-    Connected,
-    Error,
-    DbNoConnect,
-}
-
-impl LinkState {
-    pub fn from_u8(v: u8) -> LinkState {
-        use LinkState::*;
-        [NoConnect, TryConnect, TryDbSync, WaitDbSync, WaitReply, Connected, Error, DbNoConnect]
-            .get(v as usize)
-            .copied()
-            .unwrap_or(Error)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LinkState::NoConnect => "kNoConnect",
-            LinkState::TryConnect => "kTryConnect",
-            LinkState::TryDbSync => "kTryDBSync",
-            LinkState::WaitDbSync => "kWaitDBSync",
-            LinkState::WaitReply => "kWaitReply",
-            LinkState::Connected => "kConnected",
-            LinkState::Error => "kError",
-            LinkState::DbNoConnect => "kDBNoConnect",
-        }
-    }
-}
-
-/// How far an attached replica is, as the master sees it (Pika's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncStatus {
-    NotSync,
-    DbSync,
-    BinlogSync,
-}
-
-impl SyncStatus {
-    pub fn name(self) -> &'static str {
-        match self {
-            SyncStatus::NotSync => "SlaveNotSync",
-            SyncStatus::DbSync => "SlaveDbSync",
-            SyncStatus::BinlogSync => "SlaveBinlogSync",
-        }
-    }
-}
+pub use common::protocol::{LinkState, SyncStatus};
 
 /// A replica attached to a master slot.
 #[derive(Debug, Clone)]
@@ -246,8 +192,11 @@ pub fn busy_reason(slot: &Slot, table: &str) -> Option<CmdError> {
     }
     let state = slot.link_state();
     // As Pika: a replica slot that is not connected and not syncing (kError) may be deleted;
-    // the caller stops its task.
-    slot.master_addr().filter(|_| !matches!(state, LinkState::NoConnect | LinkState::Error)).map(|_| {
+    // the caller stops its task. Ours also: one waiting to start a full sync (kTryDBSync), whose
+    // data is partial anyway; a slot left behind by a cutover whose master no longer owns it
+    // stays in that state for good, and must not be undeletable.
+    let deletable = matches!(state, LinkState::NoConnect | LinkState::Error | LinkState::TryDbSync);
+    slot.master_addr().filter(|_| !deletable).map(|_| {
         CmdError::err(format!("Corruption: sync slave partition ({table}:{}) in {} state", slot.id, state.name()))
     })
 }

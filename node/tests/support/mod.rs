@@ -348,7 +348,7 @@ impl Node {
             .iter()
             .map(|s| {
                 let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == addr)?;
-                (r.status == "SlaveBinlogSync").then_some(r.lag?)
+                (r.status == common::protocol::SyncStatus::BinlogSync).then_some(r.lag?)
             })
             .collect()
     }

@@ -9,9 +9,9 @@
 //!    retiring drained groups;
 //! 5. status: groups, conditions, phase, observedGeneration.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -24,11 +24,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::conditions::{self, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
-use super::observe::{self, Observed};
+use super::observe;
 use super::{poll, Context, Error};
-use crate::admin::Admin;
+use crate::control::{self, Happened};
 use crate::crd::{GroupStatus, PikaCluster, PikaClusterStatus, SlotMigration, SlotMigrationSpec};
-use crate::dataplane::{self, Ownership};
 use crate::metrics::cluster_labels;
 use crate::metrics::labels;
 use crate::planner;
@@ -267,6 +266,7 @@ async fn group_sizes(ctx: &Context, cluster: &PikaCluster) -> Result<BTreeMap<u3
 
 async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus) -> Result<Health, Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
+    let key = format!("{ns}/{name}");
     let sizes = group_sizes(ctx, cluster).await?;
     let pods = observe::pods(&ctx.client, cluster).await?;
     let observed = observe::classify(&pods, &sizes, &name);
@@ -277,208 +277,88 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
         migrations: in_flight.len(),
         ..Health::default()
     };
-    let mut groups: BTreeMap<u32, GroupStatus> = std::mem::take(&mut status.groups)
+    let input = control::Cluster {
+        slots: cluster.spec.slots,
+        groups: cluster.spec.groups,
+        failover_after: Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64),
+        members: observed.groups.clone(),
+        proxies: observed.proxies.clone(),
+        in_flight: in_flight.iter().map(super::migration::in_flight).collect(),
+    };
+    // The record: groups from the status (it survives a restart), the rest from memory.
+    let mut record = ctx.records.lock().await.remove(&key).unwrap_or_default();
+    record.groups = std::mem::take(&mut status.groups)
         .into_iter()
         .filter(|s| sizes.contains_key(&s.index))
-        .map(|s| (s.index, s))
+        .map(|s| (s.index, group_record(s)))
         .collect();
-    let result = data_plane_pass(ctx, cluster, &observed, &in_flight, &mut groups, &mut health).await;
-    // What `kubectl get pikaclusters` shows first.
-    let masters = masters(&groups);
-    status.ready_groups = Some(observed.ready_groups(&masters));
-    status.slots_balanced = health.balanced;
-    status.migrations = in_flight.iter().map(|m| m.name_any()).collect();
-    status.migrations_in_flight = health.migrations as u32;
-    status.max_lag = groups.values().map(|g| g.max_lag).max().unwrap_or(0);
-    status.groups = groups.into_values().collect();
-    result.map(|()| health)
-}
-
-async fn data_plane_pass(
-    ctx: &Context,
-    cluster: &PikaCluster,
-    observed: &Observed,
-    in_flight: &[SlotMigration],
-    groups: &mut BTreeMap<u32, GroupStatus>,
-    health: &mut Health,
-) -> Result<(), Error> {
-    if health.running == 0 {
-        health.waiting = Some("waiting for node pods to run".into());
-        return Ok(());
-    }
     let admin = ctx.admin(cluster).await?;
-    let slot_count = cluster.spec.slots;
-    // Masters: recorded in status; found on the nodes the first time.
-    for (&g, members) in &observed.groups {
-        let gs = groups.entry(g).or_insert_with(|| GroupStatus { index: g, ..GroupStatus::default() });
-        gs.pods = members.iter().map(|m| m.pod.clone()).collect();
-        if gs.master.is_none() {
-            let addrs: Option<Vec<String>> = members.iter().map(|m| m.addr.clone()).collect();
-            match addrs {
-                Some(addrs) => {
-                    gs.master = Some(members[dataplane::find_master(&admin, &addrs, slot_count).await].pod.clone())
-                }
-                None => health.waiting = Some(format!("waiting for the pods of group {g}")),
+    let result = control::pass(&admin, &input, &mut record, &|| ctx.epochs.next()).await;
+    let masters = record.masters();
+    status.groups = observed
+        .groups
+        .iter()
+        .map(|(&g, members)| {
+            let rec = record.groups.get(&g).cloned().unwrap_or_default();
+            GroupStatus {
+                index: g,
+                master: rec.master,
+                pods: members.iter().map(|m| m.name.clone()).collect(),
+                slots: format_slots(&rec.slots),
+                max_lag: rec.max_lag,
+                demoted: rec.demoted,
             }
+        })
+        .collect();
+    ctx.records.lock().await.insert(key, record);
+    // What `kubectl get pikaclusters` shows first.
+    status.ready_groups = Some(observed.ready_groups(&masters));
+    status.migrations = in_flight.iter().map(|m| m.name_any()).collect();
+    status.max_lag = status.groups.iter().map(|g| g.max_lag).max().unwrap_or(0);
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            status.migrations_in_flight = health.migrations as u32;
+            return Err(e.into());
         }
-    }
-    if health.waiting.is_some() {
-        return Ok(());
-    }
-    watch_masters(ctx, cluster, &admin, observed, groups, health).await?;
-    if health.degraded.is_some() {
-        return Ok(()); // no slot moves while a group has no master
-    }
-    let masters = masters(groups);
-    let Some(topology) = observed.topology(&masters, slot_count) else {
-        health.waiting = Some("waiting for every group's master".into());
-        return Ok(());
     };
-    let mut owned = topology.ownership(&admin).await?;
-    if owned.is_empty() && !topology.any_slot_owned(&admin).await? {
-        topology.bootstrap(&admin, cluster.spec.groups).await?;
-        ctx.event(
-            cluster,
-            false,
-            "Bootstrapped",
-            format!("{slot_count} slots split over {} groups", cluster.spec.groups),
-        )
-        .await;
+    for happened in &out.happened {
+        report(ctx, cluster, happened).await;
     }
-    let busy: BTreeSet<u32> = in_flight.iter().flat_map(|m| parse_slots(&m.spec.slots).unwrap_or_default()).collect();
-    topology.repair(&admin, &owned, &busy).await?;
-    owned = topology.ownership(&admin).await?;
-    let down = topology.attach_replicas(&admin, &owned).await?;
-    if !down.is_empty() {
-        health.degraded = Some(format!("replicas not answering: {}", down.join(", ")));
+    health.waiting = out.waiting;
+    health.degraded = out.degraded;
+    health.balanced = out.balanced;
+    health.served = out.owned.values().map(Vec::len).sum();
+    if !out.moves.is_empty() {
+        create_migrations(ctx, cluster, &out.moves).await?;
+        health.migrations = out.moves.len();
     }
-    for (g, gs) in groups.iter_mut() {
-        let mine = owned.get(g).map_or(&[][..], Vec::as_slice);
-        gs.slots = format_slots(mine);
-        gs.max_lag = max_lag(&admin, &topology.groups[g].master, &gs.slots).await;
+    for g in out.retire {
+        retire(ctx, cluster, g).await?;
+        status.groups.retain(|s| s.index != g);
     }
-    health.served = owned.values().map(Vec::len).sum();
-    let moves = planner::rebalance(&owned, cluster.spec.groups);
-    health.balanced = Some(health.served == slot_count as usize && moves.is_empty());
-    if !in_flight.is_empty() {
-        return Ok(()); // migrations route and move; nothing else changes meanwhile
-    }
-    push_routes(ctx, cluster, &admin, &observed.proxies, topology.routes(&owned)).await?;
-    if moves.is_empty() {
-        retire_drained(ctx, cluster, &admin, &topology, &owned, groups).await?;
-    } else {
-        create_migrations(ctx, cluster, &moves).await?;
-        health.migrations = moves.len();
-    }
-    Ok(())
+    status.slots_balanced = health.balanced;
+    status.migrations_in_flight = health.migrations as u32;
+    Ok(health)
 }
 
-/// Each group's recorded master pod.
-fn masters(groups: &BTreeMap<u32, GroupStatus>) -> BTreeMap<u32, String> {
-    groups.iter().filter_map(|(g, s)| Some((*g, s.master.clone()?))).collect()
+fn group_record(s: GroupStatus) -> control::GroupRecord {
+    control::GroupRecord {
+        master: s.master,
+        demoted: s.demoted,
+        slots: parse_slots(&s.slots).unwrap_or_default(),
+        max_lag: s.max_lag,
+    }
 }
 
-async fn max_lag(admin: &Admin, master: &str, slots: &str) -> u64 {
-    if slots.is_empty() {
-        return 0;
+/// The event (and the failover metric) for something a pass did.
+async fn report(ctx: &Context, cluster: &PikaCluster, happened: &Happened) {
+    if let Happened::Failover { .. } = happened {
+        let ns = cluster.namespace().unwrap_or_default();
+        ctx.metrics.failovers.get_or_create(&cluster_labels(&ns, &cluster.name_any(), &[])).inc();
+        tracing::warn!(cluster = %cluster.name_any(), "{happened}");
     }
-    let info = admin.slot_info(master, slots).await.unwrap_or_default();
-    info.iter().filter_map(|s| s.master.as_ref()).flat_map(|m| &m.replicas).filter_map(|r| r.lag).max().unwrap_or(0)
-}
-
-/// Masters that stopped answering: after `failoverAfterSeconds`, the best replica takes over.
-/// Former masters that answer again are demoted (full re-sync from the new master).
-async fn watch_masters(
-    ctx: &Context,
-    cluster: &PikaCluster,
-    admin: &Admin,
-    observed: &Observed,
-    groups: &mut BTreeMap<u32, GroupStatus>,
-    health: &mut Health,
-) -> Result<(), Error> {
-    let failover_after = Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64);
-    for (&g, gs) in groups.iter_mut() {
-        let Some(master) = gs.master.clone() else { continue };
-        let addr = observed.addr_of(&master);
-        let up = match &addr {
-            Some(a) => admin.answers(a).await,
-            None => false,
-        };
-        let key = format!("{}/{master}", cluster.namespace().unwrap_or_default());
-        if up {
-            ctx.down_since.lock().await.remove(&key);
-        } else {
-            let since = *ctx.down_since.lock().await.entry(key.clone()).or_insert_with(Instant::now);
-            let down = since.elapsed();
-            if down < failover_after {
-                health.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down.as_secs()));
-                continue;
-            }
-            let members = &observed.groups[&g];
-            let survivors: Vec<(usize, String)> = members
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.pod != master)
-                .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
-                .collect();
-            let Some(new) = dataplane::choose_successor(admin, &survivors, cluster.spec.slots).await else {
-                health.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
-                continue;
-            };
-            let new_addr = members[new].addr.clone().expect("a survivor has an address");
-            let followers: Vec<String> = survivors.iter().filter(|(i, _)| *i != new).map(|(_, a)| a.clone()).collect();
-            dataplane::take_over(admin, &new_addr, &followers, &gs.slots).await?;
-            ctx.down_since.lock().await.remove(&key);
-            let ns = cluster.namespace().unwrap_or_default();
-            ctx.metrics.failovers.get_or_create(&cluster_labels(&ns, &cluster.name_any(), &[])).inc();
-            let note = format!(
-                "group {g}: master {master} unreachable for {}s; {} promoted for slots {}",
-                down.as_secs(),
-                members[new].pod,
-                gs.slots
-            );
-            tracing::warn!(cluster = %cluster.name_any(), "{note}");
-            ctx.event(cluster, true, "Failover", note).await;
-            gs.demoted.push(master);
-            gs.master = Some(members[new].pod.clone());
-            continue;
-        }
-        let Some(master_addr) = addr else { continue };
-        for old in gs.demoted.clone() {
-            let Some(old_addr) = observed.addr_of(&old) else { continue };
-            if !admin.answers(&old_addr).await {
-                continue;
-            }
-            admin.follow_force(&old_addr, &master_addr, "all").await?;
-            gs.demoted.retain(|p| p != &old);
-            ctx.event(cluster, false, "Demoted", format!("group {g}: former master {old} re-syncs from {master}"))
-                .await;
-        }
-    }
-    Ok(())
-}
-
-/// Pushes the routes to every proxy that lacks them (all of them when they changed).
-async fn push_routes(
-    ctx: &Context,
-    cluster: &PikaCluster,
-    admin: &Admin,
-    proxies: &[String],
-    routes: crate::cutover::Routes,
-) -> Result<(), Error> {
-    let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
-    let mut pushed = ctx.routes.lock().await;
-    let epoch = match pushed.get(&key) {
-        Some((epoch, r)) if *r == routes => *epoch,
-        _ => ctx.next_epoch(),
-    };
-    for p in proxies {
-        if admin.route_epoch(p).await? < epoch {
-            admin.set_route(p, epoch, cluster.spec.slots, &routes).await?;
-        }
-    }
-    pushed.insert(key, (epoch, routes));
-    Ok(())
+    ctx.event(cluster, happened.is_warning(), happened.reason(), happened.to_string()).await;
 }
 
 /// One SlotMigration per move of the rebalance plan (run in creation order).
@@ -511,37 +391,22 @@ async fn create_migrations(ctx: &Context, cluster: &PikaCluster, moves: &[planne
     Ok(())
 }
 
-/// Groups beyond `spec.groups` that own no slot any more: their StatefulSet and budget go (and
-/// their volumes, with `storage.deleteOnScaleIn`).
-async fn retire_drained(
-    ctx: &Context,
-    cluster: &PikaCluster,
-    admin: &Admin,
-    topology: &dataplane::Topology,
-    owned: &Ownership,
-    groups: &mut BTreeMap<u32, GroupStatus>,
-) -> Result<(), Error> {
+/// A group beyond `spec.groups` that holds no slot any more: its StatefulSet and budget go
+/// (and its volumes, with `storage.deleteOnScaleIn`).
+async fn retire(ctx: &Context, cluster: &PikaCluster, g: u32) -> Result<(), Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
-    let leaving: Vec<u32> =
-        topology.groups.keys().copied().filter(|&g| g >= cluster.spec.groups && !owned.contains_key(&g)).collect();
-    for g in leaving {
-        if !admin.slot_info(&topology.groups[&g].master, &topology.all_slots()).await?.is_empty() {
-            continue; // still holds slots (fenced, or a cleanup in progress)
-        }
-        let group = resources::group_name(&name, g);
-        let dp = DeleteParams::default();
-        ignore_missing(Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()))?;
-        ignore_missing(
-            Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()),
-        )?;
-        if cluster.spec.storage.delete_on_scale_in {
-            let selector = format!("app.kubernetes.io/instance={name},{GROUP_LABEL}={g}");
-            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-            pvcs.delete_collection(&dp, &ListParams::default().labels(&selector)).await?;
-        }
-        groups.remove(&g);
-        ctx.event(cluster, false, "GroupRetired", format!("group {g} owns no slot; its StatefulSet is deleted")).await;
+    let group = resources::group_name(&name, g);
+    let dp = DeleteParams::default();
+    ignore_missing(Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()))?;
+    ignore_missing(
+        Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns).delete(&group, &dp).await.map(|_| ()),
+    )?;
+    if cluster.spec.storage.delete_on_scale_in {
+        let selector = format!("app.kubernetes.io/instance={name},{GROUP_LABEL}={g}");
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        pvcs.delete_collection(&dp, &ListParams::default().labels(&selector)).await?;
     }
+    ctx.event(cluster, false, "GroupRetired", format!("group {g} owns no slot; its StatefulSet is deleted")).await;
     Ok(())
 }
 

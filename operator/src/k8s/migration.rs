@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::cluster::migrations_in_flight;
 use super::{observe, Context, Error};
+use crate::control::{self, NextBatch};
 use crate::crd::{CutoverStep, MigrationPhase, PikaCluster, SlotMigration, SlotMigrationStatus};
 use crate::cutover::{self, CutoverError, Limits, Start, Steps};
 use crate::dataplane;
@@ -154,26 +155,14 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     let (batch, from) = match (&status.current_batch, status.source_group) {
         (Some(b), Some(from)) => (parse_slots(b).unwrap_or_default(), from),
         _ => {
-            let remaining: Vec<u32> =
-                wanted.iter().copied().filter(|s| !owned.get(&target).is_some_and(|t| t.contains(s))).collect();
-            let Some(&first) = remaining.first() else {
-                return finish(&ctx, &api, &m, status).await;
+            let (batch, from) = match control::next_batch(&owned, &wanted, target, m.spec.batch_size as usize) {
+                NextBatch::Done => return finish(&ctx, &api, &m, status).await,
+                NextBatch::Unserved(first) => {
+                    let why = format!("slot {first} is served by no group (a failover or repair is due)");
+                    return wait(&api, &name, status, why).await;
+                }
+                NextBatch::Move { slots, from } => (slots, from),
             };
-            let Some((&from, _)) = owned.iter().find(|(_, s)| s.contains(&first)) else {
-                return wait(
-                    &api,
-                    &name,
-                    status,
-                    format!("slot {first} is served by no group (a failover or repair is due)"),
-                )
-                .await;
-            };
-            let batch: Vec<u32> = remaining
-                .iter()
-                .copied()
-                .filter(|s| owned[&from].contains(s))
-                .take(m.spec.batch_size.max(1) as usize)
-                .collect();
             status.current_batch = Some(format_slots(&batch));
             status.progress = Some(progress(&status.slots_done, wanted.len()));
             status.source_group = Some(from);
@@ -206,7 +195,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         from_nodes,
         to_nodes,
         &observed.proxies,
-        (ctx.next_epoch(), cluster.spec.slots, &routes),
+        (ctx.epochs.next(), cluster.spec.slots, &routes),
         limits,
         start,
         &mut steps,
@@ -254,6 +243,18 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             tokio::time::sleep(Duration::from_secs(2)).await;
             Err(e.into())
         }
+    }
+}
+
+/// The batch a migration is moving, as its status records it (for the cluster's pass).
+pub fn in_flight(m: &SlotMigration) -> crate::control::InFlight {
+    let status = m.status.clone().unwrap_or_default();
+    let batch = status.current_batch.as_deref().and_then(|b| parse_slots(b).ok()).unwrap_or_default();
+    crate::control::InFlight {
+        to: m.spec.target_group,
+        promoted: !batch.is_empty() && status.step.is_some_and(CutoverStep::past_promotion),
+        batch,
+        from: status.source_group,
     }
 }
 

@@ -15,7 +15,7 @@ pub mod migration;
 pub mod observe;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,9 +29,19 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Mutex;
 
 use crate::admin::{Admin, AdminError};
+use crate::control::{Epochs, PassError, Record};
 use crate::crd::{PikaCluster, SlotMigration};
-use crate::cutover::{CutoverError, Limits, Routes};
+use crate::cutover::{CutoverError, Limits};
 use crate::metrics::{labels, Metrics};
+
+impl From<PassError> for Error {
+    fn from(e: PassError) -> Error {
+        match e {
+            PassError::Admin(e) => Error::Node(e),
+            PassError::Cutover(e) => Error::Cutover(e),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,11 +76,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub limits: Limits,
-    /// Pods not answering, since when (for `failoverAfterSeconds`).
-    pub down_since: Mutex<HashMap<String, Instant>>,
-    /// Per cluster (`ns/name`), the routes last pushed to its proxies and their epoch.
-    pub routes: Mutex<HashMap<String, (u64, Routes)>>,
-    epoch: AtomicU64,
+    /// Per cluster (`ns/name`), what the data-plane pass keeps between passes (the groups part
+    /// is written to the status and read back from it).
+    pub records: Mutex<HashMap<String, Record>>,
+    pub epochs: Epochs,
 }
 
 impl Context {
@@ -80,24 +89,8 @@ impl Context {
             client,
             metrics,
             limits: Limits::default(),
-            down_since: Mutex::default(),
-            routes: Mutex::default(),
-            epoch: AtomicU64::new(0),
-        }
-    }
-
-    /// A route epoch newer than every earlier one, also across operator restarts: wall-clock
-    /// milliseconds, bumped when the clock did not move.
-    pub fn next_epoch(&self) -> u64 {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let mut current = self.epoch.load(Ordering::SeqCst);
-        loop {
-            let next = now.max(current + 1);
-            match self.epoch.compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return next,
-                Err(seen) => current = seen,
-            }
+            records: Mutex::default(),
+            epochs: Epochs::default(),
         }
     }
 

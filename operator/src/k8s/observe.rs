@@ -13,12 +13,7 @@ use crate::cutover::GroupNodes;
 use crate::dataplane::Topology;
 use crate::resources::{CLIENT_PORT, GROUP_LABEL};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub pod: String,
-    /// `ip:port` while the pod runs with an IP.
-    pub addr: Option<String>,
-}
+pub use crate::control::Member;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -41,7 +36,7 @@ pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Obse
     let mut observed = Observed::default();
     for (&g, &n) in sizes {
         let name = crate::resources::group_name(cluster, g);
-        observed.groups.insert(g, (0..n).map(|m| Member { pod: format!("{name}-{m}"), addr: None }).collect());
+        observed.groups.insert(g, (0..n).map(|m| Member { name: format!("{name}-{m}"), addr: None }).collect());
     }
     for pod in pods {
         let labels = pod.labels();
@@ -51,7 +46,7 @@ pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Obse
                 let Some(g) = labels.get(GROUP_LABEL).and_then(|g| g.parse::<u32>().ok()) else { continue };
                 let name = pod.name_any();
                 let Some(members) = observed.groups.get_mut(&g) else { continue };
-                if let Some(m) = members.iter_mut().find(|m| m.pod == name) {
+                if let Some(m) = members.iter_mut().find(|m| m.name == name) {
                     m.addr = running_addr(pod);
                 }
             }
@@ -78,8 +73,8 @@ impl Observed {
         let mut groups = BTreeMap::new();
         for (&g, members) in &self.groups {
             let master = masters.get(&g)?;
-            let addr = members.iter().find(|m| &m.pod == master)?.addr.clone()?;
-            let replicas = members.iter().filter(|m| &m.pod != master).filter_map(|m| m.addr.clone()).collect();
+            let addr = members.iter().find(|m| &m.name == master)?.addr.clone()?;
+            let replicas = members.iter().filter(|m| &m.name != master).filter_map(|m| m.addr.clone()).collect();
             groups.insert(g, GroupNodes { master: addr, replicas });
         }
         Some(Topology { slots, groups })
@@ -97,7 +92,7 @@ impl Observed {
     }
 
     pub fn addr_of(&self, pod: &str) -> Option<String> {
-        self.groups.values().flatten().find(|m| m.pod == pod).and_then(|m| m.addr.clone())
+        self.groups.values().flatten().find(|m| m.name == pod).and_then(|m| m.addr.clone())
     }
 }
 
@@ -128,7 +123,7 @@ mod tests {
         ];
         let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2)]), "c");
         assert_eq!(observed.groups[&0][0].addr.as_deref(), Some("10.0.0.1:9221"));
-        assert_eq!(observed.groups[&1][1], Member { pod: "c-g1-1".into(), addr: None });
+        assert_eq!(observed.groups[&1][1], Member { name: "c-g1-1".into(), addr: None });
         assert_eq!(observed.proxies, vec!["10.0.1.1:9221".to_string()]);
         let masters = BTreeMap::from([(0, "c-g0-1".to_string()), (1, "c-g1-0".to_string())]);
         assert!(observed.topology(&masters, 16).is_none(), "g1's master has no address");

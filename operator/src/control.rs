@@ -1,0 +1,443 @@
+//! The operator's pass over a cluster's data plane, written once for both runtimes (the
+//! Kubernetes controller and `pika-operator local`) and for the simulation: find each group's
+//! master, fail over a master that stopped answering, demote an old master that came back,
+//! bootstrap a new cluster, repair what a stopped cutover left, attach replicas, push routes,
+//! plan the rebalancing and name the groups that can be retired. A runtime says where the
+//! members are ([`Cluster`]), keeps the [`Record`] between passes (the Kubernetes runtime in the
+//! PikaCluster's status) and acts on the [`Outcome`]: starting and stopping processes or pods,
+//! running or creating the moves, events and metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::admin::{AdminError, DataPlane, Routes};
+use crate::cutover::CutoverError;
+use crate::dataplane::{self, Ownership, Topology};
+use crate::planner;
+use common::slotset::format_slots;
+
+/// A member of a group: a node process or pod, by name, with its address while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    /// `ip:port` while it runs (None: not started, no IP yet, or being deleted).
+    pub addr: Option<String>,
+}
+
+/// A batch a migration is moving, as its record says (the Kubernetes runtime: a SlotMigration's
+/// status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub to: u32,
+    /// The batch being moved now (empty between batches), left to the migration by the repair,
+    /// and its source group. The migration's other slots are not the repair's concern: they
+    /// are where they are (a migration waiting for a repair must not block it).
+    pub batch: Vec<u32>,
+    pub from: Option<u32>,
+    /// The batch's record is past promotion: the target group owns it.
+    pub promoted: bool,
+}
+
+/// What a runtime observed of a cluster for one pass.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `spec.slots`.
+    pub slots: u32,
+    /// `spec.groups`: groups beyond it are drained and retired.
+    pub groups: u32,
+    pub failover_after: Duration,
+    /// Members per group, by index (groups still running beyond `groups` included).
+    pub members: BTreeMap<u32, Vec<Member>>,
+    /// Running proxies' addresses.
+    pub proxies: Vec<String>,
+    /// Migrations not finished (their slots are theirs to settle; nothing else moves meanwhile).
+    pub in_flight: Vec<InFlight>,
+}
+
+/// What the operator keeps of one group between passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The member that is master (None: not known yet, found on the nodes).
+    pub master: Option<String>,
+    /// Former masters replaced by a failover, to be re-synced in full when they answer again.
+    pub demoted: Vec<String>,
+    /// The slots its master accepted writes for when last observed: what a failover promotes.
+    pub slots: Vec<u32>,
+    /// The largest replication lag of its master's replicas when last observed (bytes).
+    pub max_lag: u64,
+}
+
+/// What the operator keeps of a cluster between passes. `groups` must survive an operator
+/// restart (a repeated failover would promote twice); the rest may be lost.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub groups: BTreeMap<u32, GroupRecord>,
+    /// Members not answering, since when.
+    pub down_since: BTreeMap<String, Instant>,
+    /// The routes last pushed to the proxies and their epoch.
+    pub routes: Option<(u64, Routes)>,
+}
+
+impl Record {
+    /// Each group's master, where known.
+    pub fn masters(&self) -> BTreeMap<u32, String> {
+        self.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect()
+    }
+}
+
+/// Something worth an event (and, for failovers, a metric).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happened {
+    Bootstrapped { slots: u32, groups: u32 },
+    Failover { group: u32, old: String, new: String, slots: String, down_for: Duration },
+    Demoted { group: u32, old: String, master: String },
+}
+
+impl Happened {
+    /// The Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Happened::Bootstrapped { .. } => "Bootstrapped",
+            Happened::Failover { .. } => "Failover",
+            Happened::Demoted { .. } => "Demoted",
+        }
+    }
+
+    /// Failovers are warnings.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Happened::Failover { .. })
+    }
+}
+
+/// The Event note.
+impl std::fmt::Display for Happened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Happened::Bootstrapped { slots, groups } => write!(f, "{slots} slots split over {groups} groups"),
+            Happened::Failover { group, old, new, slots, down_for } => write!(
+                f,
+                "group {group}: master {old} unreachable for {}s; {new} promoted for slots {slots}",
+                down_for.as_secs()
+            ),
+            Happened::Demoted { group, old, master } => {
+                write!(f, "group {group}: former master {old} re-syncs from {master}")
+            }
+        }
+    }
+}
+
+/// The result of a pass.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The pass stopped early, waiting for this.
+    pub waiting: Option<String>,
+    /// Something is not as it should be (a master down, a replica not answering).
+    pub degraded: Option<String>,
+    pub happened: Vec<Happened>,
+    /// Slots each group's master accepts writes for (empty before the nodes were asked).
+    pub owned: Ownership,
+    /// The moves that rebalance the cluster (empty while migrations are in flight or a group
+    /// has no master). The runtime runs them (local) or creates SlotMigrations (Kubernetes).
+    pub moves: Vec<planner::Move>,
+    /// Groups beyond `spec.groups` that hold no slot at all any more: stop and delete them.
+    pub retire: Vec<u32>,
+    /// Every slot served and no move needed (None: not known, the nodes were not asked).
+    pub balanced: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Cutover(#[from] CutoverError),
+}
+
+/// One pass over the data plane. `next_epoch` gives a route epoch newer than every earlier one.
+pub async fn pass(
+    dp: &impl DataPlane,
+    cluster: &Cluster,
+    record: &mut Record,
+    next_epoch: &(dyn Fn() -> u64 + Sync),
+) -> Result<Outcome, PassError> {
+    let mut out = Outcome::default();
+    record.groups.retain(|g, _| cluster.members.contains_key(g));
+    if cluster.members.values().flatten().all(|m| m.addr.is_none()) {
+        out.waiting = Some("waiting for the nodes to run".into());
+        return Ok(out);
+    }
+    // Masters: recorded; found on the nodes the first time.
+    for (&g, members) in &cluster.members {
+        let rec = record.groups.entry(g).or_default();
+        if rec.master.is_some() {
+            continue;
+        }
+        match members.iter().map(|m| m.addr.clone()).collect::<Option<Vec<String>>>() {
+            Some(addrs) => {
+                rec.master = Some(members[dataplane::find_master(dp, &addrs, cluster.slots).await].name.clone())
+            }
+            None => out.waiting = Some(format!("waiting for the members of group {g}")),
+        }
+    }
+    if out.waiting.is_some() {
+        return Ok(out);
+    }
+    watch_masters(dp, cluster, record, &mut out).await?;
+    if out.degraded.is_some() {
+        return Ok(out); // no slot moves while a group has no master
+    }
+    let Some(topology) = topology(cluster, &record.masters()) else {
+        out.waiting = Some("waiting for every group's master".into());
+        return Ok(out);
+    };
+    let mut owned = topology.ownership(dp).await?;
+    let everyone_up = cluster.members.values().flatten().all(|m| m.addr.is_some());
+    if everyone_up && owned.values().map(Vec::len).sum::<usize>() < cluster.slots as usize {
+        let created = topology.create_missing(dp, cluster.groups).await?;
+        if created.len() == cluster.slots as usize {
+            out.happened.push(Happened::Bootstrapped { slots: cluster.slots, groups: cluster.groups });
+        } else if !created.is_empty() {
+            tracing::warn!(slots = %format_slots(&created), "created slots an interrupted bootstrap left out");
+        }
+        owned = topology.ownership(dp).await?;
+    }
+    let busy: BTreeSet<u32> = cluster.in_flight.iter().flat_map(|m| m.batch.iter().copied()).collect();
+    topology.repair(dp, &owned, &busy, cluster.in_flight.is_empty()).await?;
+    owned = topology.ownership(dp).await?;
+    let down = topology.attach_replicas(dp, &owned, &busy).await?;
+    if !down.is_empty() {
+        out.degraded = Some(format!("replicas not answering: {}", down.join(", ")));
+    }
+    for (g, rec) in record.groups.iter_mut() {
+        rec.slots = owned.get(g).cloned().unwrap_or_default();
+        rec.max_lag = max_lag(dp, &topology.groups[g].master, &format_slots(&rec.slots)).await;
+    }
+    let served: usize = owned.values().map(Vec::len).sum();
+    let moves = planner::rebalance(&owned, cluster.groups);
+    out.balanced = Some(served == cluster.slots as usize && moves.is_empty());
+    out.owned = owned;
+    if !cluster.in_flight.is_empty() {
+        return Ok(out); // migrations route and move; nothing else changes meanwhile
+    }
+    push_routes(dp, &cluster.proxies, cluster.slots, record, topology.routes(&out.owned), next_epoch).await?;
+    if moves.is_empty() {
+        for &g in topology.groups.keys().filter(|&&g| g >= cluster.groups && !out.owned.contains_key(&g)) {
+            // Still holding slots (fenced, or a cleanup in progress): not yet.
+            if dp.slot_info(&topology.groups[&g].master, &topology.all_slots()).await?.is_empty() {
+                out.retire.push(g);
+            }
+        }
+    } else {
+        out.moves = moves;
+    }
+    Ok(out)
+}
+
+/// The data plane's view, given each group's master: None while a master has no address.
+/// Replicas without an address are left out (they are attached once they run).
+pub fn topology(cluster: &Cluster, masters: &BTreeMap<u32, String>) -> Option<Topology> {
+    let mut groups = BTreeMap::new();
+    for (&g, members) in &cluster.members {
+        let master = masters.get(&g)?;
+        let addr = members.iter().find(|m| &m.name == master)?.addr.clone()?;
+        let replicas = members.iter().filter(|m| &m.name != master).filter_map(|m| m.addr.clone()).collect();
+        groups.insert(g, crate::cutover::GroupNodes { master: addr, replicas });
+    }
+    Some(Topology { slots: cluster.slots, groups })
+}
+
+async fn max_lag(dp: &impl DataPlane, master: &str, slots: &str) -> u64 {
+    if slots.is_empty() {
+        return 0;
+    }
+    let info = dp.slot_info(master, slots).await.unwrap_or_default();
+    info.iter().filter_map(|s| s.master.as_ref()).flat_map(|m| &m.replicas).filter_map(|r| r.lag).max().unwrap_or(0)
+}
+
+/// Masters that stopped answering: after `failover_after`, the best replica takes over. Former
+/// masters that answer again re-sync in full from the new one.
+async fn watch_masters(
+    dp: &impl DataPlane,
+    cluster: &Cluster,
+    record: &mut Record,
+    out: &mut Outcome,
+) -> Result<(), PassError> {
+    let addr_of = |name: &str| member_addr(cluster, name);
+    let groups: Vec<u32> = record.groups.keys().copied().collect();
+    for g in groups {
+        let Some(master) = record.groups[&g].master.clone() else { continue };
+        let addr = addr_of(&master);
+        let up = match &addr {
+            Some(a) => dp.answers(a).await,
+            None => false,
+        };
+        if !up {
+            let since = *record.down_since.entry(master.clone()).or_insert_with(Instant::now);
+            let down_for = since.elapsed();
+            if down_for < cluster.failover_after {
+                out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
+                continue;
+            }
+            let members = &cluster.members[&g];
+            let survivors: Vec<(usize, String)> = members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.name != master)
+                .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
+                .collect();
+            let slots = failover_slots(dp, cluster, record, g, &survivors).await;
+            let Some(new) = dataplane::choose_successor(dp, &survivors, &slots, cluster.slots).await else {
+                out.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
+                continue;
+            };
+            let new_addr = members[new].addr.clone().expect("a survivor has an address");
+            let followers: Vec<String> = survivors.iter().filter(|(i, _)| *i != new).map(|(_, a)| a.clone()).collect();
+            // An old master that is alive but unreachable from here must not keep taking writes:
+            // fence it if it can be reached at all (best effort; the runtime also stops it).
+            if let Some(old) = &addr {
+                let _ = dp.fence(old, "all").await;
+            }
+            let slots = format_slots(&slots);
+            dataplane::take_over(dp, &new_addr, &followers, &slots).await?;
+            record.down_since.remove(&master);
+            out.happened.push(Happened::Failover {
+                group: g,
+                old: master.clone(),
+                new: members[new].name.clone(),
+                slots,
+                down_for,
+            });
+            let rec = record.groups.get_mut(&g).expect("recorded");
+            rec.demoted.push(master);
+            rec.master = Some(members[new].name.clone());
+            continue;
+        }
+        record.down_since.remove(&master);
+        let Some(master_addr) = addr else { continue };
+        for old in record.groups[&g].demoted.clone() {
+            let Some(old_addr) = addr_of(&old) else { continue };
+            if !dp.answers(&old_addr).await {
+                continue;
+            }
+            dp.follow_force(&old_addr, &master_addr, "all").await?;
+            record.groups.get_mut(&g).expect("recorded").demoted.retain(|p| p != &old);
+            out.happened.push(Happened::Demoted { group: g, old, master: master.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// The slots a failover of group `g` promotes: those its surviving members replicate (from
+/// the failed master: a group's replicas follow only their master), except a batch of an
+/// unfinished cutover into the group that is not promoted yet (the source still owns it), a
+/// batch promoted out of it (the target owns it), and slots another group's master accepts
+/// writes for. Not the slots last observed on the master: that record is stale right after a
+/// cutover, and promoting from it makes moved slots writable in two groups or in none.
+async fn failover_slots(
+    dp: &impl DataPlane,
+    cluster: &Cluster,
+    record: &Record,
+    g: u32,
+    survivors: &[(usize, String)],
+) -> Vec<u32> {
+    let all = dataplane::all_slots(cluster.slots);
+    let mut slots = BTreeSet::new();
+    for (_, addr) in survivors {
+        if let Ok(info) = dp.slot_info(addr, &all).await {
+            slots.extend(info.iter().filter(|s| s.slave.is_some()).map(|s| s.slot));
+        }
+    }
+    for m in &cluster.in_flight {
+        if (m.to == g && !m.promoted) || (m.from == Some(g) && m.promoted) {
+            slots.retain(|s| !m.batch.contains(s));
+        }
+    }
+    for (other, rec) in record.groups.iter().filter(|(o, _)| **o != g) {
+        let Some(addr) = rec.master.as_deref().and_then(|m| member_addr(cluster, m)) else { continue };
+        if let Ok(writable) = dp.writable(&addr).await {
+            if writable.iter().any(|s| slots.contains(s)) {
+                tracing::warn!(group = g, other, "slots writable in another group are not taken over");
+            }
+            slots.retain(|s| !writable.contains(s));
+        }
+    }
+    slots.into_iter().collect()
+}
+
+fn member_addr(cluster: &Cluster, name: &str) -> Option<String> {
+    cluster.members.values().flatten().find(|m| m.name == name).and_then(|m| m.addr.clone())
+}
+
+/// Pushes the routes to every proxy that lacks them (all of them when they changed).
+async fn push_routes(
+    dp: &impl DataPlane,
+    proxies: &[String],
+    slot_count: u32,
+    record: &mut Record,
+    routes: Routes,
+    next_epoch: &(dyn Fn() -> u64 + Sync),
+) -> Result<(), AdminError> {
+    let epoch = match &record.routes {
+        Some((epoch, r)) if *r == routes => *epoch,
+        _ => next_epoch(),
+    };
+    for p in proxies {
+        if dp.route_epoch(p).await? < epoch {
+            dp.set_route(p, epoch, slot_count, &routes).await?;
+        }
+    }
+    record.routes = Some((epoch, routes));
+    Ok(())
+}
+
+/// What a migration does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextBatch {
+    /// Every wanted slot is in the target group.
+    Done,
+    /// This slot is served by no group (a failover or repair is due): wait.
+    Unserved(u32),
+    /// Move these slots (at most the batch size) from group `from`.
+    Move { slots: Vec<u32>, from: u32 },
+}
+
+/// The next batch of a migration of `wanted` to group `target`: the next slots not yet there,
+/// from the group owning the first of them.
+pub fn next_batch(owned: &Ownership, wanted: &[u32], target: u32, batch_size: usize) -> NextBatch {
+    let remaining: Vec<u32> =
+        wanted.iter().copied().filter(|s| !owned.get(&target).is_some_and(|t| t.contains(s))).collect();
+    let Some(&first) = remaining.first() else { return NextBatch::Done };
+    let Some((&from, mine)) = owned.iter().find(|(_, s)| s.contains(&first)) else {
+        return NextBatch::Unserved(first);
+    };
+    let slots = remaining.into_iter().filter(|s| mine.contains(s)).take(batch_size.max(1)).collect();
+    NextBatch::Move { slots, from }
+}
+
+/// Route epochs newer than every earlier one, also across operator restarts: wall-clock
+/// milliseconds, bumped when the clock did not move.
+#[derive(Debug, Default)]
+pub struct Epochs(std::sync::atomic::AtomicU64);
+
+impl Epochs {
+    pub fn next(&self) -> u64 {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.after(now)
+    }
+
+    /// The next epoch when the clock says `now` (ms).
+    pub fn after(&self, now: u64) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut current = self.0.load(SeqCst);
+        loop {
+            let next = now.max(current + 1);
+            match self.0.compare_exchange(current, next, SeqCst, SeqCst) {
+                Ok(_) => return next,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The operator as the Kubernetes runtime runs it, over the simulated cluster: the cluster pass
+//! (`control::pass`, every second) and the migration controller (one batch at a time, each
+//! cutover step recorded before it acts, resumed from the record after a crash), running
+//! concurrently. What survives an operator crash is what Kubernetes would keep: the cluster's
+//! status (groups, masters, demoted) and the migrations' status.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::slotset::format_slots;
+use pika_operator::control::{self, Cluster, GroupRecord, InFlight, Member, NextBatch, Record};
+use pika_operator::cutover::{self, CutoverError, CutoverStep, Limits, Steps};
+use pika_operator::dataplane;
+
+use crate::plane::SimPlane;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// A SlotMigration: its spec and its status.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub name: String,
+    pub slots: Vec<u32>,
+    pub target: u32,
+    pub phase: Phase,
+    pub batch: Vec<u32>,
+    pub from: Option<u32>,
+    pub step: Option<CutoverStep>,
+    pub attempts: u32,
+}
+
+/// What the API server keeps.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub spec_groups: u32,
+    pub groups: BTreeMap<u32, GroupRecord>,
+    pub migrations: Vec<Migration>,
+    pub created: u32,
+    /// The last pass's verdict (for the final check).
+    pub balanced: Option<bool>,
+    pub degraded: Option<String>,
+}
+
+pub type Api = Arc<Mutex<Stored>>;
+
+/// The members of each group that runs (the sim's StatefulSets): a node that is down has no
+/// address, as a pod that is not running has no IP.
+fn observe(plane: &SimPlane, api: &Api) -> Cluster {
+    let stored = api.lock().expect("api");
+    plane.with(|w| {
+        let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
+        for n in w.nodes.values() {
+            let addr = n.alive.then(|| n.addr.clone());
+            members.entry(n.group).or_default().push(Member { name: n.addr.clone(), addr });
+        }
+        let in_flight = stored
+            .migrations
+            .iter()
+            .filter(|m| m.phase == Phase::Pending)
+            .map(|m| InFlight {
+                to: m.target,
+                batch: m.batch.clone(),
+                from: m.from,
+                promoted: !m.batch.is_empty() && m.step.is_some_and(CutoverStep::past_promotion),
+            })
+            .collect();
+        Cluster {
+            slots: w.slot_count,
+            groups: stored.spec_groups,
+            failover_after: Duration::from_secs(3),
+            members,
+            proxies: w.proxies.iter().filter(|p| p.alive).map(|p| p.addr.clone()).collect(),
+            in_flight,
+        }
+    })
+}
+
+/// One operator process: both controllers until `until_ms`.
+pub async fn run(plane: SimPlane, api: Api, until_ms: u64) {
+    let epochs = Arc::new(control::Epochs::default());
+    tokio::join!(
+        cluster_loop(plane.clone(), api.clone(), epochs.clone(), until_ms),
+        migration_loop(plane, api, epochs, until_ms)
+    );
+}
+
+async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, until_ms: u64) {
+    // The part of the record that is not in the status is lost with the process.
+    let mut record = Record::default();
+    while plane.now_ms() < until_ms {
+        let cluster = observe(&plane, &api);
+        record.groups = api.lock().expect("api").groups.clone();
+        let now = plane.now_ms();
+        let result = control::pass(&plane, &cluster, &mut record, &|| epochs.after(now)).await;
+        let mut stored = api.lock().expect("api");
+        stored.groups = record.groups.clone();
+        match result {
+            Ok(out) => {
+                stored.balanced = out.balanced;
+                stored.degraded = out.degraded.clone();
+                for h in &out.happened {
+                    plane.with(|w| w.log(format!("EVENT {h}")));
+                }
+                for mv in out.moves {
+                    stored.created += 1;
+                    let name = format!("rebalance-{}", stored.created);
+                    plane.with(|w| w.log(format!("create {name}: {:?} from g{} to g{}", mv.slots, mv.from, mv.to)));
+                    stored.migrations.push(Migration {
+                        name,
+                        slots: mv.slots,
+                        target: mv.to,
+                        phase: Phase::Pending,
+                        batch: Vec::new(),
+                        from: None,
+                        step: None,
+                        attempts: 0,
+                    });
+                }
+                for g in out.retire {
+                    plane.with(|w| {
+                        w.log(format!("retire group {g}"));
+                        w.nodes.retain(|_, n| n.group != g);
+                    });
+                    stored.groups.remove(&g);
+                }
+            }
+            Err(e) => {
+                stored.balanced = None;
+                plane.with(|w| w.log(format!("pass failed: {e}")));
+            }
+        }
+        drop(stored);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+/// Records each step in the migration's status before it acts (and may crash right after).
+struct StatusSteps {
+    plane: SimPlane,
+    api: Api,
+    index: usize,
+    last: Option<CutoverStep>,
+}
+
+impl Steps for StatusSteps {
+    fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        self.last = Some(step);
+        self.api.lock().expect("api").migrations[self.index].step = Some(step);
+        self.plane.with(|w| w.log(format!("step {step}")));
+        let plane = self.plane.clone();
+        async move {
+            plane.crash_point(&format!("step {step}")).await;
+            Ok(())
+        }
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        lag_threshold: 256 << 10,
+        cutover_timeout: Duration::from_secs(2),
+        sync_timeout: Duration::from_secs(15),
+        attempts: 5,
+    }
+}
+
+async fn migration_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, until_ms: u64) {
+    while plane.now_ms() < until_ms {
+        if let Err(why) = migration_pass(&plane, &api, &epochs).await {
+            plane.with(|w| w.log(format!("migration waits: {why}")));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// One pass of the migration controller (as `k8s::migration::reconcile`): the oldest
+/// unfinished migration moves one batch.
+async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -> Result<(), String> {
+    let (index, m, spec_groups, masters) = {
+        let stored = api.lock().expect("api");
+        let Some(index) = stored.migrations.iter().position(|m| m.phase == Phase::Pending) else { return Ok(()) };
+        let masters: BTreeMap<u32, String> =
+            stored.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect();
+        (index, stored.migrations[index].clone(), stored.spec_groups, masters)
+    };
+    let set = |f: &dyn Fn(&mut Migration)| f(&mut api.lock().expect("api").migrations[index]);
+    if m.target >= spec_groups {
+        set(&|m| m.phase = Phase::Failed);
+        return Err(format!("{}: target group {} does not exist", m.name, m.target));
+    }
+    let cluster = observe(plane, api);
+    let topology = control::topology(&cluster, &masters).ok_or("a master has no address")?;
+    if !topology.groups.contains_key(&m.target) {
+        return Err("waiting for the target group".into());
+    }
+    let owned = topology.ownership(plane).await.map_err(|e| e.to_string())?;
+    let (batch, from) = match (m.batch.is_empty(), m.from) {
+        (false, Some(from)) => (m.batch.clone(), from),
+        _ => match control::next_batch(&owned, &m.slots, m.target, 4) {
+            NextBatch::Done => {
+                set(&|m| m.phase = Phase::Succeeded);
+                plane.with(|w| w.log(format!("{} succeeded", m.name)));
+                return Ok(());
+            }
+            NextBatch::Unserved(s) => return Err(format!("slot {s} is served by no group")),
+            NextBatch::Move { slots, from } => {
+                let b = slots.clone();
+                set(&move |m| {
+                    m.batch = b.clone();
+                    m.from = Some(from);
+                    m.step = None;
+                });
+                (slots, from)
+            }
+        },
+    };
+    let (Some(from_nodes), Some(to_nodes)) = (topology.groups.get(&from), topology.groups.get(&m.target)) else {
+        return Err("waiting for the groups".into());
+    };
+    let ranges = format_slots(&batch);
+    let step = api.lock().expect("api").migrations[index].step;
+    let start = cutover::resume_point(plane, step, from_nodes, &cluster.proxies, &ranges).await;
+    let after = dataplane::after_move(&owned, from, m.target, &batch);
+    let routes = topology.routes(&after);
+    let mut steps = StatusSteps { plane: plane.clone(), api: api.clone(), index, last: step };
+    let epoch = epochs.after(plane.now_ms());
+    let result = cutover::move_slots(
+        plane,
+        &ranges,
+        from_nodes,
+        to_nodes,
+        &cluster.proxies,
+        (epoch, cluster.slots, &routes),
+        limits(),
+        start,
+        &mut steps,
+    )
+    .await;
+    let last = steps.last;
+    match result {
+        Ok(_) => {
+            set(&|m| {
+                m.batch.clear();
+                m.from = None;
+                m.step = None;
+                m.attempts = 0;
+            });
+            plane.with(|w| w.log(format!("{}: batch {ranges} moved", m.name)));
+            Ok(())
+        }
+        Err(e) => {
+            let promoted = last.is_some_and(CutoverStep::past_promotion);
+            set(&move |m| {
+                m.step = last;
+                m.attempts += 1;
+                if !promoted && m.attempts >= 5 {
+                    m.batch.clear();
+                    m.from = None;
+                    m.phase = Phase::Failed;
+                }
+            });
+            Err(format!("{}: batch {ranges}: {e}", m.name))
+        }
+    }
+}
