@@ -38,6 +38,8 @@ pub struct InFlight {
     pub from: Option<u32>,
     /// The batch's record is past promotion: the target group owns it.
     pub promoted: bool,
+    /// Slots already moved to the target (the cluster's record may not have seen them there).
+    pub done: Vec<u32>,
 }
 
 /// What a runtime observed of a cluster for one pass.
@@ -153,6 +155,28 @@ pub enum PassError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Cutover(#[from] CutoverError),
+    #[error("recording the cluster's groups: {0}")]
+    Journal(String),
+}
+
+/// Where the pass writes the groups' record before it acts on a decision that must survive an
+/// operator crash: a failover is recorded (new master, demoted old one) before the successor
+/// is promoted, so that a restarted operator never takes the old master back.
+pub trait Journal {
+    fn save(
+        &mut self,
+        groups: &BTreeMap<u32, GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// The local runtime's journal: nothing is written (after a restart it finds each group's
+/// master on the nodes, the one accepting writes).
+pub struct Unrecorded;
+
+impl Journal for Unrecorded {
+    fn save(&mut self, _: &BTreeMap<u32, GroupRecord>) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// One pass over the data plane. `next_epoch` gives a route epoch newer than every earlier one.
@@ -160,6 +184,7 @@ pub async fn pass(
     dp: &impl DataPlane,
     cluster: &Cluster,
     record: &mut Record,
+    journal: &mut impl Journal,
     next_epoch: &(dyn Fn() -> u64 + Sync),
 ) -> Result<Outcome, PassError> {
     let mut out = Outcome::default();
@@ -184,7 +209,7 @@ pub async fn pass(
     if out.waiting.is_some() {
         return Ok(out);
     }
-    watch_masters(dp, cluster, record, &mut out).await?;
+    watch_masters(dp, cluster, record, journal, &mut out).await?;
     if out.degraded.is_some() {
         return Ok(out); // no slot moves while a group has no master
     }
@@ -262,6 +287,7 @@ async fn watch_masters(
     dp: &impl DataPlane,
     cluster: &Cluster,
     record: &mut Record,
+    journal: &mut impl Journal,
     out: &mut Outcome,
 ) -> Result<(), PassError> {
     let addr_of = |name: &str| member_addr(cluster, name);
@@ -281,10 +307,13 @@ async fn watch_masters(
                 continue;
             }
             let members = &cluster.members[&g];
+            // A former master not yet re-synced is no candidate: it lacks what its successor
+            // acknowledged since, and may hold writes nobody else has.
+            let demoted = &record.groups[&g].demoted;
             let survivors: Vec<(usize, String)> = members
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| m.name != master)
+                .filter(|(_, m)| m.name != master && !demoted.contains(&m.name))
                 .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
                 .collect();
             let slots = failover_slots(dp, cluster, record, g, &survivors).await;
@@ -293,14 +322,17 @@ async fn watch_masters(
                 continue;
             };
             let new_addr = members[new].addr.clone().expect("a survivor has an address");
-            let followers: Vec<String> = survivors.iter().filter(|(i, _)| *i != new).map(|(_, a)| a.clone()).collect();
             // An old master that is alive but unreachable from here must not keep taking writes:
             // fence it if it can be reached at all (best effort; the runtime also stops it).
             if let Some(old) = &addr {
                 let _ = dp.fence(old, "all").await;
             }
             let slots = format_slots(&slots);
-            dataplane::take_over(dp, &new_addr, &followers, &slots).await?;
+            let rec = record.groups.get_mut(&g).expect("recorded");
+            rec.demoted.push(master.clone());
+            rec.master = Some(members[new].name.clone());
+            journal.save(&record.groups).await.map_err(PassError::Journal)?;
+            dataplane::take_over(dp, &new_addr, &slots).await?;
             record.down_since.remove(&master);
             out.happened.push(Happened::Failover {
                 group: g,
@@ -309,13 +341,31 @@ async fn watch_masters(
                 slots,
                 down_for,
             });
-            let rec = record.groups.get_mut(&g).expect("recorded");
-            rec.demoted.push(master);
-            rec.master = Some(members[new].name.clone());
             continue;
         }
         record.down_since.remove(&master);
         let Some(master_addr) = addr else { continue };
+        // A failover interrupted after it was recorded: the master still replicates slots from
+        // a node that is no other group's master (its former master, whatever its address now).
+        // They are taken over now (a batch moving in is left to its migration).
+        let other_masters: Vec<String> =
+            record.groups.iter().filter(|(o, _)| **o != g).filter_map(|(_, r)| addr_of(r.master.as_deref()?)).collect();
+        let info = dp.slot_info(&master_addr, &dataplane::all_slots(cluster.slots)).await?;
+        let unfinished: Vec<u32> = info
+            .iter()
+            .filter(|s| s.slave.as_ref().is_some_and(|r| !other_masters.contains(&r.master)))
+            .map(|s| s.slot)
+            .collect();
+        if !unfinished.is_empty() {
+            let survivors = [(0, master_addr.clone())];
+            let take: Vec<u32> = failover_slots(dp, cluster, record, g, &survivors)
+                .await
+                .into_iter()
+                .filter(|s| unfinished.contains(s))
+                .collect();
+            tracing::warn!(group = g, slots = %format_slots(&take), "finishing an interrupted failover");
+            dataplane::take_over(dp, &master_addr, &format_slots(&take)).await?;
+        }
         for old in record.groups[&g].demoted.clone() {
             let Some(old_addr) = addr_of(&old) else { continue };
             if !dp.answers(&old_addr).await {
@@ -329,12 +379,16 @@ async fn watch_masters(
     Ok(())
 }
 
-/// The slots a failover of group `g` promotes: those its surviving members replicate (from
-/// the failed master: a group's replicas follow only their master), except a batch of an
-/// unfinished cutover into the group that is not promoted yet (the source still owns it), a
-/// batch promoted out of it (the target owns it), and slots another group's master accepts
-/// writes for. Not the slots last observed on the master: that record is stale right after a
-/// cutover, and promoting from it makes moved slots writable in two groups or in none.
+/// The slots a failover of group `g` promotes: those its master served when last observed, those
+/// migrations in flight have moved into it since (and not those they moved out), and those its
+/// surviving members replicate (from the failed master: a group's replicas follow
+/// only their master), except a batch of an unfinished cutover into the group that is not
+/// promoted yet (the source still owns it), a batch promoted out of it (the target owns it),
+/// and slots another group's master accepts writes for. The record alone is stale right after
+/// a cutover (promoting from it makes moved slots writable in two groups or in none); the
+/// replicas alone miss a slot only the master held (a replica was down when it arrived), and
+/// a failover without it would leave it to be wiped when the old master re-syncs: such a slot
+/// keeps the failover from happening.
 async fn failover_slots(
     dp: &impl DataPlane,
     cluster: &Cluster,
@@ -343,13 +397,18 @@ async fn failover_slots(
     survivors: &[(usize, String)],
 ) -> Vec<u32> {
     let all = dataplane::all_slots(cluster.slots);
-    let mut slots = BTreeSet::new();
+    let mut slots: BTreeSet<u32> = record.groups.get(&g).map(|r| r.slots.iter().copied().collect()).unwrap_or_default();
     for (_, addr) in survivors {
         if let Ok(info) = dp.slot_info(addr, &all).await {
             slots.extend(info.iter().filter(|s| s.slave.is_some()).map(|s| s.slot));
         }
     }
     for m in &cluster.in_flight {
+        if m.to == g {
+            slots.extend(&m.done);
+        } else {
+            slots.retain(|s| !m.done.contains(s));
+        }
         if (m.to == g && !m.promoted) || (m.from == Some(g) && m.promoted) {
             slots.retain(|s| !m.batch.contains(s));
         }

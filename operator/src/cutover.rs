@@ -66,6 +66,33 @@ pub enum CutoverError {
     /// The step could not be recorded (the status update failed): nothing was done for it.
     #[error("recording step {step}: {text}")]
     Record { step: CutoverStep, text: String },
+    /// A group's master changed since the move started (a failover): the move starts again
+    /// from where it was recorded, with the new masters.
+    #[error("{0}")]
+    Stale(String),
+}
+
+/// The masters a move was planned with, checked before each step against the recorded ones
+/// (`current`: group -> master), so that a failover of either group during a move stops it
+/// instead of letting it promote, fence or clean up the wrong node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub from: (u32, String),
+    pub to: (u32, String),
+}
+
+impl Planned {
+    pub fn check(&self, current: &std::collections::BTreeMap<u32, String>) -> Result<(), CutoverError> {
+        for (g, master) in [&self.from, &self.to] {
+            if current.get(g) != Some(master) {
+                return Err(CutoverError::Stale(format!(
+                    "group {g}'s master is now {:?}, not {master}: the move restarts with the new masters",
+                    current.get(g)
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What happened, for status and metrics.
@@ -222,29 +249,38 @@ pub async fn resume_point(
     }
 }
 
-/// Step 7: the source group lets go of `slots`. Its replicas are fenced and promoted first
-/// (promoted unfenced, they would briefly report the slots as writable, and a proxy rebuilding
-/// its table then could route them to a copy about to be deleted); once nothing replicates the
-/// slots from the source master, every member deletes them.
+/// Step 7: the source group lets go of `slots`. Every member holding them, replicas first, is
+/// fenced and promoted (promoted unfenced, a copy would briefly report the slots as writable,
+/// and a proxy rebuilding its table then could route them to a copy about to be deleted); the
+/// master too, which after a failover may still replicate them from its former master (a batch
+/// promoted out of the group is not taken over). Once nothing replicates them, every member
+/// deletes them. Members that already let go of some (an interrupted cleanup) are skipped.
 pub async fn clean_up_source(
     admin: &impl DataPlane,
     from: &GroupNodes,
     slots: &str,
     timeout: Duration,
 ) -> Result<(), CutoverError> {
-    for r in &from.replicas {
-        // A replica that already deleted the slots (an earlier, interrupted cleanup) is done.
-        match admin.fence(r, slots).await {
-            Err(e) if matches!(e.slot_error(), Some(common::protocol::SlotError::NotFound(_))) => continue,
-            other => other?,
+    let mut holding = Vec::new();
+    for member in from.replicas.iter().chain([&from.master]) {
+        let held: Vec<u32> = admin.slot_info(member, slots).await?.iter().map(|s| s.slot).collect();
+        if held.is_empty() {
+            continue;
         }
-        admin.promote(r, slots).await?;
+        let ranges = common::slotset::format_slots(&held);
+        admin.fence(member, &ranges).await?;
+        // Refused for a copy waiting for a full sync, which may be deleted as it is.
+        if let Err(e) = admin.promote(member, &ranges).await {
+            tracing::warn!(%member, slots = %ranges, error = %e, "not promoted before deletion");
+        }
+        holding.push((member, ranges));
     }
-    wait_no_replicas(admin, &from.master, slots, timeout).await?;
-    for r in &from.replicas {
-        admin.del_slots(r, slots).await?;
+    for (member, ranges) in &holding {
+        wait_no_replicas(admin, member, ranges, timeout).await?;
     }
-    admin.del_slots(&from.master, slots).await?;
+    for (member, ranges) in &holding {
+        admin.del_slots(member, ranges).await?;
+    }
     Ok(())
 }
 

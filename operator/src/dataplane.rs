@@ -274,9 +274,10 @@ pub async fn choose_successor(
     planner::choose_new_master(&candidates).map(|c| c.name.parse().expect("an index"))
 }
 
-/// Makes `new` the master of `slots` (promote, accept writes) and the group's other
-/// `followers` replicate it.
-pub async fn take_over(admin: &impl DataPlane, new: &str, followers: &[String], slots: &str) -> Result<(), AdminError> {
+/// Makes `new` the master of `slots` (promote, accept writes). The group's other members follow
+/// it in the same pass's `attach_replicas` (after the new master is recorded: a follower that
+/// fails must not make the failover run again).
+pub async fn take_over(admin: &impl DataPlane, new: &str, slots: &str) -> Result<(), AdminError> {
     if slots.is_empty() {
         return Ok(());
     }
@@ -288,11 +289,7 @@ pub async fn take_over(admin: &impl DataPlane, new: &str, followers: &[String], 
         return Ok(());
     }
     admin.promote(new, &slots).await?;
-    admin.unfence(new, &slots).await?;
-    for f in followers {
-        admin.follow(f, new, &slots).await?;
-    }
-    Ok(())
+    admin.unfence(new, &slots).await
 }
 
 #[cfg(test)]

@@ -271,7 +271,7 @@ impl Runtime {
         self.restart_exited().await?;
         let cluster = self.observed();
         let epochs = &self.epochs;
-        let out = control::pass(&self.admin, &cluster, &mut self.record, &|| epochs.next())
+        let out = control::pass(&self.admin, &cluster, &mut self.record, &mut control::Unrecorded, &|| epochs.next())
             .await
             .map_err(|e| e.to_string())?;
         for happened in &out.happened {

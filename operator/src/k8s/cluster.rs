@@ -293,23 +293,10 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
         .map(|s| (s.index, group_record(s)))
         .collect();
     let admin = ctx.admin(cluster).await?;
-    let result = control::pass(&admin, &input, &mut record, &|| ctx.epochs.next()).await;
+    let mut journal = StatusJournal { ctx, cluster, observed: &observed };
+    let result = control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await;
     let masters = record.masters();
-    status.groups = observed
-        .groups
-        .iter()
-        .map(|(&g, members)| {
-            let rec = record.groups.get(&g).cloned().unwrap_or_default();
-            GroupStatus {
-                index: g,
-                master: rec.master,
-                pods: members.iter().map(|m| m.name.clone()).collect(),
-                slots: format_slots(&rec.slots),
-                max_lag: rec.max_lag,
-                demoted: rec.demoted,
-            }
-        })
-        .collect();
+    status.groups = group_statuses(&observed, &record.groups);
     ctx.records.lock().await.insert(key, record);
     // What `kubectl get pikaclusters` shows first.
     status.ready_groups = Some(observed.ready_groups(&masters));
@@ -340,6 +327,50 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
     status.slots_balanced = health.balanced;
     status.migrations_in_flight = health.migrations as u32;
     Ok(health)
+}
+
+/// The status of each observed group from the pass's record.
+fn group_statuses(observed: &observe::Observed, record: &BTreeMap<u32, control::GroupRecord>) -> Vec<GroupStatus> {
+    observed
+        .groups
+        .iter()
+        .map(|(&g, members)| {
+            let rec = record.get(&g).cloned().unwrap_or_default();
+            GroupStatus {
+                index: g,
+                master: rec.master,
+                pods: members.iter().map(|m| m.name.clone()).collect(),
+                slots: format_slots(&rec.slots),
+                max_lag: rec.max_lag,
+                demoted: rec.demoted,
+            }
+        })
+        .collect()
+}
+
+/// Writes the groups to the cluster's status at once (a failover is recorded before it acts).
+struct StatusJournal<'a> {
+    ctx: &'a Context,
+    cluster: &'a PikaCluster,
+    observed: &'a observe::Observed,
+}
+
+impl control::Journal for StatusJournal<'_> {
+    fn save(
+        &mut self,
+        groups: &BTreeMap<u32, control::GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let patch = json!({ "status": { "groups": group_statuses(self.observed, groups) } });
+        let api: Api<PikaCluster> =
+            Api::namespaced(self.ctx.client.clone(), &self.cluster.namespace().unwrap_or_default());
+        let name = self.cluster.name_any();
+        async move {
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 fn group_record(s: GroupStatus) -> control::GroupRecord {

@@ -31,18 +31,28 @@ pub fn error_policy(m: Arc<SlotMigration>, err: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(Duration::from_secs(5))
 }
 
+/// Records each step in the migration's status before it acts, after checking that neither
+/// group's master changed since the move was planned (the cluster's status records failovers).
 struct StatusSteps<'a> {
     api: &'a Api<SlotMigration>,
     name: String,
     last: Option<CutoverStep>,
+    clusters: Api<PikaCluster>,
+    cluster: String,
+    planned: cutover::Planned,
 }
 
 impl Steps for StatusSteps<'_> {
     fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        self.last = Some(step);
         let patch = json!({ "status": { "step": step, "phase": step.phase() } });
         let (api, object) = (self.api, self.name.clone());
+        let (clusters, cluster, planned) = (self.clusters.clone(), self.cluster.clone(), self.planned.clone());
+        let last = &mut self.last;
         async move {
+            let record = |e: kube::Error| CutoverError::Record { step, text: e.to_string() };
+            let status = clusters.get(&cluster).await.map_err(record)?.status.unwrap_or_default();
+            planned.check(&status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect())?;
+            *last = Some(step);
             api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(|e| CutoverError::Record { step, text: e.to_string() })?;
@@ -137,7 +147,9 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         return wait(&api, &name, status, format!("waiting for {} to finish", first.name_any())).await;
     }
     let cluster_status = cluster.status.clone().unwrap_or_default();
-    let masters = cluster_status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect();
+    let masters_by_group: std::collections::BTreeMap<u32, String> =
+        cluster_status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect();
+    let masters = masters_by_group.clone();
     let sizes = cluster_status.groups.iter().map(|g| (g.index, g.pods.len().max(1) as u32)).collect();
     let observed = observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &cluster.name_any());
     let Some(topology) = observed.topology(&masters, cluster.spec.slots) else {
@@ -188,7 +200,18 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         cutover_timeout: Duration::from_millis(m.spec.cutover_timeout_ms),
         ..ctx.limits
     };
-    let mut steps = StatusSteps { api: &api, name: name.clone(), last: status.step };
+    let planned = cutover::Planned {
+        from: (from, masters_by_group.get(&from).cloned().unwrap_or_default()),
+        to: (target, masters_by_group.get(&target).cloned().unwrap_or_default()),
+    };
+    let mut steps = StatusSteps {
+        api: &api,
+        name: name.clone(),
+        last: status.step,
+        clusters: Api::namespaced(ctx.client.clone(), &ns),
+        cluster: m.spec.cluster.clone(),
+        planned,
+    };
     let result = cutover::move_slots(
         &admin,
         &ranges,
@@ -255,6 +278,7 @@ pub fn in_flight(m: &SlotMigration) -> crate::control::InFlight {
         promoted: !batch.is_empty() && status.step.is_some_and(CutoverStep::past_promotion),
         batch,
         from: status.source_group,
+        done: parse_slots(&status.slots_done).unwrap_or_default(),
     }
 }
 

@@ -39,6 +39,7 @@ impl From<PassError> for Error {
         match e {
             PassError::Admin(e) => Error::Node(e),
             PassError::Cutover(e) => Error::Cutover(e),
+            PassError::Journal(e) => Error::Record(e),
         }
     }
 }
@@ -53,6 +54,9 @@ pub enum Error {
     Cutover(#[from] CutoverError),
     #[error("{0}")]
     Invalid(String),
+    /// A status write the data plane waits on (a failover is recorded before it acts).
+    #[error("recording status: {0}")]
+    Record(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -65,6 +69,7 @@ impl Error {
             Error::Node(_) => "node",
             Error::Cutover(_) => "cutover",
             Error::Invalid(_) => "invalid",
+            Error::Record(_) => "kube",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -33,6 +33,8 @@ pub struct Migration {
     pub from: Option<u32>,
     pub step: Option<CutoverStep>,
     pub attempts: u32,
+    /// Slots moved so far (`status.slotsDone`).
+    pub done: Vec<u32>,
 }
 
 /// What the API server keeps.
@@ -68,6 +70,7 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
                 batch: m.batch.clone(),
                 from: m.from,
                 promoted: !m.batch.is_empty() && m.step.is_some_and(CutoverStep::past_promotion),
+                done: m.done.clone(),
             })
             .collect();
         Cluster {
@@ -97,7 +100,8 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         let cluster = observe(&plane, &api);
         record.groups = api.lock().expect("api").groups.clone();
         let now = plane.now_ms();
-        let result = control::pass(&plane, &cluster, &mut record, &|| epochs.after(now)).await;
+        let mut journal = StatusJournal(api.clone());
+        let result = control::pass(&plane, &cluster, &mut record, &mut journal, &|| epochs.after(now)).await;
         let mut stored = api.lock().expect("api");
         stored.groups = record.groups.clone();
         match result {
@@ -120,6 +124,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
                         from: None,
                         step: None,
                         attempts: 0,
+                        done: Vec::new(),
                     });
                 }
                 for g in out.retire {
@@ -140,25 +145,56 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
     }
 }
 
+/// The cluster's status as the journal the pass writes a failover to before acting.
+struct StatusJournal(Api);
+
+impl control::Journal for StatusJournal {
+    fn save(
+        &mut self,
+        groups: &BTreeMap<u32, GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        self.0.lock().expect("api").groups = groups.clone();
+        std::future::ready(Ok(()))
+    }
+}
+
 /// Records each step in the migration's status before it acts (and may crash right after).
 struct StatusSteps {
     plane: SimPlane,
     api: Api,
     index: usize,
     last: Option<CutoverStep>,
+    planned: cutover::Planned,
 }
 
 impl Steps for StatusSteps {
     fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
+        let masters: BTreeMap<u32, String> = {
+            let stored = self.api.lock().expect("api");
+            stored.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect()
+        };
+        if let Err(e) = self.planned.check(&masters) {
+            return futures_ready(Err(e));
+        }
         self.last = Some(step);
         self.api.lock().expect("api").migrations[self.index].step = Some(step);
         self.plane.with(|w| w.log(format!("step {step}")));
         let plane = self.plane.clone();
-        async move {
+        futures_boxed(async move {
             plane.crash_point(&format!("step {step}")).await;
             Ok(())
-        }
+        })
     }
+}
+
+type StepFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CutoverError>> + Send>>;
+
+fn futures_ready(r: Result<(), CutoverError>) -> StepFuture {
+    Box::pin(std::future::ready(r))
+}
+
+fn futures_boxed(f: impl std::future::Future<Output = Result<(), CutoverError>> + Send + 'static) -> StepFuture {
+    Box::pin(f)
 }
 
 fn limits() -> Limits {
@@ -228,7 +264,11 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
     let start = cutover::resume_point(plane, step, from_nodes, &cluster.proxies, &ranges).await;
     let after = dataplane::after_move(&owned, from, m.target, &batch);
     let routes = topology.routes(&after);
-    let mut steps = StatusSteps { plane: plane.clone(), api: api.clone(), index, last: step };
+    let planned = cutover::Planned {
+        from: (from, masters.get(&from).cloned().unwrap_or_default()),
+        to: (m.target, masters.get(&m.target).cloned().unwrap_or_default()),
+    };
+    let mut steps = StatusSteps { plane: plane.clone(), api: api.clone(), index, last: step, planned };
     let epoch = epochs.after(plane.now_ms());
     let result = cutover::move_slots(
         plane,
@@ -246,7 +286,8 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
     match result {
         Ok(_) => {
             set(&|m| {
-                m.batch.clear();
+                let batch = std::mem::take(&mut m.batch);
+                m.done.extend(batch);
                 m.from = None;
                 m.step = None;
                 m.attempts = 0;
