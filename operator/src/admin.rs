@@ -39,6 +39,48 @@ pub type AdminResult<T> = Result<T, AdminError>;
 /// The proxies' routing table for one epoch: `(group, master address, slots)`.
 pub type Routes = Vec<(String, String, String)>;
 
+/// A proxy's table as it routes: epoch, and slot -> address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    pub epoch: u64,
+    pub slots: std::collections::BTreeMap<u32, String>,
+}
+
+impl RouteTable {
+    /// Slot -> address of `routes`.
+    pub fn of(routes: &Routes) -> std::collections::BTreeMap<u32, String> {
+        let mut slots = std::collections::BTreeMap::new();
+        for (_, addr, ranges) in routes {
+            for s in common::slotset::parse_slots(ranges).unwrap_or_default() {
+                slots.insert(s, addr.clone());
+            }
+        }
+        slots
+    }
+
+    /// Parses `PXROUTE GET` (docs/proxy.md): `epoch N`, then per table `table T slots C` and
+    /// `group <name> <addr> <slots>` lines; table 0 only.
+    pub fn parse(text: &str) -> RouteTable {
+        let mut table = RouteTable::default();
+        let mut current = None;
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["epoch", n] => table.epoch = n.parse().unwrap_or(0),
+                ["table", t, ..] => current = t.parse::<u32>().ok(),
+                ["group", _, addr, ranges @ ..] if current == Some(0) => {
+                    let ranges = ranges.first().copied().unwrap_or("");
+                    for s in common::slotset::parse_slots(ranges).unwrap_or_default() {
+                        table.slots.insert(s, addr.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        table
+    }
+}
+
 /// Everything the operator asks of nodes and proxies. Slots are in range syntax (`0-99,512`) or
 /// `all`. The primitives behave as the commands of docs/node.md and docs/proxy.md ("Admin commands") do;
 /// the provided methods add the operator's "a retried step is done" rules once, for every
@@ -80,8 +122,10 @@ pub trait DataPlane: Sync {
         slot_count: u32,
         routes: &Routes,
     ) -> impl Future<Output = AdminResult<()>> + Send;
-    /// The proxy's current route epoch (0: none from the operator).
-    fn route_epoch(&self, proxy: &str) -> impl Future<Output = AdminResult<u64>> + Send;
+    /// The proxy's table 0 as it routes now: its epoch (0: none from the operator) and each
+    /// routed slot's address. After a rebuild from the nodes the epoch stays but the table may
+    /// differ from the operator's.
+    fn route_table(&self, proxy: &str) -> impl Future<Output = AdminResult<RouteTable>> + Send;
 
     /// `addslots` of the slots the node does not own yet (steps are retried after a restart, and
     /// a replica that was down while its group took more slots holds only some of them: the
@@ -219,9 +263,27 @@ impl DataPlane for Admin {
         self.ok(proxy, &args).await
     }
 
-    async fn route_epoch(&self, proxy: &str) -> AdminResult<u64> {
+    async fn route_table(&self, proxy: &str) -> AdminResult<RouteTable> {
         let frame = self.call(proxy, &["pxroute", "get"]).await?;
         let text = frame.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        Ok(text.lines().next().and_then(|l| l.strip_prefix("epoch ")).and_then(|e| e.parse().ok()).unwrap_or(0))
+        Ok(RouteTable::parse(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_tables_parse_from_pxroute_get() {
+        let text = "epoch 42\ntable 0 slots 8\ngroup g0 10.0.0.1:9221 0-3\ngroup 10.0.0.2:9221 10.0.0.2:9221 4-5,7\n\
+                    group g2 10.0.0.3:9221 \ntable 1 slots 4\ngroup g9 10.0.0.9:9221 0-3\n";
+        let t = RouteTable::parse(text);
+        assert_eq!(t.epoch, 42);
+        assert_eq!(t.slots.len(), 7);
+        assert_eq!(t.slots[&5], "10.0.0.2:9221");
+        assert!(!t.slots.contains_key(&6));
+        let routes: Routes = vec![("g0".into(), "10.0.0.1:9221".into(), "0-3".into())];
+        assert_eq!(RouteTable::of(&routes).len(), 4);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::admin::{AdminError, DataPlane, Routes};
+use crate::admin::{AdminError, DataPlane, RouteTable, Routes};
 use crate::cutover::CutoverError;
 use crate::dataplane::{self, Ownership, Topology};
 use crate::planner;
@@ -30,10 +30,10 @@ pub struct Member {
 /// status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
+    /// Every slot the migration moves.
+    pub slots: Vec<u32>,
     pub to: u32,
-    /// The batch being moved now (empty between batches), left to the migration by the repair,
-    /// and its source group. The migration's other slots are not the repair's concern: they
-    /// are where they are (a migration waiting for a repair must not block it).
+    /// The batch being moved now (empty between batches) and its source group.
     pub batch: Vec<u32>,
     pub from: Option<u32>,
     /// The batch's record is past promotion: the target group owns it.
@@ -228,7 +228,16 @@ pub async fn pass(
         }
         owned = topology.ownership(dp).await?;
     }
-    let busy: BTreeSet<u32> = cluster.in_flight.iter().flat_map(|m| m.batch.iter().copied()).collect();
+    // The slots a migration still has to move are its own: the repair, which runs concurrently
+    // with the migration controller, leaves them alone (a batch chosen after this pass listed
+    // the migrations would otherwise be "repaired" mid-cutover). The migration moves them as
+    // they are, fenced or not. Slots it has moved are settled and the repair's again.
+    let busy: BTreeSet<u32> = cluster
+        .in_flight
+        .iter()
+        .flat_map(|m| m.slots.iter().chain(&m.batch).filter(|s| !m.done.contains(s) || m.batch.contains(s)))
+        .copied()
+        .collect();
     topology.repair(dp, &owned, &busy, cluster.in_flight.is_empty()).await?;
     owned = topology.ownership(dp).await?;
     let down = topology.attach_replicas(dp, &owned, &busy).await?;
@@ -371,7 +380,10 @@ async fn watch_masters(
             if !dp.answers(&old_addr).await {
                 continue;
             }
-            dp.follow_force(&old_addr, &master_addr, "all").await?;
+            // One holding nothing has nothing to re-sync (the node refuses an empty slot set).
+            if !dp.slot_info(&old_addr, &dataplane::all_slots(cluster.slots)).await?.is_empty() {
+                dp.follow_force(&old_addr, &master_addr, "all").await?;
+            }
             record.groups.get_mut(&g).expect("recorded").demoted.retain(|p| p != &old);
             out.happened.push(Happened::Demoted { group: g, old, master: master.clone() });
         }
@@ -438,12 +450,20 @@ async fn push_routes(
     routes: Routes,
     next_epoch: &(dyn Fn() -> u64 + Sync),
 ) -> Result<(), AdminError> {
-    let epoch = match &record.routes {
+    let mut epoch = match &record.routes {
         Some((epoch, r)) if *r == routes => *epoch,
         _ => next_epoch(),
     };
+    let wanted = RouteTable::of(&routes);
     for p in proxies {
-        if dp.route_epoch(p).await? < epoch {
+        let table = dp.route_table(p).await?;
+        if table.epoch < epoch {
+            dp.set_route(p, epoch, slot_count, &routes).await?;
+        } else if table.slots != wanted {
+            // Rebuilt from the nodes (mid-cutover, say) at the current epoch, or ahead of this
+            // operator: only a newer epoch replaces it.
+            epoch = next_epoch().max(table.epoch + 1);
+            tracing::info!(proxy = %p, epoch, "the proxy's routes differ from the cluster's: pushed again");
             dp.set_route(p, epoch, slot_count, &routes).await?;
         }
     }

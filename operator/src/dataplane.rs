@@ -46,6 +46,20 @@ impl Topology {
         Ok(owned)
     }
 
+    /// Slots each group's master holds as master, writable or fenced (a master restarted fenced
+    /// still owns its slots: a migration moves them as they are).
+    pub async fn held(&self, admin: &impl DataPlane) -> Result<Ownership, AdminError> {
+        let mut held = BTreeMap::new();
+        for (&g, nodes) in &self.groups {
+            let info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
+            let slots: Vec<u32> = info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect();
+            if !slots.is_empty() {
+                held.insert(g, slots);
+            }
+        }
+        Ok(held)
+    }
+
     /// Creates the slots no member of any group holds: all of them for a new cluster, or those
     /// an interrupted bootstrap did not get to. Each goes to the group the initial split gives
     /// it (contiguous shares over groups `0..groups`), added on every member (fenced, as every

@@ -160,7 +160,9 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         return wait(&api, &name, status, format!("waiting for group {target}")).await;
     }
     let admin = ctx.admin(&cluster).await?;
-    let owned = topology.ownership(&admin).await?;
+    // Held, not only writable: a source master restarted fenced still owns what it has not
+    // moved, and the repair leaves a migration's slots to it.
+    let owned = topology.held(&admin).await?;
 
     // The batch: the one recorded (resume), else the next slots not yet at the target, from
     // the group owning the first of them.
@@ -274,6 +276,7 @@ pub fn in_flight(m: &SlotMigration) -> crate::control::InFlight {
     let status = m.status.clone().unwrap_or_default();
     let batch = status.current_batch.as_deref().and_then(|b| parse_slots(b).ok()).unwrap_or_default();
     crate::control::InFlight {
+        slots: parse_slots(&m.spec.slots).unwrap_or_default(),
         to: m.spec.target_group,
         promoted: !batch.is_empty() && status.step.is_some_and(CutoverStep::past_promotion),
         batch,

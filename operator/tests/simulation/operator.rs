@@ -66,6 +66,7 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
             .iter()
             .filter(|m| m.phase == Phase::Pending)
             .map(|m| InFlight {
+                slots: m.slots.clone(),
                 to: m.target,
                 batch: m.batch.clone(),
                 from: m.from,
@@ -235,7 +236,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
     if !topology.groups.contains_key(&m.target) {
         return Err("waiting for the target group".into());
     }
-    let owned = topology.ownership(plane).await.map_err(|e| e.to_string())?;
+    let owned = topology.held(plane).await.map_err(|e| e.to_string())?;
     let (batch, from) = match (m.batch.is_empty(), m.from) {
         (false, Some(from)) => (m.batch.clone(), from),
         _ => match control::next_batch(&owned, &m.slots, m.target, 4) {

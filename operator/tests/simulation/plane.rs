@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use common::pkinfo::SlotInfo;
-use pika_operator::admin::{AdminResult, DataPlane, Routes};
+use pika_operator::admin::{AdminResult, DataPlane, RouteTable, Routes};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -123,8 +123,8 @@ impl DataPlane for SimPlane {
         self.call(format!("route {proxy} {epoch} {routes:?}"), move |w| w.set_route(proxy, epoch, routes))
     }
 
-    fn route_epoch(&self, proxy: &str) -> impl Future<Output = AdminResult<u64>> + Send {
-        self.call(format!("epoch {proxy}"), move |w| w.route_epoch(proxy))
+    fn route_table(&self, proxy: &str) -> impl Future<Output = AdminResult<RouteTable>> + Send {
+        self.call(format!("routes of {proxy}"), move |w| w.route_table(proxy))
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::pkinfo::{MasterRole, ReplicaInfo, SlaveRole, SlotInfo};
 use common::protocol::{LinkState, SlotError, SyncStatus};
-use pika_operator::admin::{AdminError, Routes};
+use pika_operator::admin::{AdminError, RouteTable, Routes};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -413,9 +413,9 @@ impl World {
         Ok(())
     }
 
-    pub fn route_epoch(&mut self, addr: &str) -> Result<u64, AdminError> {
+    pub fn route_table(&mut self, addr: &str) -> Result<RouteTable, AdminError> {
         let i = self.proxy(addr)?;
-        Ok(self.proxies[i].epoch)
+        Ok(RouteTable { epoch: self.proxies[i].epoch, slots: self.proxies[i].routes.clone() })
     }
 
     // ----- clients -----
