@@ -27,6 +27,10 @@ pub enum CmdError {
     /// A fenced master slot during a cutover: retry after the route changes.
     #[error("TRYAGAIN slot {0} is fenced for a cutover, retry later")]
     Fenced(u32),
+    /// The master's lease from the operator ran out (`lease`): retry once it is renewed or
+    /// another node has taken over.
+    #[error("TRYAGAIN slot {0}: this master's lease expired, retry later")]
+    LeaseExpired(u32),
     #[error("ERR This command is not supported in current configuration")]
     NotSupportedInSharding,
     /// Any other message, already including its `ERR `-style prefix.
@@ -57,6 +61,7 @@ mod tests {
     fn redirects_are_the_texts_proxy_and_operator_recognise() {
         assert!(common::protocol::is_redirect(CmdError::PartitionNotFound.to_string().as_bytes()));
         assert!(common::protocol::is_redirect(CmdError::Fenced(3).to_string().as_bytes()));
+        assert!(common::protocol::is_redirect(CmdError::LeaseExpired(3).to_string().as_bytes()));
         assert!(!common::protocol::is_redirect(CmdError::ReadOnly.to_string().as_bytes()));
     }
 }

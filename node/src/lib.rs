@@ -15,6 +15,7 @@ pub mod expire;
 pub mod glob;
 pub mod http;
 pub mod info;
+pub mod lease;
 pub mod listener;
 pub mod metrics;
 pub mod replication;

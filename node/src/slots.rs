@@ -102,6 +102,8 @@ impl Slot {
             Some(CmdError::ReadOnly)
         } else if self.is_fenced() {
             Some(CmdError::Fenced(self.id))
+        } else if crate::lease::expired() {
+            Some(CmdError::LeaseExpired(self.id))
         } else {
             None
         }

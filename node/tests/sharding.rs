@@ -385,3 +385,28 @@ fn slot_count_that_is_not_a_power_of_two_uses_modulo() {
     let slots: Vec<i64> = redis::cmd("SLOTSHASHKEY").arg("foo").query(&mut c).unwrap();
     assert_eq!(slots, vec![769]);
 }
+
+/// The master lease: without one a node takes writes as Pika does; once granted, master slots
+/// refuse writes with a retryable error when it runs out (and `writable` leaves them out), and
+/// take them again when it is renewed. A node stopped past its lease (SIGSTOP) refuses the
+/// requests queued meanwhile: the check uses the monotonic clock at each write.
+#[test]
+fn an_expired_master_lease_stops_writes_until_renewed() {
+    let node = Node::sharding_all(16);
+    let mut c = node.conn();
+    let key = key_in_slot(3, 16);
+    let _: () = c.set(&key, "no lease yet").unwrap();
+    let _: () = redis::cmd("pkcluster").arg("lease").arg("400").query(&mut c).unwrap();
+    let _: () = c.set(&key, "leased").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let err = q(&mut c, &["SET", &key, "expired"]).unwrap_err();
+    assert!(err.starts_with("TRYAGAIN") && err.contains("lease expired"), "{err}");
+    assert_eq!(c.get::<_, String>(&key).unwrap(), "leased", "reads still served");
+    let writable: Vec<(i64, i64, String)> = support::query(&mut c, &["pkcluster", "writable"]);
+    assert_eq!(writable, vec![(0, 16, String::new())], "an expired master lists no writable slot");
+    let _: () = redis::cmd("pkcluster").arg("lease").arg("10000").query(&mut c).unwrap();
+    let _: () = c.set(&key, "renewed").unwrap();
+    assert_eq!(c.get::<_, String>(&key).unwrap(), "renewed");
+    assert!(q(&mut c, &["pkcluster", "lease", "-1"]).is_err());
+    assert!(q(&mut c, &["pkcluster", "lease"]).is_err());
+}

@@ -109,6 +109,8 @@ pub trait DataPlane: Sync {
     fn slot_info(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<Vec<SlotInfo>>> + Send;
     /// The slots a node accepts writes for in table 0 (`pkcluster writable`).
     fn writable(&self, node: &str) -> impl Future<Output = AdminResult<Vec<u32>>> + Send;
+    /// `pkcluster lease <ms>`: the node's master slots accept writes for `ms` more milliseconds.
+    fn lease(&self, node: &str, ms: u64) -> impl Future<Output = AdminResult<()>> + Send;
     /// `PXHOLD 0 <slots>`: the proxy queues requests for these slots.
     fn hold(&self, proxy: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
     /// `PXRELEASE 0 <slots>`: queued requests go to the current routes.
@@ -243,6 +245,10 @@ impl DataPlane for Admin {
             }
         }
         Ok(Vec::new())
+    }
+
+    async fn lease(&self, node: &str, ms: u64) -> AdminResult<()> {
+        self.ok(node, &["pkcluster", "lease", &ms.to_string()]).await
     }
 
     async fn hold(&self, proxy: &str, slots: &str) -> AdminResult<()> {

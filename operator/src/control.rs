@@ -179,6 +179,21 @@ impl Journal for Unrecorded {
     }
 }
 
+/// How long a master's lease lasts (`pkcluster lease`): `failoverAfterSeconds`, and at least
+/// three times the runtimes' pass interval (2 s), so a renewal missed by one slow pass does not
+/// stop the writes.
+pub fn lease_for(failover_after: Duration) -> Duration {
+    failover_after.max(Duration::from_secs(6))
+}
+
+/// How long a master must not answer before a replica replaces it: its lease plus a margin for
+/// clocks that run at slightly different rates, so the old master has stopped acknowledging
+/// writes (its lease ran out) before another node starts.
+pub fn failover_wait(failover_after: Duration) -> Duration {
+    let lease = lease_for(failover_after);
+    lease + lease / 10 + Duration::from_millis(500)
+}
+
 /// One pass over the data plane. `next_epoch` gives a route epoch newer than every earlier one.
 pub async fn pass(
     dp: &impl DataPlane,
@@ -199,17 +214,23 @@ pub async fn pass(
         if rec.master.is_some() {
             continue;
         }
-        match members.iter().map(|m| m.addr.clone()).collect::<Option<Vec<String>>>() {
-            Some(addrs) => {
-                rec.master = Some(members[dataplane::find_master(dp, &addrs, cluster.slots).await].name.clone())
+        let found = match members.iter().map(|m| m.addr.clone()).collect::<Option<Vec<String>>>() {
+            Some(addrs) => dataplane::find_master(dp, &addrs, cluster.slots).await,
+            None => None,
+        };
+        match found {
+            Some(i) => {
+                rec.master = Some(members[i].name.clone());
+                journal.save(&record.groups).await.map_err(PassError::Journal)?;
             }
-            None => out.waiting = Some(format!("waiting for the members of group {g}")),
+            None => out.waiting = Some(format!("waiting for every member of group {g} to answer")),
         }
     }
     if out.waiting.is_some() {
         return Ok(out);
     }
     watch_masters(dp, cluster, record, journal, &mut out).await?;
+    renew_leases(dp, cluster, record).await;
     if out.degraded.is_some() {
         return Ok(out); // no slot moves while a group has no master
     }
@@ -269,6 +290,19 @@ pub async fn pass(
     Ok(out)
 }
 
+/// Renews the lease of every group's master (one that does not answer is being watched by
+/// `watch_masters`). Runtimes that act between passes for long (the local runtime's moves) call
+/// it meanwhile.
+pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Record) {
+    let ms = lease_for(cluster.failover_after).as_millis() as u64;
+    for rec in record.groups.values() {
+        let Some(addr) = rec.master.as_deref().and_then(|m| member_addr(cluster, m)) else { continue };
+        if let Err(e) = dp.lease(&addr, ms).await {
+            tracing::debug!(master = %addr, error = %e, "lease not renewed");
+        }
+    }
+}
+
 /// The data plane's view, given each group's master: None while a master has no address.
 /// Replicas without an address are left out (they are attached once they run).
 pub fn topology(cluster: &Cluster, masters: &BTreeMap<u32, String>) -> Option<Topology> {
@@ -311,7 +345,7 @@ async fn watch_masters(
         if !up {
             let since = *record.down_since.entry(master.clone()).or_insert_with(Instant::now);
             let down_for = since.elapsed();
-            if down_for < cluster.failover_after {
+            if down_for < failover_wait(cluster.failover_after) {
                 out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
                 continue;
             }
@@ -326,6 +360,12 @@ async fn watch_masters(
                 .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
                 .collect();
             let slots = failover_slots(dp, cluster, record, g, &survivors).await;
+            // Nothing known to take over while the survivors hold slots: the group's slots are
+            // unknown (never observed on the master), so no survivor can be shown to have them.
+            if slots.is_empty() && holds_any(dp, &survivors, cluster.slots).await {
+                out.degraded = Some(format!("group {g}: master {master} down and its slots are not known"));
+                continue;
+            }
             let Some(new) = dataplane::choose_successor(dp, &survivors, &slots, cluster.slots).await else {
                 out.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
                 continue;
@@ -341,7 +381,7 @@ async fn watch_masters(
             rec.demoted.push(master.clone());
             rec.master = Some(members[new].name.clone());
             journal.save(&record.groups).await.map_err(PassError::Journal)?;
-            dataplane::take_over(dp, &new_addr, &slots).await?;
+            dataplane::take_over(dp, &new_addr, &slots, lease_for(cluster.failover_after)).await?;
             record.down_since.remove(&master);
             out.happened.push(Happened::Failover {
                 group: g,
@@ -373,7 +413,7 @@ async fn watch_masters(
                 .filter(|s| unfinished.contains(s))
                 .collect();
             tracing::warn!(group = g, slots = %format_slots(&take), "finishing an interrupted failover");
-            dataplane::take_over(dp, &master_addr, &format_slots(&take)).await?;
+            dataplane::take_over(dp, &master_addr, &format_slots(&take), lease_for(cluster.failover_after)).await?;
         }
         for old in record.groups[&g].demoted.clone() {
             let Some(old_addr) = addr_of(&old) else { continue };
@@ -435,6 +475,17 @@ async fn failover_slots(
         }
     }
     slots.into_iter().collect()
+}
+
+/// Whether any of `members` holds any slot (an unreachable one counts as holding some).
+async fn holds_any(dp: &impl DataPlane, members: &[(usize, String)], slot_count: u32) -> bool {
+    for (_, addr) in members {
+        match dp.slot_info(addr, &dataplane::all_slots(slot_count)).await {
+            Ok(info) if info.is_empty() => {}
+            _ => return true,
+        }
+    }
+    false
 }
 
 fn member_addr(cluster: &Cluster, name: &str) -> Option<String> {

@@ -63,7 +63,9 @@ pub struct PikaClusterSpec {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub proxy: ProxySpec,
-    /// Seconds a master may be unreachable before a replica replaces it.
+    /// Seconds a master may be unreachable before a replica replaces it. It is also the length
+    /// of the master's lease (at least 6 s): the replacement waits until the lease has run out,
+    /// plus a tenth and half a second.
     #[serde(default = "default_failover_after")]
     #[schemars(range(min = 1))]
     pub failover_after_seconds: u32,

@@ -70,7 +70,12 @@ impl Topology {
         let mut held = BTreeSet::new();
         for nodes in self.groups.values() {
             for node in nodes.all() {
-                held.extend(admin.slot_info(node, &self.all_slots()).await?.iter().map(|s| s.slot));
+                match admin.slot_info(node, &self.all_slots()).await {
+                    Ok(info) => held.extend(info.iter().map(|s| s.slot)),
+                    // What it holds is unknown: nothing is missing for sure.
+                    Err(AdminError::Unreachable { .. }) => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                }
             }
         }
         let mut created = Vec::new();
@@ -241,28 +246,37 @@ pub fn after_move(owned: &Ownership, from: u32, to: u32, batch: &[u32]) -> Owner
 }
 
 /// The member that is a group's master when nobody recorded it: the one accepting writes, else
-/// the one holding slots as master (a restarted master starts fenced), else the first.
-pub async fn find_master(admin: &impl DataPlane, members: &[String], slot_count: u32) -> usize {
-    for (i, m) in members.iter().enumerate() {
-        if admin.writable(m).await.is_ok_and(|s| !s.is_empty()) {
-            return i;
-        }
-    }
+/// the one holding the most data in slots it holds as master (a restarted master starts fenced;
+/// right after a bootstrap every member holds the new, empty slots as masters, and the first
+/// wins). None while a member does not answer: it may be the master, still taking writes.
+pub async fn find_master(admin: &impl DataPlane, members: &[String], slot_count: u32) -> Option<usize> {
     let all = all_slots(slot_count);
+    let mut infos = Vec::new();
+    for m in members {
+        infos.push(admin.slot_info(m, &all).await.ok()?);
+    }
     for (i, m) in members.iter().enumerate() {
-        if let Ok(info) = admin.slot_info(m, &all).await {
-            if info.iter().any(|s| s.slave.is_none()) {
-                return i;
-            }
+        if !admin.writable(m).await.ok()?.is_empty() {
+            return Some(i);
         }
     }
-    0
+    let position = |info: &Vec<SlotInfo>| -> Option<u64> {
+        let masters: Vec<&SlotInfo> = info.iter().filter(|s| s.slave.is_none()).collect();
+        (!masters.is_empty()).then(|| masters.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum())
+    };
+    let best = infos
+        .iter()
+        .enumerate()
+        .filter_map(|(i, info)| Some((position(info)?, std::cmp::Reverse(i))))
+        .max()
+        .map(|(_, std::cmp::Reverse(i))| i);
+    Some(best.unwrap_or(0))
 }
 
 /// The replica of a failed master's group to promote for `slots` (the group's), by the
 /// planner's rule: most acknowledged, never one in a full sync, never one lacking any of the
-/// slots (promoting it would leave those without a master, and the old master's copy would be
-/// wiped when it re-syncs). `members` are (index, address) of the survivors; unreachable ones
+/// slots as a replica (promoting it would leave those without a master or with an empty copy,
+/// and the old master's copy would be wiped when it re-syncs). `members` are (index, address) of the survivors; unreachable ones
 /// are not candidates.
 pub async fn choose_successor(
     admin: &impl DataPlane,
@@ -275,7 +289,8 @@ pub async fn choose_successor(
     for (i, node) in members {
         let Ok(info) = admin.slot_info(node, &all).await else { continue };
         let full_sync = info.iter().any(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
-        let mine: Vec<_> = info.iter().filter(|s| slots.contains(&s.slot)).collect();
+        // Held as a replica: a copy it holds as a (fenced) master was never synced from anyone.
+        let mine: Vec<_> = info.iter().filter(|s| slots.contains(&s.slot) && s.slave.is_some()).collect();
         let acked = mine.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
         candidates.push(planner::Candidate {
             name: i.to_string(),
@@ -291,10 +306,12 @@ pub async fn choose_successor(
 /// Makes `new` the master of `slots` (promote, accept writes). The group's other members follow
 /// it in the same pass's `attach_replicas` (after the new master is recorded: a follower that
 /// fails must not make the failover run again).
-pub async fn take_over(admin: &impl DataPlane, new: &str, slots: &str) -> Result<(), AdminError> {
+pub async fn take_over(admin: &impl DataPlane, new: &str, slots: &str, lease: Duration) -> Result<(), AdminError> {
     if slots.is_empty() {
         return Ok(());
     }
+    // Its lease first: as a replica it was granted none, or an old one that ran out.
+    admin.lease(new, lease.as_millis() as u64).await?;
     // Only the slots the successor holds: a stale record of the group's slots must not make the
     // whole take-over fail (and leave the group with no master at all).
     let held: Vec<u32> = admin.slot_info(new, slots).await?.iter().map(|s| s.slot).collect();

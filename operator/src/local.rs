@@ -328,6 +328,17 @@ impl Runtime {
             tracing::debug!(slots = %ranges, %step, "cutover step");
             cutover::crash_point(step);
         });
+        // No pass runs while this runtime moves slots: the masters' leases are renewed
+        // meanwhile, or every write would stop once they ran out.
+        let renewal = {
+            let (admin, cluster, record) = (self.admin.clone(), self.observed(), self.record.clone());
+            tokio::spawn(async move {
+                loop {
+                    control::renew_leases(&admin, &cluster, &record).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
         let outcome = cutover::move_slots(
             &self.admin,
             &ranges,
@@ -339,8 +350,9 @@ impl Runtime {
             cutover::Start::Beginning,
             &mut steps,
         )
-        .await
-        .map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
+        .await;
+        renewal.abort();
+        let outcome = outcome.map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
         let pause_ms = outcome.pause.map(|p| p.as_millis() as u64);
         tracing::info!(slots = %ranges, from, to, pause_ms, attempts = outcome.attempts, "slots moved");
         // What a failover promotes and what the proxies have: must follow every move.

@@ -25,6 +25,7 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("pkclusterslotsslaveof", -5, ADMIN, slotsslaveof),
         Spec::conn("pkclusterdigest", -3, ADMIN, digest),
         Spec::conn("pkclusterwritable", -2, ADMIN, writable),
+        Spec::conn("pkclusterlease", 3, ADMIN, lease),
     ]
 }
 
@@ -401,4 +402,16 @@ fn writable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         ])
     });
     Ok(Reply::Array(tables.collect()))
+}
+
+/// pkcluster lease <ms>: master slots accept writes for `ms` more milliseconds (0: stop now);
+/// see `crate::lease`.
+fn lease(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
+    sharding_only(ctx, "PkClusterLease")?;
+    let ms = args::int(&args[2])?;
+    if ms < 0 {
+        return Err(CmdError::NotInteger);
+    }
+    crate::lease::grant(ms as u64);
+    Ok(Reply::Ok)
 }

@@ -105,6 +105,10 @@ impl DataPlane for SimPlane {
         self.call(format!("writable {node}"), move |w| w.writable(node))
     }
 
+    fn lease(&self, node: &str, ms: u64) -> impl Future<Output = AdminResult<()>> + Send {
+        self.call(format!("lease {node} {ms}"), move |w| w.lease(node, ms))
+    }
+
     fn hold(&self, proxy: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
         self.call(format!("hold {proxy} {slots}"), move |w| w.hold(proxy, slots, true))
     }

@@ -58,6 +58,18 @@ pub struct Node {
     pub slots: BTreeMap<u32, Slot>,
     /// When a killed node comes back (virtual ms).
     pub restart_at: Option<u64>,
+    /// Until when its master slots accept writes (None: never granted a lease, no limit).
+    pub lease_until: Option<u64>,
+}
+
+impl Node {
+    /// Master slots that accept writes now: not fenced, and the lease (if any) not run out.
+    fn writable_at(&self, now: u64) -> Vec<u32> {
+        if self.lease_until.is_some_and(|t| now >= t) {
+            return Vec::new();
+        }
+        writable_slots(self)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,8 +178,15 @@ impl World {
 
     pub fn add_node(&mut self, group: u32, member: u32) {
         let addr = node_addr(group, member);
-        let node =
-            Node { addr: addr.clone(), group, alive: true, cut_off: false, slots: BTreeMap::new(), restart_at: None };
+        let node = Node {
+            addr: addr.clone(),
+            group,
+            alive: true,
+            cut_off: false,
+            slots: BTreeMap::new(),
+            restart_at: None,
+            lease_until: None,
+        };
         self.nodes.insert(addr, node);
     }
 
@@ -362,8 +381,15 @@ impl World {
     }
 
     pub fn writable(&mut self, addr: &str) -> Result<Vec<u32>, AdminError> {
+        let now = self.now_ms;
         let node = self.reach(addr)?;
-        Ok(writable_slots(node))
+        Ok(node.writable_at(now))
+    }
+
+    pub fn lease(&mut self, addr: &str, ms: u64) -> Result<(), AdminError> {
+        let now = self.now_ms;
+        self.reach(addr)?.lease_until = Some(now + ms);
+        Ok(())
     }
 
     pub fn hold(&mut self, addr: &str, slots: &str, hold: bool) -> Result<(), AdminError> {
@@ -449,9 +475,11 @@ impl World {
                 }
             }
             let Some(addr) = self.proxies[p].routes.get(&slot).cloned() else { continue };
+            let now = self.now_ms;
             let Some(node) = self.nodes.get_mut(&addr).filter(|n| n.alive) else { return };
+            let leased = node.lease_until.is_none_or(|t| now < t);
             match node.slots.get_mut(&slot) {
-                Some(s) if s.role == Role::Master && !s.fenced => {
+                Some(s) if s.role == Role::Master && !s.fenced && leased => {
                     s.log.push(key);
                     let at = self.now_ms;
                     self.acked.push(Ack { key, slot, node: addr, at });
@@ -467,8 +495,9 @@ impl World {
     /// claims, else the first claimant. The epoch stays.
     fn rebuild(&mut self, p: usize) {
         let mut claims: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let now = self.now_ms;
         for node in self.nodes.values().filter(|n| n.alive) {
-            for s in writable_slots(node) {
+            for s in node.writable_at(now) {
                 claims.entry(s).or_default().push(node.addr.clone());
             }
         }
@@ -663,6 +692,7 @@ impl World {
         let node = self.nodes.get_mut(addr).expect("node");
         node.alive = true;
         node.restart_at = None;
+        node.lease_until = None;
         for (id, slot) in node.slots.iter_mut() {
             slot.fenced = true;
             slot.downstream.clear();
@@ -693,8 +723,9 @@ impl World {
     /// the operator counts: clients still reach it).
     pub fn check_one_writer(&mut self, context: &str) {
         let mut writers: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let now = self.now_ms;
         for n in self.nodes.values().filter(|n| n.alive) {
-            for s in writable_slots(n) {
+            for s in n.writable_at(now) {
                 writers.entry(s).or_default().push(n.addr.clone());
             }
         }
@@ -711,7 +742,8 @@ impl World {
 
     /// The node that accepts writes for `slot` (None: no node, or more than one).
     pub fn writer(&self, slot: u32) -> Option<&Node> {
-        let mut w = self.nodes.values().filter(|n| n.alive && writable_slots(n).contains(&slot));
+        let now = self.now_ms;
+        let mut w = self.nodes.values().filter(|n| n.alive && n.writable_at(now).contains(&slot));
         let first = w.next()?;
         w.next().is_none().then_some(first)
     }
