@@ -3,7 +3,8 @@
 //! Once a lease has been granted, master slots refuse writes when it runs out, so a master the
 //! operator can no longer reach (cut off, or stopped and resumed) stops acknowledging writes
 //! before the operator promotes a replica in its place. A node never granted one (Pika's own
-//! use, a node not run by the operator) has no such limit. One lease per process: it is the
+//! use, a node not run by the operator) has no such limit; a node started with `start-fenced`
+//! (as the operator starts every node) needs one before its first write as a master. One lease per process: it is the
 //! node's authority as a master, whatever its slots.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +31,13 @@ pub fn grant(ms: u64) {
     GRANTED.store(true, Ordering::Release);
 }
 
-/// Whether a lease was granted and has run out. Checked on every write to a master slot, with
+/// Master slots take no write until a lease is granted (a node started by the operator).
+pub fn require() {
+    UNTIL_MS.store(0, Ordering::Release);
+    GRANTED.store(true, Ordering::Release);
+}
+
+/// Whether a lease was granted (or required) and has run out. Checked on every write to a master slot, with
 /// the monotonic clock: a process stopped (SIGSTOP) past its lease finds it expired the moment
 /// it runs again, before it serves the requests queued meanwhile.
 pub fn expired() -> bool {

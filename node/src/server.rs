@@ -67,6 +67,11 @@ impl Server {
             config.start_fenced,
         )
         .map_err(StartError::Slots)?;
+        if config.start_fenced {
+            // Run by the operator: a restarted node takes no write as a master before the
+            // operator grants it a lease again (the lease it had died with the process).
+            crate::lease::require();
+        }
         Ok(Arc::new(Server {
             config: RwLock::new(config),
             store,

@@ -58,7 +58,8 @@ pub struct Node {
     pub slots: BTreeMap<u32, Slot>,
     /// When a killed node comes back (virtual ms).
     pub restart_at: Option<u64>,
-    /// Until when its master slots accept writes (None: never granted a lease, no limit).
+    /// Until when its master slots accept writes (every node starts with `start-fenced`, so
+    /// it needs a lease before its first write as a master).
     pub lease_until: Option<u64>,
 }
 
@@ -185,7 +186,8 @@ impl World {
             cut_off: false,
             slots: BTreeMap::new(),
             restart_at: None,
-            lease_until: None,
+            // Started with start-fenced: needs a lease before its first write as a master.
+            lease_until: Some(0),
         };
         self.nodes.insert(addr, node);
     }
@@ -692,7 +694,8 @@ impl World {
         let node = self.nodes.get_mut(addr).expect("node");
         node.alive = true;
         node.restart_at = None;
-        node.lease_until = None;
+        // Started with start-fenced: no write as a master before the operator leases it again.
+        node.lease_until = Some(0);
         for (id, slot) in node.slots.iter_mut() {
             slot.fenced = true;
             slot.downstream.clear();
