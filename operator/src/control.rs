@@ -85,8 +85,13 @@ pub struct Record {
 impl Record {
     /// Each group's master, where known.
     pub fn masters(&self) -> BTreeMap<u32, String> {
-        self.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect()
+        masters_of(&self.groups)
     }
+}
+
+/// Each group's master, where known.
+pub fn masters_of(groups: &BTreeMap<u32, GroupRecord>) -> BTreeMap<u32, String> {
+    groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect()
 }
 
 /// Something worth an event (and, for failovers, a metric).
@@ -208,7 +213,8 @@ pub async fn pass(
         out.waiting = Some("waiting for the nodes to run".into());
         return Ok(out);
     }
-    // Masters: recorded; found on the nodes the first time.
+    // Masters: recorded; found on the nodes the first time (and recorded at once).
+    let mut found_any = false;
     for (&g, members) in &cluster.members {
         let rec = record.groups.entry(g).or_default();
         if rec.master.is_some() {
@@ -221,10 +227,13 @@ pub async fn pass(
         match found {
             Some(i) => {
                 rec.master = Some(members[i].name.clone());
-                journal.save(&record.groups).await.map_err(PassError::Journal)?;
+                found_any = true;
             }
             None => out.waiting = Some(format!("waiting for every member of group {g} to answer")),
         }
+    }
+    if found_any {
+        journal.save(&record.groups).await.map_err(PassError::Journal)?;
     }
     if out.waiting.is_some() {
         return Ok(out);
@@ -256,7 +265,7 @@ pub async fn pass(
     let busy: BTreeSet<u32> = cluster
         .in_flight
         .iter()
-        .flat_map(|m| m.slots.iter().chain(&m.batch).filter(|s| !m.done.contains(s) || m.batch.contains(s)))
+        .flat_map(|m| m.slots.iter().filter(|s| !m.done.contains(s)).chain(&m.batch))
         .copied()
         .collect();
     topology.repair(dp, &owned, &busy, cluster.in_flight.is_empty()).await?;
@@ -306,14 +315,23 @@ pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Recor
 /// The data plane's view, given each group's master: None while a master has no address.
 /// Replicas without an address are left out (they are attached once they run).
 pub fn topology(cluster: &Cluster, masters: &BTreeMap<u32, String>) -> Option<Topology> {
+    topology_of(&cluster.members, masters, cluster.slots)
+}
+
+/// [`topology`] of `members` (group -> members) in a `slots`-slot cluster.
+pub fn topology_of(
+    members: &BTreeMap<u32, Vec<Member>>,
+    masters: &BTreeMap<u32, String>,
+    slots: u32,
+) -> Option<Topology> {
     let mut groups = BTreeMap::new();
-    for (&g, members) in &cluster.members {
+    for (&g, members) in members {
         let master = masters.get(&g)?;
         let addr = members.iter().find(|m| &m.name == master)?.addr.clone()?;
         let replicas = members.iter().filter(|m| &m.name != master).filter_map(|m| m.addr.clone()).collect();
         groups.insert(g, crate::cutover::GroupNodes { master: addr, replicas });
     }
-    Some(Topology { slots: cluster.slots, groups })
+    Some(Topology { slots, groups })
 }
 
 async fn max_lag(dp: &impl DataPlane, master: &str, slots: &str) -> u64 {
@@ -324,8 +342,8 @@ async fn max_lag(dp: &impl DataPlane, master: &str, slots: &str) -> u64 {
     info.iter().filter_map(|s| s.master.as_ref()).flat_map(|m| &m.replicas).filter_map(|r| r.lag).max().unwrap_or(0)
 }
 
-/// Masters that stopped answering: after `failover_after`, the best replica takes over. Former
-/// masters that answer again re-sync in full from the new one.
+/// Masters that stopped answering: after [`failover_wait`] (their lease has run out), the best
+/// replica takes over. Former masters that answer again re-sync in full from the new one.
 async fn watch_masters(
     dp: &impl DataPlane,
     cluster: &Cluster,

@@ -212,6 +212,13 @@ pub struct PikaClusterStatus {
     pub max_lag: u64,
 }
 
+impl PikaClusterStatus {
+    /// Each group's recorded master pod, where known.
+    pub fn masters(&self) -> std::collections::BTreeMap<u32, String> {
+        self.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect()
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupStatus {

@@ -82,6 +82,12 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The masters of groups `from` and `to` in `masters` (group -> master) as the move starts.
+    pub fn new(masters: &std::collections::BTreeMap<u32, String>, from: u32, to: u32) -> Planned {
+        let master = |g: u32| (g, masters.get(&g).cloned().unwrap_or_default());
+        Planned { from: master(from), to: master(to) }
+    }
+
     pub fn check(&self, current: &std::collections::BTreeMap<u32, String>) -> Result<(), CutoverError> {
         for (g, master) in [&self.from, &self.to] {
             if current.get(g) != Some(master) {
@@ -249,29 +255,47 @@ pub async fn resume_point(
     }
 }
 
-/// Step 7: the source group lets go of `slots`. Every member holding them, replicas first, is
-/// fenced and promoted (promoted unfenced, a copy would briefly report the slots as writable,
-/// and a proxy rebuilding its table then could route them to a copy about to be deleted); the
-/// master too, which after a failover may still replicate them from its former master (a batch
-/// promoted out of the group is not taken over). Once nothing replicates them, every member
-/// deletes them. Members that already let go of some (an interrupted cleanup) are skipped.
+/// Step 7: the source group lets go of `slots`: its replicas first, then its master, which after
+/// a failover may still replicate them from its former master (a batch promoted out of the
+/// group is not taken over).
 pub async fn clean_up_source(
     admin: &impl DataPlane,
     from: &GroupNodes,
     slots: &str,
     timeout: Duration,
 ) -> Result<(), CutoverError> {
+    let_go(admin, from.replicas.iter().chain([&from.master]), slots, timeout).await
+}
+
+/// `members` delete their copies of `slots`. Each member holding some is fenced and promoted
+/// first (promoted unfenced, a copy would briefly report the slots as writable, and a proxy
+/// rebuilding its table then could route them to a copy about to be deleted; a copy waiting
+/// for a full sync cannot be promoted and is deleted as it is). Once nothing replicates them,
+/// every member deletes them. Members that already let go of some (an interrupted cleanup) are
+/// skipped.
+pub async fn let_go<'m>(
+    admin: &impl DataPlane,
+    members: impl Iterator<Item = &'m String>,
+    slots: &str,
+    timeout: Duration,
+) -> Result<(), CutoverError> {
     let mut holding = Vec::new();
-    for member in from.replicas.iter().chain([&from.master]) {
-        let held: Vec<u32> = admin.slot_info(member, slots).await?.iter().map(|s| s.slot).collect();
-        if held.is_empty() {
+    for member in members {
+        let info = admin.slot_info(member, slots).await?;
+        if info.is_empty() {
             continue;
         }
-        let ranges = common::slotset::format_slots(&held);
+        let ranges = common::slotset::format_slots(&info.iter().map(|s| s.slot).collect::<Vec<_>>());
         admin.fence(member, &ranges).await?;
-        // Refused for a copy waiting for a full sync, which may be deleted as it is.
-        if let Err(e) = admin.promote(member, &ranges).await {
-            tracing::warn!(%member, slots = %ranges, error = %e, "not promoted before deletion");
+        // A copy in a full sync cannot be promoted (the node refuses the whole command) and is
+        // deleted as it is: only the others are promoted.
+        let live: Vec<u32> =
+            info.iter().filter(|s| !s.slave.as_ref().is_some_and(|r| r.state.in_full_sync())).map(|s| s.slot).collect();
+        if !live.is_empty() {
+            let live = common::slotset::format_slots(&live);
+            if let Err(e) = admin.promote(member, &live).await {
+                tracing::warn!(%member, slots = %live, error = %e, "not promoted before deletion");
+            }
         }
         holding.push((member, ranges));
     }

@@ -173,30 +173,15 @@ impl Topology {
                 admin.slot_info(&nodes.master, &self.all_slots()).await?.iter().map(|s| s.slot).collect();
             for r in &nodes.replicas {
                 let Ok(info) = admin.slot_info(r, &self.all_slots()).await else { continue };
-                let stray: Vec<&SlotInfo> =
-                    info.iter().filter(|s| !held.contains(&s.slot) && !busy.contains(&s.slot)).collect();
+                let stray: Vec<u32> =
+                    info.iter().map(|s| s.slot).filter(|s| !held.contains(s) && !busy.contains(s)).collect();
                 if stray.is_empty() {
                     continue;
                 }
-                // Stopped first (fenced, promoted) unless waiting for a full sync, which cannot
-                // be promoted and may be deleted as it is.
-                let (waiting, live): (Vec<&SlotInfo>, Vec<&SlotInfo>) =
-                    stray.into_iter().partition(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
-                let (waiting, live) = (slot_list(&waiting), slot_list(&live));
-                tracing::warn!(replica = %r, slots = %format!("{waiting},{live}"), "deleting slots the group no longer owns");
-                let deleted = async {
-                    if !live.is_empty() {
-                        admin.fence(r, &live).await?;
-                        admin.promote(r, &live).await?;
-                        admin.del_slots(r, &live).await?;
-                    }
-                    if !waiting.is_empty() {
-                        admin.del_slots(r, &waiting).await?;
-                    }
-                    Ok::<(), AdminError>(())
-                };
+                let ranges = format_slots(&stray);
+                tracing::warn!(replica = %r, slots = %ranges, "deleting slots the group no longer owns");
                 // Not fatal: garbage that is retried on the next pass.
-                if let Err(e) = deleted.await {
+                if let Err(e) = cutover::let_go(admin, [r].into_iter(), &ranges, Duration::from_secs(5)).await {
                     tracing::warn!(replica = %r, error = %e, "stray slots not deleted yet");
                 }
             }
@@ -225,10 +210,6 @@ impl Topology {
             .filter_map(|(g, slots)| Some((format!("g{g}"), self.groups.get(g)?.master.clone(), format_slots(slots))))
             .collect()
     }
-}
-
-fn slot_list(infos: &[&SlotInfo]) -> String {
-    format_slots(&infos.iter().map(|s| s.slot).collect::<Vec<_>>())
 }
 
 /// Ownership after `batch` moved from `from` to `to`.

@@ -51,7 +51,7 @@ impl Steps for StatusSteps<'_> {
         async move {
             let record = |e: kube::Error| CutoverError::Record { step, text: e.to_string() };
             let status = clusters.get(&cluster).await.map_err(record)?.status.unwrap_or_default();
-            planned.check(&status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect())?;
+            planned.check(&status.masters())?;
             *last = Some(step);
             api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
                 .await
@@ -147,9 +147,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         return wait(&api, &name, status, format!("waiting for {} to finish", first.name_any())).await;
     }
     let cluster_status = cluster.status.clone().unwrap_or_default();
-    let masters_by_group: std::collections::BTreeMap<u32, String> =
-        cluster_status.groups.iter().filter_map(|g| Some((g.index, g.master.clone()?))).collect();
-    let masters = masters_by_group.clone();
+    let masters = cluster_status.masters();
     let sizes = cluster_status.groups.iter().map(|g| (g.index, g.pods.len().max(1) as u32)).collect();
     let observed = observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &cluster.name_any());
     let Some(topology) = observed.topology(&masters, cluster.spec.slots) else {
@@ -202,10 +200,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         cutover_timeout: Duration::from_millis(m.spec.cutover_timeout_ms),
         ..ctx.limits
     };
-    let planned = cutover::Planned {
-        from: (from, masters_by_group.get(&from).cloned().unwrap_or_default()),
-        to: (target, masters_by_group.get(&target).cloned().unwrap_or_default()),
-    };
+    let planned = cutover::Planned::new(&masters, from, target);
     let mut steps = StatusSteps {
         api: &api,
         name: name.clone(),

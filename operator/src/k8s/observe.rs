@@ -9,7 +9,6 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 
 use crate::crd::PikaCluster;
-use crate::cutover::GroupNodes;
 use crate::dataplane::Topology;
 use crate::resources::{CLIENT_PORT, GROUP_LABEL};
 
@@ -70,14 +69,7 @@ impl Observed {
     /// The data plane's view, given each group's master pod: None while a master has no
     /// address. Replicas without an address are left out (they are attached once they run).
     pub fn topology(&self, masters: &BTreeMap<u32, String>, slots: u32) -> Option<Topology> {
-        let mut groups = BTreeMap::new();
-        for (&g, members) in &self.groups {
-            let master = masters.get(&g)?;
-            let addr = members.iter().find(|m| &m.name == master)?.addr.clone()?;
-            let replicas = members.iter().filter(|m| &m.name != master).filter_map(|m| m.addr.clone()).collect();
-            groups.insert(g, GroupNodes { master: addr, replicas });
-        }
-        Some(Topology { slots, groups })
+        crate::control::topology_of(&self.groups, masters, slots)
     }
 
     /// `ready/total` for `kubectl get`: groups whose every member runs and whose master is
@@ -130,7 +122,10 @@ mod tests {
         let only_g0 =
             Observed { groups: observed.groups.range(0..1).map(|(k, v)| (*k, v.clone())).collect(), ..observed };
         let t = only_g0.topology(&masters, 16).unwrap();
-        assert_eq!(t.groups[&0], GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] });
+        assert_eq!(
+            t.groups[&0],
+            crate::cutover::GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] }
+        );
     }
 
     #[test]

@@ -98,17 +98,7 @@ pub fn inject(w: &mut World) {
         }
         _ => {
             // A replica slot loses its place and needs a full sync.
-            let streaming: Vec<(String, u32)> = w
-                .nodes
-                .values()
-                .filter(|n| n.alive)
-                .flat_map(|n| {
-                    n.slots
-                        .iter()
-                        .filter(|(_, s)| matches!(s.role, Role::Replica { link: Link::Streaming, .. }))
-                        .map(|(id, _)| (n.addr.clone(), *id))
-                })
-                .collect();
+            let streaming = w.replica_slots(|l| *l == Link::Streaming);
             if streaming.is_empty() {
                 return;
             }

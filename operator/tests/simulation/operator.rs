@@ -170,10 +170,7 @@ struct StatusSteps {
 
 impl Steps for StatusSteps {
     fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        let masters: BTreeMap<u32, String> = {
-            let stored = self.api.lock().expect("api");
-            stored.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect()
-        };
+        let masters = control::masters_of(&self.api.lock().expect("api").groups);
         if let Err(e) = self.planned.check(&masters) {
             return futures_ready(Err(e));
         }
@@ -222,8 +219,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
     let (index, m, spec_groups, masters) = {
         let stored = api.lock().expect("api");
         let Some(index) = stored.migrations.iter().position(|m| m.phase == Phase::Pending) else { return Ok(()) };
-        let masters: BTreeMap<u32, String> =
-            stored.groups.iter().filter_map(|(g, r)| Some((*g, r.master.clone()?))).collect();
+        let masters = control::masters_of(&stored.groups);
         (index, stored.migrations[index].clone(), stored.spec_groups, masters)
     };
     let set = |f: &dyn Fn(&mut Migration)| f(&mut api.lock().expect("api").migrations[index]);
@@ -265,10 +261,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
     let start = cutover::resume_point(plane, step, from_nodes, &cluster.proxies, &ranges).await;
     let after = dataplane::after_move(&owned, from, m.target, &batch);
     let routes = topology.routes(&after);
-    let planned = cutover::Planned {
-        from: (from, masters.get(&from).cloned().unwrap_or_default()),
-        to: (m.target, masters.get(&m.target).cloned().unwrap_or_default()),
-    };
+    let planned = cutover::Planned::new(&masters, from, m.target);
     let mut steps = StatusSteps { plane: plane.clone(), api: api.clone(), index, last: step, planned };
     let epoch = epochs.after(plane.now_ms());
     let result = cutover::move_slots(

@@ -557,18 +557,7 @@ impl World {
                 self.dispatch_parked(p);
             }
         }
-        let replicas: Vec<(String, u32)> = self
-            .nodes
-            .values()
-            .filter(|n| n.alive)
-            .flat_map(|n| {
-                n.slots
-                    .iter()
-                    .filter(|(_, s)| matches!(s.role, Role::Replica { .. }))
-                    .map(|(id, _)| (n.addr.clone(), *id))
-            })
-            .collect();
-        for (addr, id) in replicas {
+        for (addr, id) in self.replica_slots(|_| true) {
             let step = self.rng.random_range(0..4usize);
             self.replicate(&addr, id, step);
         }
@@ -644,6 +633,20 @@ impl World {
                 self.attach(&master, id, addr, end, false);
             }
         }
+    }
+
+    /// (node, slot) of the replica slots on nodes that are alive whose link passes `link`.
+    pub fn replica_slots(&self, link: impl Fn(&Link) -> bool) -> Vec<(String, u32)> {
+        self.nodes
+            .values()
+            .filter(|n| n.alive)
+            .flat_map(|n| {
+                n.slots
+                    .iter()
+                    .filter(|(_, s)| matches!(&s.role, Role::Replica { link: l, .. } if link(l)))
+                    .map(|(id, _)| (n.addr.clone(), *id))
+            })
+            .collect()
     }
 
     fn slot_mut(&mut self, addr: &str, id: u32) -> &mut Slot {
