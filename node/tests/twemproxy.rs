@@ -10,7 +10,6 @@
 mod support;
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -109,7 +108,7 @@ impl Setup {
         let mut nc = Nutcracker { child, log };
         for port in [plain_port, tagged_port] {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while !listening(port) {
                 if let Some(status) = nc.child.try_wait().unwrap() {
                     panic!("nutcracker exited early ({status}); log:\n{}", nc.log());
                 }

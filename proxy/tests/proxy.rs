@@ -40,9 +40,7 @@ impl Proxy {
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         self.child = Some(Command::new(PROXY_BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().unwrap());
-        wait_until(Duration::from_secs(20), "the proxy to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
+        wait_until(Duration::from_secs(20), "the proxy to listen", || listening(self.port));
     }
 
     fn kill9(&mut self) {
@@ -386,9 +384,7 @@ fn metrics_health_and_a_config_file() {
     )
     .unwrap();
     let mut child = Command::new(PROXY_BIN).arg("-c").arg(&conf).stderr(Stdio::null()).spawn().unwrap();
-    wait_until(Duration::from_secs(20), "the proxy from its config file", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_until(Duration::from_secs(20), "the proxy from its config file", || listening(port));
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
     wait_until(Duration::from_secs(20), "routes", || query::<String>(&mut c, &["pxroute", "get"]).contains("group"));
     let _: () = query(&mut c, &["SET", "k", "v"]);

@@ -25,6 +25,14 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether something listens on the loopback `port`. A connection to a port of the ephemeral
+/// range where nothing listens can connect to itself (TCP simultaneous open, when the kernel
+/// picks that very port as the source), which must not count: it made a node that failed to
+/// bind look started (CI, `zsets::multi_key_commands_in_sharding_mode`).
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok().map(|a| a.port()) != Some(port))
+}
+
 pub struct Node {
     pub port: u16,
     pub http_port: u16,
@@ -125,7 +133,7 @@ impl Node {
             .expect("start pika-node");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !listening(self.port) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
                 return Err(format!("({status})\n{}", self.log()));
