@@ -13,6 +13,11 @@ use crate::resp::{self, Frame};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one admin request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a question about state (PING, roles, a lease) may take. Short, because a process
+/// that accepts connections but does not answer (stopped, hung) must be seen as down within a
+/// failover's wait, not after several request timeouts in one pass; any reply within it proves
+/// life.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens a connection, authenticates and selects the table.
 pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
@@ -57,7 +62,17 @@ pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<T
 
 /// One request on a fresh connection; the reply (an error reply is `Ok(Frame::Error)`).
 pub async fn request<A: AsRef<[u8]>>(addr: &str, password: Option<&str>, args: &[A]) -> Result<Frame, String> {
-    let frame = request_raw(addr, 0, password, args, Some(REQUEST_TIMEOUT)).await?;
+    request_within(addr, password, args, REQUEST_TIMEOUT).await
+}
+
+/// [`request`] with its own time limit (for example [`PROBE_TIMEOUT`]).
+pub async fn request_within<A: AsRef<[u8]>>(
+    addr: &str,
+    password: Option<&str>,
+    args: &[A],
+    timeout: Duration,
+) -> Result<Frame, String> {
+    let frame = request_raw(addr, 0, password, args, Some(timeout)).await?;
     Ok(resp::decode_reply(&frame))
 }
 

@@ -1,6 +1,9 @@
 //! End-to-end tests live in `tests/`: `local` (the operator's local runtime), `kube_apiserver`
 //! (the chart and controllers on a real control plane), `kube_dataplane` (the controllers
-//! driving real nodes). `kube/` builds the control plane's binaries.
+//! driving real nodes). `kube/` builds the control plane's binaries. [`chaos`] is the fault
+//! checker behind the `pika-chaos` binary.
+
+pub mod chaos;
 
 /// Path of a workspace binary next to the test executables (`target/<profile>/<name>`).
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {

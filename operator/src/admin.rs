@@ -180,8 +180,18 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// A request that changes something (it may take a while: a slot's data deleted...).
     pub async fn call(&self, addr: &str, args: &[&str]) -> AdminResult<Frame> {
-        match common::client::request(addr, self.password.as_deref(), args).await {
+        self.call_within(addr, args, common::client::REQUEST_TIMEOUT).await
+    }
+
+    /// A question about state, or a lease: answered at once by a live process.
+    async fn probe(&self, addr: &str, args: &[&str]) -> AdminResult<Frame> {
+        self.call_within(addr, args, common::client::PROBE_TIMEOUT).await
+    }
+
+    async fn call_within(&self, addr: &str, args: &[&str], timeout: std::time::Duration) -> AdminResult<Frame> {
+        match common::client::request_within(addr, self.password.as_deref(), args, timeout).await {
             Ok(Frame::Error(text)) => Err(AdminError::Refused { addr: addr.into(), text }),
             Ok(frame) => Ok(frame),
             Err(text) => Err(AdminError::Unreachable { addr: addr.into(), text }),
@@ -195,7 +205,7 @@ impl Admin {
 
 impl DataPlane for Admin {
     async fn answers(&self, addr: &str) -> bool {
-        self.call(addr, &["ping"]).await.is_ok()
+        self.probe(addr, &["ping"]).await.is_ok()
     }
 
     async fn add_slots_once(&self, node: &str, slots: &str) -> AdminResult<()> {
@@ -227,14 +237,14 @@ impl DataPlane for Admin {
     }
 
     async fn slot_info(&self, node: &str, slots: &str) -> AdminResult<Vec<SlotInfo>> {
-        let frame = self.call(node, &["pkcluster", "info", "slot", slots]).await?;
+        let frame = self.probe(node, &["pkcluster", "info", "slot", slots]).await?;
         let text = frame.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         common::pkinfo::parse_slot_info(&text)
             .map_err(|e| AdminError::Refused { addr: node.into(), text: e.to_string() })
     }
 
     async fn writable(&self, node: &str) -> AdminResult<Vec<u32>> {
-        let frame = self.call(node, &["pkcluster", "writable"]).await?;
+        let frame = self.probe(node, &["pkcluster", "writable"]).await?;
         let bad = || AdminError::Refused { addr: node.into(), text: format!("unexpected reply {frame:?}") };
         let Frame::Array(tables) = &frame else { return Err(bad()) };
         for t in tables {
@@ -248,7 +258,7 @@ impl DataPlane for Admin {
     }
 
     async fn lease(&self, node: &str, ms: u64) -> AdminResult<()> {
-        self.ok(node, &["pkcluster", "lease", &ms.to_string()]).await
+        self.probe(node, &["pkcluster", "lease", &ms.to_string()]).await.map(|_| ())
     }
 
     async fn hold(&self, proxy: &str, slots: &str) -> AdminResult<()> {
@@ -270,7 +280,7 @@ impl DataPlane for Admin {
     }
 
     async fn route_table(&self, proxy: &str) -> AdminResult<RouteTable> {
-        let frame = self.call(proxy, &["pxroute", "get"]).await?;
+        let frame = self.probe(proxy, &["pxroute", "get"]).await?;
         let text = frame.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         Ok(RouteTable::parse(&text))
     }

@@ -37,8 +37,47 @@ pub struct LocalConfig {
 struct Proc {
     port: u16,
     child: Option<Child>,
-    /// Our process exited (or was killed): it is started again, unless it is a master.
+    /// An adopted process's pid (from its `INFO`), to notice when it dies.
+    pid: Option<u32>,
+    /// The process exited (or was killed): it is started again, unless it is a master.
     exited: bool,
+}
+
+impl Proc {
+    fn started(port: u16, child: Child) -> Proc {
+        Proc { port, child: Some(child), pid: None, exited: false }
+    }
+
+    fn adopted(port: u16, pid: Option<u32>) -> Proc {
+        Proc { port, child: None, pid, exited: false }
+    }
+
+    /// Whether the process is gone: ours has exited, an adopted one's pid runs no more.
+    fn gone(&mut self) -> bool {
+        if !self.exited {
+            self.exited = match (self.child.as_mut(), self.pid) {
+                (Some(child), _) => !matches!(child.try_wait(), Ok(None)),
+                (None, Some(pid)) => !pid_runs(pid),
+                (None, None) => false,
+            };
+            if self.exited {
+                self.child = None;
+            }
+        }
+        self.exited
+    }
+}
+
+/// Whether `pid` is a running process (not a zombie). Without /proc, assumed running.
+fn pid_runs(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 type Member = Proc;
@@ -120,7 +159,7 @@ impl Runtime {
                 return Err(format!("port {port} is in use by another process ({theirs:?}, expected {db})"));
             }
             tracing::info!(group, member, port, "adopted a running node");
-            return Ok(Proc { port, child: None, exited: false });
+            return Ok(Proc::adopted(port, self.pid_of(&addr(port)).await));
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut conf = format!(
@@ -144,7 +183,31 @@ impl Runtime {
         cmd.arg("-c").arg(&conf_path);
         let child = spawn_logged(cmd, &dir.join("node.log"), port).await?;
         tracing::info!(group, member, port, "node started");
-        Ok(Proc { port, child: Some(child), exited: false })
+        Ok(Proc::started(port, child))
+    }
+
+    /// The pid a node or proxy gives in `INFO` (`process_id`).
+    async fn pid_of(&self, at: &str) -> Option<u32> {
+        let info = self.admin.call(at, &["info"]).await.ok()?;
+        let text = String::from_utf8_lossy(info.as_bytes()?).into_owned();
+        text.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
+    }
+
+    /// Groups that have a data directory: a restarted runtime must run (or adopt) every one of
+    /// them, not only the manifest's. A group the manifest dropped may still hold slots (a
+    /// scale-in that had not finished), and slots no known group holds are created afresh:
+    /// empty and writable next to the real ones (found by pika-chaos: the manifest lowered
+    /// while slots moved into the new group, then the runtime restarted). Groups that hold
+    /// nothing are stopped again by the pass's retirement.
+    fn groups_on_disk(&self) -> u32 {
+        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join(&self.name)) else { return 0 };
+        entries
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix('g')?.split_once("-m")?.0.parse::<u32>().ok()
+            })
+            .max()
+            .map_or(0, |g| g + 1)
     }
 
     fn member_name(group: u32, member: usize) -> String {
@@ -173,13 +236,9 @@ impl Runtime {
             let list = procs
                 .iter_mut()
                 .enumerate()
-                .map(|(i, p)| {
-                    let exited = p.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
-                    if exited {
-                        p.child = None;
-                        p.exited = true;
-                    }
-                    control::Member { name: Self::member_name(g, i), addr: (!p.exited).then(|| addr(p.port)) }
+                .map(|(i, p)| control::Member {
+                    name: Self::member_name(g, i),
+                    addr: (!p.gone()).then(|| addr(p.port)),
                 })
                 .collect();
             members.insert(g, list);
@@ -189,7 +248,12 @@ impl Runtime {
             groups: self.spec.groups,
             failover_after: Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64),
             members,
-            proxies: self.proxy.iter().map(|_| self.config.proxy_listen.clone()).collect(),
+            // A proxy that died is started again after the pass; until then it is not asked.
+            proxies: self
+                .proxy
+                .iter_mut()
+                .filter_map(|p| (!p.gone()).then(|| self.config.proxy_listen.clone()))
+                .collect(),
             in_flight: Vec::new(),
         }
     }
@@ -202,7 +266,7 @@ impl Runtime {
         for g in groups {
             let master = self.master(g);
             for m in 0..self.groups[&g].len() {
-                if m == master || !self.groups[&g][m].exited {
+                if m == master || !self.groups.get_mut(&g).expect("group")[m].gone() {
                     continue;
                 }
                 let proc = self.start_member(g, m as u32).await?;
@@ -238,15 +302,20 @@ impl Runtime {
     }
 
     async fn ensure_proxy(&mut self) -> Result<(), String> {
-        if self.proxy.is_some() {
-            return Ok(());
+        match self.proxy.as_mut().map(Proc::gone) {
+            Some(true) => {
+                tracing::warn!(listen = %self.config.proxy_listen, "the proxy exited; starting it again");
+                self.proxy = None;
+            }
+            Some(false) => return Ok(()),
+            None => {}
         }
         let port: u16 = self.config.proxy_listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(9221);
         if self.admin.answers(&self.config.proxy_listen).await {
             // Left by a runtime that stopped mid-cutover: nothing of ours is in flight now, so
             // whatever it holds is released (the repair pass has settled every slot).
             self.admin.release(&self.config.proxy_listen, "all").await.map_err(|e| e.to_string())?;
-            self.proxy = Some(Proc { port, child: None, exited: false });
+            self.proxy = Some(Proc::adopted(port, self.pid_of(&self.config.proxy_listen).await));
             tracing::info!(listen = %self.config.proxy_listen, "adopted a running proxy");
             return Ok(());
         }
@@ -257,7 +326,7 @@ impl Runtime {
             cmd.args(["--password", pw]);
         }
         let child = spawn_logged(cmd, &self.config.data_dir.join(&self.name).join("proxy.log"), port).await?;
-        self.proxy = Some(Proc { port, child: Some(child), exited: false });
+        self.proxy = Some(Proc::started(port, child));
         tracing::info!(listen = %self.config.proxy_listen, "proxy started");
         Ok(())
     }
@@ -267,7 +336,10 @@ impl Runtime {
     async fn reconcile(&mut self) -> Result<(), String> {
         let groups = self.spec.groups;
         let running = self.groups.keys().next_back().map_or(0, |g| g + 1);
-        self.ensure_groups(groups.max(running)).await?;
+        // On the first pass, every group with data (see `groups_on_disk`); later only the
+        // manifest's and those still running (retired ones stay stopped).
+        let on_disk = if self.record.groups.is_empty() && self.groups.is_empty() { self.groups_on_disk() } else { 0 };
+        self.ensure_groups(groups.max(running).max(on_disk)).await?;
         self.restart_exited().await?;
         let cluster = self.observed();
         let epochs = &self.epochs;
@@ -301,16 +373,22 @@ impl Runtime {
         Ok(())
     }
 
-    /// A master replaced by a failover must not take writes any more, alive or not: ours is
-    /// killed (a stopped process too), an adopted one is asked to shut down if it answers.
+    /// A master replaced by a failover must not take writes any more, alive or not: it is
+    /// killed (a stopped process too; an adopted one by its pid, else asked to shut down).
     async fn stop_replaced(&mut self, g: u32, old: &str) {
         let Some(m) = old.rsplit_once("-m").and_then(|(_, m)| m.parse::<usize>().ok()) else { return };
         let Some(proc) = self.groups.get_mut(&g).and_then(|p| p.get_mut(m)) else { return };
-        match proc.child.take() {
-            Some(mut child) => {
+        if proc.gone() {
+            return;
+        }
+        match (proc.child.take(), proc.pid) {
+            (Some(mut child), _) => {
                 let _ = child.kill().await;
             }
-            None => {
+            (None, Some(pid)) => {
+                let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+            (None, None) => {
                 let _ = self.admin.call(&addr(proc.port), &["shutdown"]).await;
             }
         }

@@ -234,9 +234,10 @@ fn info(proxy: &Proxy) -> String {
     let routes = proxy.routes();
     let m = &proxy.metrics;
     let mut out = format!(
-        "# Proxy\r\nversion:{}\r\nroute_epoch:{}\r\nconnected_clients:{}\r\nheld_slots:{}\r\nheld_requests:{}\r\n\
+        "# Proxy\r\nversion:{}\r\nprocess_id:{}\r\nroute_epoch:{}\r\nconnected_clients:{}\r\nheld_slots:{}\r\nheld_requests:{}\r\n\
          total_requests:{}\r\nbackend_errors:{}\r\nretries:{}\r\nroute_refreshes:{}\r\n\r\n# Routes\r\n",
         env!("CARGO_PKG_VERSION"),
+        std::process::id(),
         routes.epoch,
         m.connections.get(),
         m.held_slots.get(),

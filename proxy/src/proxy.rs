@@ -472,7 +472,9 @@ pub async fn resolve(pending: Pending) -> Bytes {
 
 /// Asks a node which slots it accepts writes for (`pkcluster writable`).
 async fn node_report(addr: &str, password: Option<&str>) -> Result<NodeReport, String> {
-    let frame = common::client::request(addr, password, &["pkcluster", "writable"]).await?;
+    let frame =
+        common::client::request_within(addr, password, &["pkcluster", "writable"], common::client::PROBE_TIMEOUT)
+            .await?;
     let Frame::Array(tables) = frame else { return Err(format!("unexpected reply {frame:?}")) };
     let mut out = Vec::new();
     for t in tables {

@@ -276,13 +276,15 @@ fn run(default_faults: &str, default_seeds: u64) {
             failed.push(seed);
         }
     }
-    eprintln!(
-        "simulation: seeds={} acknowledged={acknowledged} lost={lost} lost_async={lost_async} failed_seeds={} faults={struck:?} in {:?}",
+    // The summary goes straight to the terminal: the test harness hides what passing tests
+    // print with the macros, and CI's log should show it either way.
+    let summary = format!(
+        "simulation: seeds={} acknowledged={acknowledged} lost={lost} lost_async={lost_async} failed_seeds={} \
+         faults={struck:?} in {:?}\n",
         seeds.len(),
         failed.len(),
         started.elapsed()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
-    // The summary, also when everything passed (the harness hides stderr of passing tests).
-    println!("simulation passed: {} seeds with {faults:?}", seeds.len());
 }
