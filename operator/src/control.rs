@@ -329,7 +329,7 @@ pub fn topology_of(
         let master = masters.get(&g)?;
         let addr = members.iter().find(|m| &m.name == master)?.addr.clone()?;
         let replicas = members.iter().filter(|m| &m.name != master).filter_map(|m| m.addr.clone()).collect();
-        groups.insert(g, crate::cutover::GroupNodes { master: addr, replicas });
+        groups.insert(g, crate::cutover::GroupNodes { master: addr, replicas, size: members.len() });
     }
     Some(Topology { slots, groups })
 }

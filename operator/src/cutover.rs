@@ -20,12 +20,16 @@ use tokio::time::Instant;
 
 use crate::admin::{AdminError, DataPlane};
 pub use crate::crd::CutoverStep;
+use common::protocol::SyncStatus;
 
 /// The addresses of one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupNodes {
     pub master: String,
+    /// The replicas that run (have an address) now.
     pub replicas: Vec<String>,
+    /// Members the group should have, running or not: `1 + replicasPerGroup`.
+    pub size: usize,
 }
 
 impl GroupNodes {
@@ -217,7 +221,7 @@ pub async fn move_slots(
     }
     let pause = held.map(|h| h.elapsed());
     steps.step(CutoverStep::Cleanup).await?;
-    clean_up_source(admin, from, slots, limits.sync_timeout).await?;
+    clean_up_source(admin, from, to, slots, limits.sync_timeout).await?;
     Ok(Outcome { pause, attempts })
 }
 
@@ -258,13 +262,55 @@ pub async fn resume_point(
 /// Step 7: the source group lets go of `slots`: its replicas first, then its master, which after
 /// a failover may still replicate them from its former master (a batch promoted out of the
 /// group is not taken over).
+/// The old copies go only once `serving` (the group that serves the slots now) has its own:
+/// its master streams them to as many replicas as the group should have. Until then they wait,
+/// up to `timeout` (a cleanup retried later; the repair skips them for a pass): deleted while a
+/// replica of the new group was down, the new master held the only copy, and its failure lost
+/// the slots (the simulation, seed 1193 with every fault).
 pub async fn clean_up_source(
     admin: &impl DataPlane,
     from: &GroupNodes,
+    serving: &GroupNodes,
     slots: &str,
     timeout: Duration,
 ) -> Result<(), CutoverError> {
+    let deadline = Instant::now() + timeout;
+    while let Some(short) = short_of_copies(admin, serving, slots).await? {
+        if Instant::now() >= deadline {
+            return Err(CutoverError::Timeout(format!(
+                "the old copies of {slots} stay until {} has its replicas: {short}",
+                serving.master
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let_go(admin, from.replicas.iter().chain([&from.master]), slots, timeout).await
+}
+
+/// Which of `slots` the group's master streams to fewer replicas than the group should have
+/// (None: every slot has them all).
+pub async fn short_of_copies(
+    admin: &impl DataPlane,
+    group: &GroupNodes,
+    slots: &str,
+) -> Result<Option<String>, AdminError> {
+    let wanted = group.size.saturating_sub(1);
+    if wanted == 0 {
+        return Ok(None);
+    }
+    let info = admin.slot_info(&group.master, slots).await?;
+    let expected = common::slotset::parse_slots(slots).map_or(0, |s| s.len());
+    let streaming = |s: &common::pkinfo::SlotInfo| {
+        s.master.as_ref().map_or(0, |m| m.replicas.iter().filter(|r| r.status == SyncStatus::BinlogSync).count())
+    };
+    let short: Vec<u32> = info.iter().filter(|s| streaming(s) < wanted).map(|s| s.slot).collect();
+    Ok(match (short.is_empty(), info.len() < expected) {
+        (true, false) => None,
+        (true, true) => Some(format!("it does not hold every slot yet ({} of {expected})", info.len())),
+        (false, _) => {
+            Some(format!("slots {} have fewer than {wanted} replicas streaming", common::slotset::format_slots(&short)))
+        }
+    })
 }
 
 /// `members` delete their copies of `slots`. Each member holding some is fenced and promoted
@@ -326,7 +372,7 @@ async fn wait_lag(
             .iter()
             .map(|s| {
                 let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == replica)?;
-                (r.status == common::protocol::SyncStatus::BinlogSync).then_some(r.lag.unwrap_or(0))
+                (r.status == SyncStatus::BinlogSync).then_some(r.lag.unwrap_or(0))
             })
             .collect();
         if lags.len() == count && lags.iter().all(|l| l.is_some_and(|l| l <= max_lag)) {

@@ -46,16 +46,30 @@ impl Topology {
         Ok(owned)
     }
 
-    /// Slots each group's master holds as master, writable or fenced (a master restarted fenced
-    /// still owns its slots: a migration moves them as they are).
+    /// The group each slot belongs to for a migration: the one whose master accepts writes for
+    /// it, else the only one whose master holds it as master, fenced (a master restarted fenced
+    /// still owns its slots: a migration moves them as they are). A slot several masters hold
+    /// fenced belongs to none until the repair settles it: old copies kept for a while (until
+    /// the group serving the slots has its replicas) or the empty copies of an abandoned move
+    /// taken as the source made a move promote them next to the real master (the simulation,
+    /// seed 339).
     pub async fn held(&self, admin: &impl DataPlane) -> Result<Ownership, AdminError> {
-        let mut held = BTreeMap::new();
+        let mut held = self.ownership(admin).await?;
+        let served: BTreeSet<u32> = held.values().flatten().copied().collect();
+        let mut holders: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for (&g, nodes) in &self.groups {
             let info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
-            let slots: Vec<u32> = info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect();
-            if !slots.is_empty() {
-                held.insert(g, slots);
+            for s in info.iter().filter(|s| s.slave.is_none() && !served.contains(&s.slot)) {
+                holders.entry(s.slot).or_default().push(g);
             }
+        }
+        for (slot, groups) in holders {
+            if let [g] = groups.as_slice() {
+                held.entry(*g).or_default().push(slot);
+            }
+        }
+        for slots in held.values_mut() {
+            slots.sort_unstable();
         }
         Ok(held)
     }
@@ -111,7 +125,6 @@ impl Topology {
         busy: &BTreeSet<u32>,
         settled: bool,
     ) -> Result<(), CutoverError> {
-        let writable: BTreeSet<u32> = owned.values().flatten().copied().collect();
         let mut stuck: BTreeMap<u32, Vec<(u64, std::cmp::Reverse<u32>)>> = BTreeMap::new();
         for (&g, nodes) in &self.groups {
             let mine = owned.get(&g).cloned().unwrap_or_default();
@@ -133,15 +146,23 @@ impl Topology {
                 stuck.entry(s.slot).or_default().push((position, std::cmp::Reverse(g)));
             }
         }
-        let (mut unfence, mut clean): (Ownership, Ownership) = Default::default();
+        let owner: BTreeMap<u32, u32> =
+            owned.iter().flat_map(|(&g, slots)| slots.iter().map(move |&s| (s, g))).collect();
+        let mut unfence: Ownership = Default::default();
+        // (group holding copies, group serving the slots) -> slots
+        let mut clean: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
         for (slot, mut holders) in stuck {
             holders.sort_unstable();
-            if !writable.contains(&slot) {
-                let (_, std::cmp::Reverse(winner)) = holders.pop().expect("a holder");
-                unfence.entry(winner).or_default().push(slot);
-            }
+            let serving = match owner.get(&slot) {
+                Some(&g) => g,
+                None => {
+                    let (_, std::cmp::Reverse(winner)) = holders.pop().expect("a holder");
+                    unfence.entry(winner).or_default().push(slot);
+                    winner
+                }
+            };
             for (_, std::cmp::Reverse(g)) in holders {
-                clean.entry(g).or_default().push(slot);
+                clean.entry((g, serving)).or_default().push(slot);
             }
         }
         for (g, slots) in unfence {
@@ -149,10 +170,15 @@ impl Topology {
             tracing::warn!(group = g, slots = %ranges, "unfencing slots nobody else serves");
             admin.unfence(&self.groups[&g].master, &ranges).await?;
         }
-        for (g, slots) in clean {
+        for ((g, serving), slots) in clean {
             let ranges = format_slots(&slots);
+            let serving_nodes = &self.groups[&serving];
+            if let Some(short) = cutover::short_of_copies(admin, serving_nodes, &ranges).await? {
+                tracing::warn!(group = g, serving, slots = %ranges, %short, "old copies kept until the serving group has its replicas");
+                continue;
+            }
             tracing::warn!(group = g, slots = %ranges, "cleaning up copies another group serves");
-            cutover::clean_up_source(admin, &self.groups[&g], &ranges, Duration::from_secs(60)).await?;
+            cutover::clean_up_source(admin, &self.groups[&g], serving_nodes, &ranges, Duration::from_secs(60)).await?;
         }
         Ok(())
     }

@@ -226,6 +226,7 @@ impl Runtime {
         GroupNodes {
             master: addr(members[master].port),
             replicas: members.iter().enumerate().filter(|(i, _)| *i != master).map(|(_, m)| addr(m.port)).collect(),
+            size: members.len(),
         }
     }
 

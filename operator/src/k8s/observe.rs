@@ -124,7 +124,11 @@ mod tests {
         let t = only_g0.topology(&masters, 16).unwrap();
         assert_eq!(
             t.groups[&0],
-            crate::cutover::GroupNodes { master: "10.0.0.2:9221".into(), replicas: vec!["10.0.0.1:9221".into()] }
+            crate::cutover::GroupNodes {
+                master: "10.0.0.2:9221".into(),
+                replicas: vec!["10.0.0.1:9221".into()],
+                size: 2
+            }
         );
     }
 

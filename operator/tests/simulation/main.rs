@@ -16,6 +16,7 @@
 mod chaos;
 mod operator;
 mod plane;
+mod scripted;
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,136 @@
+//! Scripted scenarios on the simulated cluster: one fault at a chosen point, for rules a seed
+//! found broken. Seeds shift whenever the operator's calls change; these stay put.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pika_operator::admin::DataPlane;
+use pika_operator::cutover::{self, CutoverError, GroupNodes};
+use tokio::sync::Notify;
+
+use crate::plane::SimPlane;
+use crate::world::{node_addr, World};
+
+fn plane() -> SimPlane {
+    let mut world = World::new(1, crate::SLOTS);
+    for g in 0..2 {
+        for m in 0..2 {
+            world.add_node(g, m);
+        }
+    }
+    world.add_proxy(0);
+    SimPlane {
+        world: Arc::new(Mutex::new(world)),
+        crashed: Arc::new(Notify::new()),
+        start: tokio::time::Instant::now(),
+    }
+}
+
+/// Lets virtual time pass until `master` streams `slots` to `n` replicas.
+async fn until_streaming(plane: &SimPlane, master: &str, slots: &str, n: usize) {
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        plane.with(|w| w.tick());
+        let info = plane.slot_info(master, slots).await.unwrap();
+        let streaming = |s: &common::pkinfo::SlotInfo| {
+            s.master.as_ref().map_or(0, |m| {
+                m.replicas.iter().filter(|r| r.status == common::protocol::SyncStatus::BinlogSync).count()
+            })
+        };
+        if !info.is_empty() && info.iter().all(|s| streaming(s) >= n) {
+            return;
+        }
+    }
+    panic!("{master} never streamed {slots} to {n} replicas");
+}
+
+/// Seed 1193 with every fault: slots moved into a group whose replica was down; the cleanup
+/// deleted the old group's copies at once, so the new master held the only copy, and when it
+/// died the slots were gone. The old copies must stay until the new group has its replica.
+#[test]
+fn a_moved_slots_old_copies_stay_until_the_new_group_has_its_replica() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (a0, a1, b0, b1) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0), node_addr(1, 1));
+        let slots = "0-3";
+        // Group 0 serves the slots with its replica streaming; group 1's master takes them over
+        // as a cutover does (follow, fence the source, promote) while group 1's replica is down.
+        for n in [&a0, &a1, &b0] {
+            p.add_slots(n, slots).await.unwrap();
+        }
+        p.promote(&a0, slots).await.unwrap();
+        p.unfence(&a0, slots).await.unwrap();
+        p.follow(&a1, &a0, slots).await.unwrap();
+        p.follow(&b0, &a0, slots).await.unwrap();
+        until_streaming(&p, &a0, slots, 2).await;
+        p.with(|w| w.kill(&b1, 30_000));
+        p.fence(&a0, slots).await.unwrap();
+        p.promote(&b0, slots).await.unwrap();
+        p.unfence(&b0, slots).await.unwrap();
+
+        let from = GroupNodes { master: a0.clone(), replicas: vec![a1.clone()], size: 2 };
+        let serving = GroupNodes { master: b0.clone(), replicas: vec![], size: 2 };
+        let early = cutover::clean_up_source(&p, &from, &serving, slots, Duration::from_secs(5)).await;
+        assert!(matches!(early, Err(CutoverError::Timeout(_))), "{early:?}");
+        for n in [&a0, &a1] {
+            assert_eq!(p.slot_info(n, slots).await.unwrap().len(), 4, "{n} kept its copies");
+        }
+
+        // The replica is back and streams: now the old copies go.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        p.with(|w| w.tick());
+        p.add_slots(&b1, slots).await.unwrap();
+        p.follow(&b1, &b0, slots).await.unwrap();
+        until_streaming(&p, &b0, slots, 1).await;
+        cutover::clean_up_source(&p, &from, &serving, slots, Duration::from_secs(5)).await.unwrap();
+        for n in [&a0, &a1] {
+            assert!(p.slot_info(n, slots).await.unwrap().is_empty(), "{n} let go");
+        }
+    });
+}
+
+/// Seed 339: a move abandoned after `addslots` left empty fenced master copies in its target;
+/// a later move of the same slots took that group as their source and promoted the empty
+/// copies next to the real master. A slot belongs to the group that serves it; one that several
+/// groups hold fenced belongs to none until the repair settles it.
+#[test]
+fn a_migration_moves_slots_from_the_group_that_serves_them() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (a0, b0) = (node_addr(0, 0), node_addr(1, 0));
+        let topology = pika_operator::control::topology_of(
+            &[0, 1]
+                .into_iter()
+                .map(|g| {
+                    let members = (0..2)
+                        .map(|m| pika_operator::control::Member {
+                            name: format!("g{g}-m{m}"),
+                            addr: Some(node_addr(g, m)),
+                        })
+                        .collect();
+                    (g, members)
+                })
+                .collect(),
+            &[(0, "g0-m0".to_string()), (1, "g1-m0".to_string())].into_iter().collect(),
+            crate::SLOTS,
+        )
+        .unwrap();
+        // g0 serves 0-3; g1 holds empty fenced master copies of 2-3 (an abandoned move).
+        p.add_slots(&a0, "0-3").await.unwrap();
+        p.promote(&a0, "0-3").await.unwrap();
+        p.unfence(&a0, "0-3").await.unwrap();
+        p.lease(&a0, 60_000).await.unwrap();
+        p.add_slots(&b0, "2-3").await.unwrap();
+        p.promote(&b0, "2-3").await.unwrap();
+        let held = topology.held(&p).await.unwrap();
+        assert_eq!(held.get(&0), Some(&vec![0, 1, 2, 3]));
+        assert_eq!(held.get(&1), None, "{held:?}");
+        // Fenced everywhere: nobody's until the repair decides.
+        p.fence(&a0, "0-3").await.unwrap();
+        let held = topology.held(&p).await.unwrap();
+        assert_eq!(held.get(&0), Some(&vec![0, 1]));
+        assert_eq!(held.get(&1), None, "{held:?}");
+    });
+}
