@@ -476,6 +476,11 @@ async fn failover_slots(
     for m in &cluster.in_flight {
         if m.to == g {
             slots.extend(&m.done);
+            // Promoted here and not yet cleaned up: the group's own (left out, the successor
+            // was not asked to hold them and they went without a master: seed 67).
+            if m.promoted {
+                slots.extend(&m.batch);
+            }
         } else {
             slots.retain(|s| !m.done.contains(s));
         }

@@ -117,6 +117,9 @@ pub fn read_manifest(path: &Path) -> Result<PikaCluster, String> {
 
 impl Runtime {
     pub fn new(config: LocalConfig) -> Result<Runtime, String> {
+        // The time stamp before the content: an edit in between is then seen as a change by
+        // the next `reload` (the other order missed it: pika-chaos, seed 11).
+        let manifest_mtime = std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok();
         let cluster = read_manifest(&config.manifest)?;
         let name = cluster.metadata.name.clone().unwrap_or_else(|| "cluster".into());
         let password = match &cluster.spec.password_secret_ref {
@@ -127,7 +130,7 @@ impl Runtime {
         Ok(Runtime {
             record: control::Record::default(),
             epochs: control::Epochs::default(),
-            manifest_mtime: std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok(),
+            manifest_mtime,
             config,
             name,
             spec: cluster.spec,
