@@ -24,7 +24,8 @@ fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
 /// A base port with the 40 ports after it free, and a free proxy port.
 fn free_ports() -> (u16, u16) {
     for _ in 0..100 {
-        let base = 20000 + (rand_u16() % 20000);
+        // Below the ephemeral range (32768 on Linux): a killed node must get its port back.
+        let base = 10000 + (rand_u16() % 22000);
         if (0..40).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             return (base, proxy);

@@ -268,9 +268,11 @@ impl Runtime {
     async fn restart_exited(&mut self) -> Result<(), String> {
         let groups: Vec<u32> = self.groups.keys().copied().collect();
         for g in groups {
-            let master = self.master(g);
+            // Only a recorded master is left for the failover; without a record (a restarted
+            // runtime) every member is started again, or the pass would wait for it forever.
+            let master = self.record.groups.get(&g).and_then(|r| r.master.as_ref()).map(|_| self.master(g));
             for m in 0..self.groups[&g].len() {
-                if m == master || !self.groups.get_mut(&g).expect("group")[m].gone() {
+                if Some(m) == master || !self.groups.get_mut(&g).expect("group")[m].gone() {
                     continue;
                 }
                 let proc = self.start_member(g, m as u32).await?;
@@ -520,20 +522,29 @@ async fn stop_child(child: &mut Child) {
 async fn spawn_logged(mut cmd: Command, log: &Path, port: u16) -> Result<Child, String> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    let child = cmd
+    let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(file)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
-    wait_port(port).await?;
+    wait_port(&mut child, port).await.map_err(|e| format!("{program}: {e} (see {})", log.display()))?;
     Ok(child)
 }
 
-async fn wait_port(port: u16) -> Result<(), String> {
+/// Waits until `child` listens on `port`. A connection to a free port of the ephemeral range
+/// can connect to itself (TCP simultaneous open), which does not count; nor does anything
+/// once the child has exited (it could not bind, for example: pika-chaos saw a node that never
+/// started taken for running, and its group waited for it forever).
+async fn wait_port(child: &mut Child, port: u16) -> Result<(), String> {
     for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}) before listening on port {port}"));
+        }
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            if s.local_addr().ok().map(|a| a.port()) != Some(port) {
+                return Ok(());
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

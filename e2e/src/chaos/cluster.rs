@@ -57,17 +57,24 @@ pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
-/// A base port with the 40 ports after it free, and a free port for the proxy.
+/// A base port with the 40 ports after it free (the nodes) and the next one for the proxy,
+/// all below the kernel's ephemeral range: a node or proxy killed by a fault must be able to
+/// listen on its port again, and a port of that range may meanwhile be the source port of some
+/// outgoing connection (the long runs met exactly that).
 fn free_ports() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral_low.saturating_sub(41).max(10001));
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    for i in 0..200u32 {
-        let base = 20000 + ((seed ^ std::process::id()).wrapping_add(i * 7919) % 20000) as u16;
-        if (0..40).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
-            let proxy = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-            return (base, proxy.expect("a free port"));
+    for i in 0..500u32 {
+        let base = low + ((seed ^ std::process::id()).wrapping_add(i * 7919) % u32::from(high - low)) as u16;
+        if (0..=40).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
+            return (base, base + 40);
         }
     }
-    panic!("no free range of 40 ports on loopback");
+    panic!("no free range of 41 ports on loopback below {ephemeral_low}");
 }
 
 impl LocalCluster {
@@ -86,6 +93,9 @@ impl LocalCluster {
             if !opts.bins.join(bin).exists() {
                 return Err(format!("{} missing: build the workspace first", opts.bins.join(bin).display()));
             }
+        }
+        if opts.groups + 1 > 4 || opts.replicas > 9 {
+            return Err("at most 3 groups (one more while scaling) and 9 replicas: the ports are base + 10*group + member, below base + 40".into());
         }
         let (base, proxy) = free_ports();
         let mut cluster = LocalCluster {
