@@ -47,6 +47,9 @@ pub struct Limits {
     pub cutover_timeout: Duration,
     /// How long the sync and catch-up may take.
     pub sync_timeout: Duration,
+    /// How long the cleanup waits for the target group's replicas to stream the moved slots
+    /// before it gives up for now (the repair deletes the old copies once they do).
+    pub cleanup_wait: Duration,
     pub attempts: u32,
 }
 
@@ -56,6 +59,7 @@ impl Default for Limits {
             lag_threshold: 256 << 10,
             cutover_timeout: Duration::from_secs(5),
             sync_timeout: Duration::from_secs(300),
+            cleanup_wait: Duration::from_secs(300),
             attempts: 5,
         }
     }
@@ -221,7 +225,7 @@ pub async fn move_slots(
     }
     let pause = held.map(|h| h.elapsed());
     steps.step(CutoverStep::Cleanup).await?;
-    clean_up_source(admin, from, to, slots, limits.sync_timeout).await?;
+    clean_up_source(admin, from, to, slots, limits.cleanup_wait).await?;
     Ok(Outcome { pause, attempts })
 }
 

@@ -430,7 +430,11 @@ impl Runtime {
             &topology.groups[&to],
             &proxies,
             (epoch, self.spec.slots, &routes),
-            Limits::default(),
+            // Nothing restarts a dead replica while this runtime moves slots, so the cleanup
+            // does not wait long for the target's replicas (pika-chaos, seed 11: a move waited
+            // minutes for a replica only the next pass would start); the repair deletes the
+            // old copies once they stream.
+            Limits { cleanup_wait: Duration::from_secs(5), ..Limits::default() },
             cutover::Start::Beginning,
             &mut steps,
         )

@@ -200,6 +200,7 @@ fn limits() -> Limits {
         lag_threshold: 256 << 10,
         cutover_timeout: Duration::from_secs(2),
         sync_timeout: Duration::from_secs(15),
+        cleanup_wait: Duration::from_secs(15),
         attempts: 5,
     }
 }
