@@ -47,26 +47,25 @@ impl Topology {
     }
 
     /// The group each slot belongs to for a migration: the one whose master accepts writes for
-    /// it, else the only one whose master holds it as master, fenced (a master restarted fenced
-    /// still owns its slots: a migration moves them as they are). A slot several masters hold
-    /// fenced belongs to none until the repair settles it: old copies kept for a while (until
-    /// the group serving the slots has its replicas) or the empty copies of an abandoned move
-    /// taken as the source made a move promote them next to the real master (the simulation,
-    /// seed 339).
+    /// it, else, among the groups whose master holds it as master, fenced (a master restarted
+    /// fenced still owns its slots: a migration moves them as they are), the copy the repair
+    /// would keep (the highest position). Taking any holder made a move promote the empty
+    /// copies an abandoned move had left next to the real master (the simulation, seed 339);
+    /// taking none left such slots to a repair that leaves a migration's slots alone.
     pub async fn held(&self, admin: &impl DataPlane) -> Result<Ownership, AdminError> {
         let mut held = self.ownership(admin).await?;
         let served: BTreeSet<u32> = held.values().flatten().copied().collect();
-        let mut holders: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut best: BTreeMap<u32, (u64, std::cmp::Reverse<u32>)> = BTreeMap::new();
         for (&g, nodes) in &self.groups {
             let info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
             for s in info.iter().filter(|s| s.slave.is_none() && !served.contains(&s.slot)) {
-                holders.entry(s.slot).or_default().push(g);
+                let candidate = (position(s), std::cmp::Reverse(g));
+                let entry = best.entry(s.slot).or_insert(candidate);
+                *entry = (*entry).max(candidate);
             }
         }
-        for (slot, groups) in holders {
-            if let [g] = groups.as_slice() {
-                held.entry(*g).or_default().push(slot);
-            }
+        for (slot, (_, std::cmp::Reverse(g))) in best {
+            held.entry(g).or_default().push(slot);
         }
         for slots in held.values_mut() {
             slots.sort_unstable();
@@ -142,8 +141,7 @@ impl Topology {
                 info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
             }
             for s in info.iter().filter(|s| s.slave.is_none() && !mine.contains(&s.slot) && !busy.contains(&s.slot)) {
-                let position = s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1;
-                stuck.entry(s.slot).or_default().push((position, std::cmp::Reverse(g)));
+                stuck.entry(s.slot).or_default().push((position(s), std::cmp::Reverse(g)));
             }
         }
         let owner: BTreeMap<u32, u32> =
@@ -244,6 +242,12 @@ impl Topology {
             .filter_map(|(g, slots)| Some((format!("g{g}"), self.groups.get(g)?.master.clone(), format_slots(slots))))
             .collect()
     }
+}
+
+/// A slot copy's change-log position, comparable across copies of the slot: the copy with the
+/// highest has the most of its history.
+fn position(s: &common::pkinfo::SlotInfo) -> u64 {
+    s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1
 }
 
 /// Ownership after `batch` moved from `from` to `to`.

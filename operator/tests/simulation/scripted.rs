@@ -127,10 +127,19 @@ fn a_migration_moves_slots_from_the_group_that_serves_them() {
         let held = topology.held(&p).await.unwrap();
         assert_eq!(held.get(&0), Some(&vec![0, 1, 2, 3]));
         assert_eq!(held.get(&1), None, "{held:?}");
-        // Fenced everywhere: nobody's until the repair decides.
+        // Fenced everywhere: the copy with the most history (g0's, which took writes).
+        let routes = vec![("g0".to_string(), a0.clone(), "0-3".to_string())];
+        p.set_route("10.1.0.0:9221", 1, crate::SLOTS, &routes).await.unwrap();
+        for _ in 0..1000 {
+            if p.slot_info(&a0, "2-3").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)) {
+                break;
+            }
+            p.with(|w| w.client_write(0));
+        }
+        assert!(p.slot_info(&a0, "2-3").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)), "no writes landed");
         p.fence(&a0, "0-3").await.unwrap();
         let held = topology.held(&p).await.unwrap();
-        assert_eq!(held.get(&0), Some(&vec![0, 1]));
+        assert_eq!(held.get(&0), Some(&vec![0, 1, 2, 3]));
         assert_eq!(held.get(&1), None, "{held:?}");
     });
 }
