@@ -133,7 +133,10 @@ impl Node {
             .expect("start pika-node");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !listening(self.port) {
+        // Ours must be the process that answers: another test's node may hold the port this
+        // one chose (then ours cannot bind and exits, and the retry picks other ports).
+        let pid = self.child.as_ref().unwrap().id();
+        while !(listening(self.port) && self.answering_pid() == Some(pid)) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
                 return Err(format!("({status})\n{}", self.log()));
@@ -142,6 +145,31 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// The pid in `INFO` of whatever answers on the port (logging in when it has a password).
+    fn answering_pid(&self) -> Option<u32> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut request = Vec::new();
+        if let Some((_, pw)) = self.conf.iter().find(|(k, _)| k == "requirepass") {
+            request.extend(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).into_bytes());
+        }
+        request.extend(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+        s.write_all(&request).ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        let complete = |r: &[u8]| {
+            let text = String::from_utf8_lossy(r);
+            text.find("process_id:").is_some_and(|i| text[i..].contains("\r\n"))
+        };
+        while !complete(&reply) {
+            let n = std::io::Read::read(&mut s, &mut buf).ok().filter(|&n| n > 0)?;
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let rest = &text[text.find("process_id:")? + "process_id:".len()..];
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
     }
 
     pub fn log(&self) -> String {
