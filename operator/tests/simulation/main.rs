@@ -8,7 +8,7 @@
 //! is on its slot's master, every slot has one, every replica streams with lag 0, migrations are
 //! done and the slots balanced.
 //!
-//! `SIM_SEEDS=N` runs seeds 1..=N (defaults: 400 and 250, about a minute each); `SIM_SEED=N`
+//! `SIM_SEEDS=N` runs seeds 1..=N (defaults: 1500 and 1000, about two minutes together; the operator crate is built optimised for it); `SIM_SEED=N`
 //! runs one seed and prints its trace; `SIM_FAULTS` picks the faults (see [`faults`]). A failing seed prints the
 //! command that replays it. Many seeds: `SIM_SEEDS=1000000 cargo test --release -p pika-operator
 //! --test simulation`.
@@ -230,14 +230,14 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
 /// scale changes.
 #[test]
 fn operator_crashes_partitions_proxy_faults_and_replica_kills() {
-    run("crash,miss-update,proxy-restart,full-sync,kill-replica,cut-off", 400);
+    run("crash,miss-update,proxy-restart,full-sync,kill-replica,cut-off", 1500);
 }
 
 /// Masters killed at any point, migrations and scale changes included. Writes a master
 /// acknowledged but had not replicated when it died are counted apart (`lost_async`).
 #[test]
 fn master_kills() {
-    run("kill-master", 250);
+    run("kill-master", 1000);
 }
 
 /// Runs seeds 1..=`SIM_SEEDS` (else `default_seeds`), or the one `SIM_SEED` with its trace,
