@@ -45,6 +45,17 @@ pub struct SlaveRole {
 }
 
 impl SlotInfo {
+    /// The change-log position, comparable across copies of the slot: the copy with the
+    /// highest has the most of its history.
+    pub fn position(&self) -> u64 {
+        self.binlog_offset.0 * (100 << 20) + self.binlog_offset.1
+    }
+
+    /// Replicas that stream this master slot incrementally (not waiting for, or in, a full sync).
+    pub fn streaming_replicas(&self) -> usize {
+        self.master.as_ref().map_or(0, |m| m.replicas.iter().filter(|r| r.status == SyncStatus::BinlogSync).count())
+    }
+
     /// Appends this slot's block, ending with the blank separator line.
     pub fn render(&self, out: &mut String) {
         let _ = write!(

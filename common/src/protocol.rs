@@ -146,6 +146,12 @@ pub fn is_redirect(error: &[u8]) -> bool {
     error.starts_with(PARTITION_NOT_FOUND.as_bytes()) || error.starts_with(TRYAGAIN.as_bytes())
 }
 
+/// The `process_id` field of an `INFO` reply (node and proxy both give it): how the local
+/// runtime and the tests tell which process answers on a port.
+pub fn info_process_id(info: &str) -> Option<u32> {
+    info.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,3 +13,24 @@ pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     assert!(path.exists(), "{} missing: build the workspace first (cargo build --workspace)", path.display());
     path
 }
+
+/// Ports for a local cluster (`pika-operator local`: group g, member m on base + 10*g + m): a
+/// base with the 40 ports after it free (the nodes) and the next one for the proxy, all below
+/// the kernel's ephemeral range. A node or proxy killed by a test must be able to listen on its
+/// port again, and a port of that range may meanwhile be the source port of some outgoing
+/// connection (pika-chaos's long runs met exactly that).
+pub fn free_ports() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral_low.saturating_sub(41).max(10001));
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    for i in 0..500u32 {
+        let base = low + ((seed ^ std::process::id()).wrapping_add(i * 7919) % u32::from(high - low)) as u16;
+        if (0..=40).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
+            return (base, base + 40);
+        }
+    }
+    panic!("no free range of 41 ports on loopback below {ephemeral_low}");
+}

@@ -21,24 +21,6 @@ fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// A base port with the 40 ports after it free, and a free proxy port.
-fn free_ports() -> (u16, u16) {
-    for _ in 0..100 {
-        // Below the ephemeral range (32768 on Linux): a killed node must get its port back.
-        let base = 10000 + (rand_u16() % 22000);
-        if (0..40).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            return (base, proxy);
-        }
-    }
-    panic!("no free port range");
-}
-
-fn rand_u16() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() ^ std::process::id())
-        as u16
-}
-
 fn conn(port: u16) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap()
 }
@@ -147,7 +129,7 @@ fn local_runtime_bootstraps_scales_out_and_in_without_losing_writes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(2)).unwrap();
-    let (base, proxy) = free_ports();
+    let (base, proxy) = pika_e2e::free_ports();
     let mut operator = start(&file, dir.path(), base, proxy, &[]);
     let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
     wait_serving(proxy);
@@ -224,7 +206,7 @@ fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(2)).unwrap();
-    let (base, proxy) = free_ports();
+    let (base, proxy) = pika_e2e::free_ports();
     // The first operator dies right after it fenced the first batch (writes to it held).
     let mut crashing = start(&file, dir.path(), base, proxy, &[("PIKA_OPERATOR_CRASH_AT", "drain")]);
     let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
@@ -254,7 +236,7 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, format!("{}  failoverAfterSeconds: 2\n", manifest(2))).unwrap();
-    let (base, proxy) = free_ports();
+    let (base, proxy) = pika_e2e::free_ports();
     let mut operator = start(&file, dir.path(), base, proxy, &[]);
     let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
     wait_serving(proxy);
@@ -311,7 +293,7 @@ fn replica_count_changes_add_and_remove_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, manifest(1)).unwrap();
-    let (base, proxy) = free_ports();
+    let (base, proxy) = pika_e2e::free_ports();
     let mut operator = start(&file, dir.path(), base, proxy, &[]);
     wait_serving(proxy);
     let mut c = conn(proxy);

@@ -18,7 +18,7 @@ use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::replication::{Downstream, LinkState};
 use crate::storage::cache::{CacheBudget, SlotCache};
-use crate::storage::{LogMeta, SlotPrefix, Store, WriteLock, WriteState};
+use crate::storage::{LogMeta, SlotPrefix, Store, Txn, WriteLock, WriteState};
 use common::protocol::SlotError;
 
 /// One owned slot.
@@ -94,6 +94,21 @@ impl Slot {
 
     pub fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Acquire)
+    }
+
+    /// A transaction holding this slot's write lock, with ownership and role judged under it: a
+    /// delslots, role change or fence that raced with the write wins (a fence waits for the
+    /// lock, so a check made before taking it could let a write through after the fence).
+    /// `PartitionNotFound` for a deleted slot, else the write refusal.
+    pub fn write_txn<'a>(&'a self, store: &'a Store) -> CmdResult<Txn<'a>> {
+        let txn = store.txn(self.prefix, &self.cache, Some(&self.lock));
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(CmdError::PartitionNotFound);
+        }
+        if let Some(err) = self.write_refusal() {
+            return Err(err);
+        }
+        Ok(txn)
     }
 
     /// The error a write to this slot gets, if any.

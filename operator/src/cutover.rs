@@ -288,7 +288,18 @@ pub async fn clean_up_source(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let_go(admin, from.replicas.iter().chain([&from.master]), slots, timeout).await
+    drop_copies(admin, from, slots, timeout).await
+}
+
+/// Every member of `group` lets go of `slots`, its replicas first (see [`let_go`]); for callers
+/// that have checked [`short_of_copies`] themselves.
+pub async fn drop_copies(
+    admin: &impl DataPlane,
+    group: &GroupNodes,
+    slots: &str,
+    timeout: Duration,
+) -> Result<(), CutoverError> {
+    let_go(admin, group.replicas.iter().chain([&group.master]), slots, timeout).await
 }
 
 /// Which of `slots` the group's master streams to fewer replicas than the group should have
@@ -304,10 +315,7 @@ pub async fn short_of_copies(
     }
     let info = admin.slot_info(&group.master, slots).await?;
     let expected = common::slotset::parse_slots(slots).map_or(0, |s| s.len());
-    let streaming = |s: &common::pkinfo::SlotInfo| {
-        s.master.as_ref().map_or(0, |m| m.replicas.iter().filter(|r| r.status == SyncStatus::BinlogSync).count())
-    };
-    let short: Vec<u32> = info.iter().filter(|s| streaming(s) < wanted).map(|s| s.slot).collect();
+    let short: Vec<u32> = info.iter().filter(|s| s.streaming_replicas() < wanted).map(|s| s.slot).collect();
     Ok(match (short.is_empty(), info.len() < expected) {
         (true, false) => None,
         (true, true) => Some(format!("it does not hold every slot yet ({} of {expected})", info.len())),

@@ -59,7 +59,7 @@ impl Topology {
         for (&g, nodes) in &self.groups {
             let info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
             for s in info.iter().filter(|s| s.slave.is_none() && !served.contains(&s.slot)) {
-                let candidate = (position(s), std::cmp::Reverse(g));
+                let candidate = (s.position(), std::cmp::Reverse(g));
                 let entry = best.entry(s.slot).or_insert(candidate);
                 *entry = (*entry).max(candidate);
             }
@@ -141,7 +141,7 @@ impl Topology {
                 info = admin.slot_info(&nodes.master, &self.all_slots()).await?;
             }
             for s in info.iter().filter(|s| s.slave.is_none() && !mine.contains(&s.slot) && !busy.contains(&s.slot)) {
-                stuck.entry(s.slot).or_default().push((position(s), std::cmp::Reverse(g)));
+                stuck.entry(s.slot).or_default().push((s.position(), std::cmp::Reverse(g)));
             }
         }
         let owner: BTreeMap<u32, u32> =
@@ -180,8 +180,7 @@ impl Topology {
             // waiting a minute for a replica to let go (one cut off from the operator but not
             // from its master) let every lease run out, stopping writes everywhere
             // (simulation, seed 467 with every fault). Fenced copies wait for the next pass.
-            let cleaned =
-                cutover::clean_up_source(admin, &self.groups[&g], serving_nodes, &ranges, Duration::from_secs(3)).await;
+            let cleaned = cutover::drop_copies(admin, &self.groups[&g], &ranges, Duration::from_secs(3)).await;
             if let Err(e) = cleaned {
                 tracing::warn!(group = g, slots = %ranges, error = %e, "old copies not cleaned up yet");
             }
@@ -244,12 +243,6 @@ impl Topology {
     }
 }
 
-/// A slot copy's change-log position, comparable across copies of the slot: the copy with the
-/// highest has the most of its history.
-fn position(s: &common::pkinfo::SlotInfo) -> u64 {
-    s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1
-}
-
 /// Ownership after `batch` moved from `from` to `to`.
 pub fn after_move(owned: &Ownership, from: u32, to: u32, batch: &[u32]) -> Ownership {
     let mut after = owned.clone();
@@ -281,7 +274,7 @@ pub async fn find_master(admin: &impl DataPlane, members: &[String], slot_count:
     }
     let position = |info: &Vec<SlotInfo>| -> Option<u64> {
         let masters: Vec<&SlotInfo> = info.iter().filter(|s| s.slave.is_none()).collect();
-        (!masters.is_empty()).then(|| masters.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum())
+        (!masters.is_empty()).then(|| masters.iter().map(|s| s.position()).sum())
     };
     let best = infos
         .iter()
@@ -310,7 +303,7 @@ pub async fn choose_successor(
         let full_sync = info.iter().any(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
         // Held as a replica: a copy it holds as a (fenced) master was never synced from anyone.
         let mine: Vec<_> = info.iter().filter(|s| slots.contains(&s.slot) && s.slave.is_some()).collect();
-        let acked = mine.iter().map(|s| s.binlog_offset.0 * (100 << 20) + s.binlog_offset.1).sum();
+        let acked = mine.iter().map(|s| s.position()).sum();
         candidates.push(planner::Candidate {
             name: i.to_string(),
             reachable: true,

@@ -192,8 +192,7 @@ impl Runtime {
     /// The pid a node or proxy gives in `INFO` (`process_id`).
     async fn pid_of(&self, at: &str) -> Option<u32> {
         let info = self.admin.call(at, &["info"]).await.ok()?;
-        let text = String::from_utf8_lossy(info.as_bytes()?).into_owned();
-        text.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
+        common::protocol::info_process_id(&String::from_utf8_lossy(info.as_bytes()?))
     }
 
     /// Groups that have a data directory: a restarted runtime must run (or adopt) every one of

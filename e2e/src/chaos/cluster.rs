@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::pkinfo::parse_slot_info;
-use common::protocol::SyncStatus;
 use common::slotset::{format_slots, parse_slots};
 
 /// The failover setting of the manifest: the operator waits for the master's lease (at least
@@ -57,26 +56,6 @@ pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
-/// A base port with the 40 ports after it free (the nodes) and the next one for the proxy,
-/// all below the kernel's ephemeral range: a node or proxy killed by a fault must be able to
-/// listen on its port again, and a port of that range may meanwhile be the source port of some
-/// outgoing connection (the long runs met exactly that).
-fn free_ports() -> (u16, u16) {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10000u16, ephemeral_low.saturating_sub(41).max(10001));
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    for i in 0..500u32 {
-        let base = low + ((seed ^ std::process::id()).wrapping_add(i * 7919) % u32::from(high - low)) as u16;
-        if (0..=40).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
-            return (base, base + 40);
-        }
-    }
-    panic!("no free range of 41 ports on loopback below {ephemeral_low}");
-}
-
 impl LocalCluster {
     pub fn start(opts: ClusterOptions) -> Result<LocalCluster, String> {
         let (dir, tmp) = match opts.dir {
@@ -97,7 +76,7 @@ impl LocalCluster {
         if opts.groups + 1 > 4 || opts.replicas > 9 {
             return Err("at most 3 groups (one more while scaling) and 9 replicas: the ports are base + 10*group + member, below base + 40".into());
         }
-        let (base, proxy) = free_ports();
+        let (base, proxy) = crate::free_ports();
         let mut cluster = LocalCluster {
             dir,
             _tmp: tmp,
@@ -193,7 +172,7 @@ impl LocalCluster {
     /// The pid a node or proxy reports in `INFO` (None if it does not answer).
     pub fn pid(&self, port: u16) -> Option<u32> {
         let info: String = redis::cmd("INFO").query(&mut conn(port)?).ok()?;
-        info.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
+        common::protocol::info_process_id(&info)
     }
 
     /// The slots a node accepts writes for (table 0), None if it does not answer.
@@ -289,11 +268,8 @@ impl LocalCluster {
                 .query(&mut conn(p).ok_or("a master stopped answering")?)
                 .map_err(|e| format!("pkcluster info slot on {p}: {e}"))?;
             for slot in parse_slot_info(&info).map_err(|e| e.to_string())? {
-                let streaming = slot
-                    .master
-                    .as_ref()
-                    .map_or(0, |m| m.replicas.iter().filter(|r| r.status == SyncStatus::BinlogSync).count() as u32);
-                if streaming < self.replicas {
+                let streaming = slot.streaming_replicas();
+                if streaming < self.replicas as usize {
                     return Err(format!(
                         "slot {} on {p}: {streaming} of {} replicas streaming",
                         slot.slot, self.replicas

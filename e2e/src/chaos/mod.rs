@@ -242,13 +242,11 @@ fn read_back(proxy: &str, history: &[Entry]) -> Result<ReadBack, String> {
         let elements: Vec<String> = read(proxy, redis::cmd("LRANGE").arg(&list).arg(0).arg(-1))?;
         back.lists.insert(list, elements);
     }
-    let mut counters = HashMap::new();
     for n in 0..keys::COUNTERS {
         let counter = keys::counter(n);
         let value: Option<i64> = read(proxy, redis::cmd("GET").arg(&counter))?;
-        counters.insert(counter, value.unwrap_or(0));
+        back.counters.insert(counter, value.unwrap_or(0));
     }
-    back.counters = counters;
     Ok(back)
 }
 

@@ -96,14 +96,12 @@ fn slotsdel(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     for arg in &args[1..] {
         let id = args::int(arg)?;
         let Some(slot) = u32::try_from(id).ok().and_then(|id| table.slot(id)) else { continue };
-        // Checked under the slot's write lock (see `flush_slot`).
-        let mut txn = ctx.server.store.txn(slot.prefix, &slot.cache, Some(&slot.lock));
-        if !slot.alive.load(std::sync::atomic::Ordering::Acquire) {
-            continue;
-        }
-        if let Some(err) = slot.write_refusal() {
-            return Err(err);
-        }
+        // Judged under the slot's write lock; a slot deleted meanwhile is skipped.
+        let mut txn = match slot.write_txn(&ctx.server.store) {
+            Ok(txn) => txn,
+            Err(CmdError::PartitionNotFound) => continue,
+            Err(e) => return Err(e),
+        };
         txn.clear_slot();
         txn.commit()?;
         out.push(Reply::Array(vec![Reply::Int(id), Reply::Int(0)]));

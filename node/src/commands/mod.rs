@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use crate::error::{CmdError, CmdResult};
+use crate::error::CmdResult;
 use crate::reply::Reply;
 use crate::server::{Server, Session};
 use crate::slots::{Slot, Table};
@@ -47,20 +47,14 @@ impl<'a> Exec<'a> {
         self.server.store.txn(self.slot.prefix, &self.slot.cache, None)
     }
 
-    /// A transaction holding the slot's write lock. Ownership and role are checked again under
-    /// the lock: a delslots, role change or fence that raced with this command wins.
+    /// A transaction holding the slot's write lock, ownership and role checked under it
+    /// ([`Slot::write_txn`]).
     pub fn write(&self) -> CmdResult<Txn<'a>> {
-        let mut txn = self.server.store.txn(self.slot.prefix, &self.slot.cache, Some(&self.slot.lock));
-        if let Some(group) = self.group {
-            txn = txn.in_group(group);
-        }
-        if !self.slot.alive.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(CmdError::PartitionNotFound);
-        }
-        if let Some(err) = self.slot.write_refusal() {
-            return Err(err);
-        }
-        Ok(txn)
+        let txn = self.slot.write_txn(&self.server.store)?;
+        Ok(match self.group {
+            Some(group) => txn.in_group(group),
+            None => txn,
+        })
     }
 
     /// Wakes clients blocked on `key` (list pushes).

@@ -79,13 +79,8 @@ fn time(_ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
 /// Empties `slot`, or only its keys of `kind`. Replica slots are skipped: they follow their
 /// master (upstream Pika flushes them too; docs/compatibility.md, "FLUSHDB and FLUSHALL").
 fn flush_slot(server: &Server, slot: &Arc<Slot>, kind: Option<Kind>) -> CmdResult<()> {
-    // Role, fence and ownership are judged under the slot's write lock, as for every write: a
-    // fence waits for the lock, so a flush checked before it and run after it would change a
-    // slot whose new master already has everything.
-    let mut txn = server.store.txn(slot.prefix, &slot.cache, Some(&slot.lock));
-    if !slot.alive.load(std::sync::atomic::Ordering::Acquire) || slot.write_refusal().is_some() {
-        return Ok(());
-    }
+    // Judged under the slot's write lock, as for every write (a slot that refuses is skipped).
+    let Ok(mut txn) = slot.write_txn(&server.store) else { return Ok(()) };
     match kind {
         None => txn.clear_slot(),
         Some(kind) => {

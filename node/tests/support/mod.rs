@@ -167,9 +167,7 @@ impl Node {
             let n = std::io::Read::read(&mut s, &mut buf).ok().filter(|&n| n > 0)?;
             reply.extend_from_slice(&buf[..n]);
         }
-        let text = String::from_utf8_lossy(&reply).into_owned();
-        let rest = &text[text.find("process_id:")? + "process_id:".len()..];
-        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        common::protocol::info_process_id(&String::from_utf8_lossy(&reply))
     }
 
     pub fn log(&self) -> String {

@@ -32,12 +32,7 @@ async fn until_streaming(plane: &SimPlane, master: &str, slots: &str, n: usize) 
         tokio::time::sleep(Duration::from_millis(100)).await;
         plane.with(|w| w.tick());
         let info = plane.slot_info(master, slots).await.unwrap();
-        let streaming = |s: &common::pkinfo::SlotInfo| {
-            s.master.as_ref().map_or(0, |m| {
-                m.replicas.iter().filter(|r| r.status == common::protocol::SyncStatus::BinlogSync).count()
-            })
-        };
-        if !info.is_empty() && info.iter().all(|s| streaming(s) >= n) {
+        if !info.is_empty() && info.iter().all(|s| s.streaming_replicas() >= n) {
             return;
         }
     }
