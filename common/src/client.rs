@@ -85,7 +85,34 @@ pub async fn request_raw<A: AsRef<[u8]>>(
     args: &[A],
     timeout: Option<Duration>,
 ) -> Result<bytes::Bytes, String> {
-    let mut stream = connect(addr, table, password).await?;
+    let stream = connect(addr, table, password).await?;
+    exchange(stream, addr, args, timeout).await
+}
+
+/// [`request_within`], sent only if `may_send()` still holds once the connection is set up
+/// (`Ok(None)`: not sent). The operator asks it whether it still leads: a connection slow to set
+/// up must not carry a request decided before it lost its Lease.
+pub async fn request_if<A: AsRef<[u8]>>(
+    addr: &str,
+    password: Option<&str>,
+    args: &[A],
+    timeout: Duration,
+    may_send: impl FnOnce() -> bool,
+) -> Result<Option<Frame>, String> {
+    let stream = connect(addr, 0, password).await?;
+    if !may_send() {
+        return Ok(None);
+    }
+    let frame = exchange(stream, addr, args, Some(timeout)).await?;
+    Ok(Some(resp::decode_reply(&frame)))
+}
+
+async fn exchange<A: AsRef<[u8]>>(
+    mut stream: TcpStream,
+    addr: &str,
+    args: &[A],
+    timeout: Option<Duration>,
+) -> Result<bytes::Bytes, String> {
     let mut out = BytesMut::new();
     resp::write_command(&mut out, args);
     stream.write_all(&out).await.map_err(|e| e.to_string())?;

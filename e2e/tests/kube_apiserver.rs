@@ -115,6 +115,22 @@ fn operator_on_a_real_apiserver() {
     assert_eq!(condition(&cluster, "Progressing").as_deref(), Some("True"));
     assert_eq!(condition(&cluster, "ReconciliationPaused").as_deref(), Some("False"));
     assert_eq!(cluster["status"]["phase"], "Creating");
+    // The operator writes every status at the resourceVersion it read (a status records where a
+    // cutover or failover is): the API server refuses such a write once another was made since.
+    let stale = r#"{"metadata":{"resourceVersion":"1"},"status":{"phase":"Stale"}}"#;
+    let refused = env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        stale,
+    ]);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("Conflict") || e.contains("modified")), "{refused:?}");
     // What an on-call engineer sees first: groups ready of total, phase, balance, migrations.
     let printed = env.kubectl(&["-n", "apps", "get", "pikacluster", "demo"]).unwrap();
     let header: Vec<&str> = printed.lines().next().unwrap().split_whitespace().collect();
@@ -233,6 +249,22 @@ fn operator_on_a_real_apiserver() {
     });
     assert!(started.elapsed() < Duration::from_secs(6), "a released Lease is taken at once, not after it expires");
 
+    // A leader stopped past its Lease (SIGSTOP, as a long pause or a frozen VM would) finds
+    // the Lease taken when it runs again: it stops acting at once and exits with an error.
+    let http_c = free_port();
+    env.operator("op-c", &token, http_c);
+    let b = env.operators[0].id().to_string();
+    let _ = Command::new("kill").args(["-STOP", &b]).status();
+    wait_for(Duration::from_secs(20), "op-c to take the Lease from the stopped op-b", || {
+        let l = env.json(&["-n", "pika-system", "get", "lease", "pika-operator-leader"])?;
+        (l["spec"]["holderIdentity"] == "op-c").then_some(())
+    });
+    let _ = Command::new("kill").args(["-CONT", &b]).status();
+    let mut b = env.operators.remove(0);
+    let exited = wait_for(Duration::from_secs(15), "op-b to exit", || b.try_wait().ok().flatten());
+    assert!(!exited.success(), "op-b exits with an error after losing the Lease\n{}", env.log("op-b"));
+    assert!(env.log("op-b").contains("lost the leader Lease"), "{}", env.log("op-b"));
+
     // The new leader reconciles: deleting the cluster runs the finalizer, and the garbage
     // collector removes what it owned.
     env.kubectl(&["-n", "apps", "delete", "pikacluster", "demo", "--wait=false"]).unwrap();
@@ -243,5 +275,5 @@ fn operator_on_a_real_apiserver() {
         let left = env.json(&["-n", "apps", "get", "statefulsets,deployments,services,poddisruptionbudgets"])?;
         left["items"].as_array()?.is_empty().then_some(())
     });
-    assert!(env.log("op-b").contains("leader: reconciling"), "{}", env.log("op-b"));
+    assert!(env.log("op-c").contains("leader: reconciling"), "{}", env.log("op-c"));
 }

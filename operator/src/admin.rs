@@ -5,6 +5,9 @@
 //! resume, failover and repair code it runs is the code that runs in production.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use crate::authority::Authority;
 
 use common::pkinfo::SlotInfo;
 use common::protocol::SlotError;
@@ -173,10 +176,12 @@ pub trait DataPlane: Sync {
     }
 }
 
-/// The production [`DataPlane`]: RESP requests with the cluster password.
+/// The production [`DataPlane`]: RESP requests with the cluster password, sent only while
+/// this operator instance leads ([`Authority`]).
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub password: Option<String>,
+    pub authority: Arc<Authority>,
 }
 
 impl Admin {
@@ -190,10 +195,19 @@ impl Admin {
         self.call_within(addr, args, common::client::PROBE_TIMEOUT).await
     }
 
+    /// Checked before connecting and again right before sending: an instance that lost its
+    /// Lease sends nothing (not even a question: a lapsed instance must not decide anything).
     async fn call_within(&self, addr: &str, args: &[&str], timeout: std::time::Duration) -> AdminResult<Frame> {
-        match common::client::request_within(addr, self.password.as_deref(), args, timeout).await {
-            Ok(Frame::Error(text)) => Err(AdminError::Refused { addr: addr.into(), text }),
-            Ok(frame) => Ok(frame),
+        let lapsed = || AdminError::Unreachable { addr: addr.into(), text: Authority::LAPSED.into() };
+        if !self.authority.valid() {
+            return Err(lapsed());
+        }
+        let sent =
+            common::client::request_if(addr, self.password.as_deref(), args, timeout, || self.authority.valid()).await;
+        match sent {
+            Ok(Some(Frame::Error(text))) => Err(AdminError::Refused { addr: addr.into(), text }),
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(lapsed()),
             Err(text) => Err(AdminError::Unreachable { addr: addr.into(), text }),
         }
     }

@@ -238,8 +238,11 @@ pub async fn pass(
     if out.waiting.is_some() {
         return Ok(out);
     }
-    watch_masters(dp, cluster, record, journal, &mut out).await?;
-    renew_leases(dp, cluster, record).await;
+    // Leases first: a master whose lease ran out (the operator was down longer than a lease,
+    // or the master was cut off and is back) reports none of its slots writable until renewed,
+    // and a failover must not take them from it meanwhile.
+    let unrenewed = renew_leases(dp, cluster, record).await;
+    watch_masters(dp, cluster, record, journal, &unrenewed, &mut out).await?;
     if out.degraded.is_some() {
         return Ok(out); // no slot moves while a group has no master
     }
@@ -300,16 +303,19 @@ pub async fn pass(
 }
 
 /// Renews the lease of every group's master (one that does not answer is being watched by
-/// `watch_masters`). Runtimes that act between passes for long (the local runtime's moves) call
-/// it meanwhile.
-pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Record) {
+/// `watch_masters`); returns the addresses of those not renewed. Runtimes that act between
+/// passes for long (the local runtime's moves) call it meanwhile.
+pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Record) -> BTreeSet<String> {
     let ms = lease_for(cluster.failover_after).as_millis() as u64;
+    let mut unrenewed = BTreeSet::new();
     for rec in record.groups.values() {
         let Some(addr) = rec.master.as_deref().and_then(|m| member_addr(cluster, m)) else { continue };
         if let Err(e) = dp.lease(&addr, ms).await {
             tracing::debug!(master = %addr, error = %e, "lease not renewed");
+            unrenewed.insert(addr);
         }
     }
+    unrenewed
 }
 
 /// The data plane's view, given each group's master: None while a master has no address.
@@ -349,6 +355,7 @@ async fn watch_masters(
     cluster: &Cluster,
     record: &mut Record,
     journal: &mut impl Journal,
+    unrenewed: &BTreeSet<String>,
     out: &mut Outcome,
 ) -> Result<(), PassError> {
     let addr_of = |name: &str| member_addr(cluster, name);
@@ -377,7 +384,7 @@ async fn watch_masters(
                 .filter(|(_, m)| m.name != master && !demoted.contains(&m.name))
                 .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
                 .collect();
-            let slots = failover_slots(dp, cluster, record, g, &survivors).await;
+            let slots = failover_slots(dp, cluster, record, unrenewed, g, &survivors).await;
             // Nothing known to take over while the survivors hold slots: the group's slots are
             // unknown (never observed on the master), so no survivor can be shown to have them.
             if slots.is_empty() && holds_any(dp, &survivors, cluster.slots).await {
@@ -425,7 +432,7 @@ async fn watch_masters(
             .collect();
         if !unfinished.is_empty() {
             let survivors = [(0, master_addr.clone())];
-            let take: Vec<u32> = failover_slots(dp, cluster, record, g, &survivors)
+            let take: Vec<u32> = failover_slots(dp, cluster, record, unrenewed, g, &survivors)
                 .await
                 .into_iter()
                 .filter(|s| unfinished.contains(s))
@@ -463,6 +470,7 @@ async fn failover_slots(
     dp: &impl DataPlane,
     cluster: &Cluster,
     record: &Record,
+    unrenewed: &BTreeSet<String>,
     g: u32,
     survivors: &[(usize, String)],
 ) -> Vec<u32> {
@@ -490,9 +498,13 @@ async fn failover_slots(
     }
     for (other, rec) in record.groups.iter().filter(|(o, _)| **o != g) {
         let addr = rec.master.as_deref().and_then(|m| member_addr(cluster, m));
+        // A master whose lease was not renewed this pass lists nothing as writable, its own
+        // slots included: it counts as one that cannot be asked (seed 587 with every fault: the
+        // stale copies an unreachable replica kept of slots moved out of its group were taken
+        // over next to their new group's master, back from a cut-off).
         let writable = match addr {
-            Some(addr) => dp.writable(&addr).await.ok(),
-            None => None,
+            Some(addr) if !unrenewed.contains(&addr) => dp.writable(&addr).await.ok(),
+            _ => None,
         };
         match writable {
             Some(writable) => {

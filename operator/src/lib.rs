@@ -3,6 +3,7 @@
 //!
 //! - [`crd`]: the resource types (the CRD YAML in `crds/` is generated from them).
 //! - [`planner`]: pure decisions: the initial slot split, rebalancing plans, failover choice.
+//! - [`authority`]: whether this instance may still act (its leader Lease).
 //! - [`cutover`]: moving a batch of slots between groups (the seven steps), over [`admin`].
 //! - [`dataplane`]: what is done to a running cluster's nodes, shared by both runtimes.
 //! - [`resources`]: the Kubernetes objects of a PikaCluster (pure builders).
@@ -10,6 +11,7 @@
 //! - [`local`]: the local runtime (`pika-operator local -f cluster.yaml`).
 
 pub mod admin;
+pub mod authority;
 pub mod control;
 pub mod crd;
 pub mod cutover;

@@ -10,11 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::process::{Child, Command};
 
 use crate::admin::{Admin, DataPlane};
+use crate::authority::Authority;
 use crate::control;
 use crate::crd::{PikaCluster, PikaClusterSpec};
 use crate::cutover::{self, GroupNodes, Limits};
@@ -136,7 +138,7 @@ impl Runtime {
             spec: cluster.spec,
             groups: BTreeMap::new(),
             proxy: None,
-            admin: Admin { password },
+            admin: Admin { password, authority: Arc::new(Authority::unlimited()) },
         })
     }
 

@@ -71,7 +71,8 @@ fn context() -> (Arc<Context>, Handle) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "apps");
     let reporter = Reporter { controller: "pika-operator".into(), instance: Some("test".into()) };
-    (Arc::new(Context::new(client, Arc::new(Metrics::default()), reporter)), handle)
+    let authority = Arc::new(pika_operator::authority::Authority::unlimited());
+    (Arc::new(Context::new(client, Arc::new(Metrics::default()), reporter, authority)), handle)
 }
 
 fn cluster(extra_spec: Value, meta: Value) -> PikaCluster {
@@ -142,6 +143,8 @@ async fn create_and_update_apply_every_child_then_write_status() {
     assert_eq!(bodies[4]["spec"]["replicas"], 2);
     assert_eq!(bodies[4]["metadata"]["ownerReferences"][0]["uid"], "u-1");
     let status = &bodies[12]["status"];
+    // Written at the resourceVersion read: another instance's write since makes it a conflict.
+    assert_eq!(bodies[12]["metadata"]["resourceVersion"], "7");
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["phase"], "Creating");
     assert_eq!(condition(status, "Ready"), ("False".into(), "NotReady".into()));

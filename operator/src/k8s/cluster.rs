@@ -80,6 +80,8 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     let api: Api<PikaCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let Some(cluster) = api.get_opt(&cluster.name_any()).await? else { return Ok(Action::await_change()) };
     let cluster = Arc::new(cluster);
+    // Every status write of this pass is at this version, or the one it wrote last.
+    let mut version = cluster.metadata.resource_version.clone();
     let generation = cluster.metadata.generation;
     let mut status = cluster.status.clone().unwrap_or_default();
     let was_paused = conditions::is_true(&status.conditions, PAUSED);
@@ -88,7 +90,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
         let note = "spec.paused is true: nothing is created, changed or moved";
         conditions::set(&mut status.conditions, PAUSED, true, "Paused", note, generation, conditions::now());
         status.phase = Some("Paused".into());
-        patch_status(ctx, &cluster, &status).await?;
+        patch_status(ctx, &cluster, &mut version, &status).await?;
         if !was_paused {
             ctx.event(&*cluster, false, "Paused", note.into()).await;
         }
@@ -100,7 +102,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     }
     apply_children(ctx, &cluster, &status).await?;
     apply_monitor(ctx, &cluster, &mut status).await;
-    let health = match data_plane(ctx, &cluster, &mut status).await {
+    let health = match data_plane(ctx, &cluster, &mut version, &mut status).await {
         Ok(h) => h,
         Err(e @ (Error::Node(_) | Error::Cutover(_))) => {
             // The nodes' trouble is the cluster's status, not only a log line.
@@ -109,7 +111,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
         Err(e) => return Err(e),
     };
     set_conditions(&mut status, &health, cluster.spec.slots as usize, generation);
-    patch_status(ctx, &cluster, &status).await?;
+    patch_status(ctx, &cluster, &mut version, &status).await?;
     Ok(poll(health.running > 0 || health.degraded.is_some()))
 }
 
@@ -143,10 +145,16 @@ fn set_conditions(status: &mut PikaClusterStatus, h: &Health, slots: usize, gene
     );
 }
 
-async fn patch_status(ctx: &Context, cluster: &PikaCluster, status: &PikaClusterStatus) -> Result<(), Error> {
+/// The status, at `version` (see [`super::patch_status_at`]).
+async fn patch_status(
+    ctx: &Context,
+    cluster: &PikaCluster,
+    version: &mut Option<String>,
+    status: &PikaClusterStatus,
+) -> Result<(), Error> {
     let api: Api<PikaCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
-    Ok(())
+    let status = serde_json::to_value(status).expect("a status serialises");
+    super::patch_status_at(ctx, &api, &cluster.name_any(), version, status).await
 }
 
 /// Server-side apply of one object, owned by the operator's field manager.
@@ -264,7 +272,12 @@ async fn group_sizes(ctx: &Context, cluster: &PikaCluster) -> Result<BTreeMap<u3
     Ok(sizes)
 }
 
-async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus) -> Result<Health, Error> {
+async fn data_plane(
+    ctx: &Context,
+    cluster: &PikaCluster,
+    version: &mut Option<String>,
+    status: &mut PikaClusterStatus,
+) -> Result<Health, Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
     let key = format!("{ns}/{name}");
     let sizes = group_sizes(ctx, cluster).await?;
@@ -293,7 +306,7 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
         .map(|s| (s.index, group_record(s)))
         .collect();
     let admin = ctx.admin(cluster).await?;
-    let mut journal = StatusJournal { ctx, cluster, observed: &observed };
+    let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
     let result = control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await;
     let masters = record.masters();
     status.groups = group_statuses(&observed, &record.groups);
@@ -316,6 +329,10 @@ async fn data_plane(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClust
     health.degraded = out.degraded;
     health.balanced = out.balanced;
     health.served = out.owned.values().map(Vec::len).sum();
+    // What the pass decided is acted on only while this instance leads.
+    if !ctx.authority.valid() {
+        return Err(Error::Record(crate::authority::Authority::LAPSED.into()));
+    }
     if !out.moves.is_empty() {
         create_migrations(ctx, cluster, &out.moves).await?;
         health.migrations = out.moves.len();
@@ -348,11 +365,13 @@ fn group_statuses(observed: &observe::Observed, record: &BTreeMap<u32, control::
         .collect()
 }
 
-/// Writes the groups to the cluster's status at once (a failover is recorded before it acts).
+/// Writes the groups to the cluster's status at once (a failover is recorded before it acts),
+/// at the pass's version: a failover another instance recorded meanwhile is not overwritten.
 struct StatusJournal<'a> {
     ctx: &'a Context,
     cluster: &'a PikaCluster,
     observed: &'a observe::Observed,
+    version: &'a mut Option<String>,
 }
 
 impl control::Journal for StatusJournal<'_> {
@@ -360,16 +379,11 @@ impl control::Journal for StatusJournal<'_> {
         &mut self,
         groups: &BTreeMap<u32, control::GroupRecord>,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        let patch = json!({ "status": { "groups": group_statuses(self.observed, groups) } });
+        let status = json!({ "groups": group_statuses(self.observed, groups) });
         let api: Api<PikaCluster> =
             Api::namespaced(self.ctx.client.clone(), &self.cluster.namespace().unwrap_or_default());
-        let name = self.cluster.name_any();
-        async move {
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        let (ctx, name, version) = (self.ctx, self.cluster.name_any(), &mut *self.version);
+        async move { super::patch_status_at(ctx, &api, &name, version, status).await.map_err(|e| e.to_string()) }
     }
 }
 

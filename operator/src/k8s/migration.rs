@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use serde_json::json;
@@ -31,51 +31,60 @@ pub fn error_policy(m: Arc<SlotMigration>, err: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(Duration::from_secs(5))
 }
 
+/// This pass's writes of the migration's status, each at the resourceVersion it read or last
+/// wrote ([`super::patch_status_at`]): an instance that lost its Lease cannot overwrite the
+/// new leader's record of the cutover.
+struct Record<'a> {
+    ctx: &'a Context,
+    api: Api<SlotMigration>,
+    name: String,
+    version: Option<String>,
+}
+
+impl Record<'_> {
+    /// Writes the whole status. A merge patch leaves out what is not in it, and `None` fields
+    /// are not serialised: the optional ones are written as null so that clearing them clears
+    /// them.
+    async fn patch(&mut self, status: &SlotMigrationStatus) -> Result<(), Error> {
+        let mut value = serde_json::to_value(status).expect("a status serialises");
+        for key in ["step", "currentBatch", "sourceGroup", "message"] {
+            value.as_object_mut().expect("an object").entry(key).or_insert(serde_json::Value::Null);
+        }
+        super::patch_status_at(self.ctx, &self.api, &self.name, &mut self.version, value).await
+    }
+}
+
 /// Records each step in the migration's status before it acts, after checking that neither
 /// group's master changed since the move was planned (the cluster's status records failovers).
-struct StatusSteps<'a> {
-    api: &'a Api<SlotMigration>,
-    name: String,
+struct StatusSteps<'r, 'a> {
+    record: &'r mut Record<'a>,
     last: Option<CutoverStep>,
     clusters: Api<PikaCluster>,
     cluster: String,
     planned: cutover::Planned,
 }
 
-impl Steps for StatusSteps<'_> {
+impl Steps for StatusSteps<'_, '_> {
     fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        let patch = json!({ "status": { "step": step, "phase": step.phase() } });
-        let (api, object) = (self.api, self.name.clone());
+        let patch = json!({ "step": step, "phase": step.phase() });
         let (clusters, cluster, planned) = (self.clusters.clone(), self.cluster.clone(), self.planned.clone());
-        let last = &mut self.last;
+        let (record, last) = (&mut *self.record, &mut self.last);
         async move {
-            let record = |e: kube::Error| CutoverError::Record { step, text: e.to_string() };
-            let status = clusters.get(&cluster).await.map_err(record)?.status.unwrap_or_default();
+            let failed = |text: String| CutoverError::Record { step, text };
+            let status = clusters.get(&cluster).await.map_err(|e| failed(e.to_string()))?.status.unwrap_or_default();
             planned.check(&status.masters())?;
             *last = Some(step);
-            api.patch_status(&object, &PatchParams::default(), &Patch::Merge(patch))
+            super::patch_status_at(record.ctx, &record.api, &record.name, &mut record.version, patch)
                 .await
-                .map_err(|e| CutoverError::Record { step, text: e.to_string() })?;
+                .map_err(|e| failed(e.to_string()))?;
             cutover::crash_point(step);
             Ok(())
         }
     }
 }
 
-/// Writes the whole status. A merge patch leaves out what is not in it, and `None` fields are
-/// not serialised: the optional ones are written as null so that clearing them clears them.
-async fn patch(api: &Api<SlotMigration>, name: &str, status: &SlotMigrationStatus) -> Result<(), Error> {
-    let mut value = serde_json::to_value(status).expect("a status serialises");
-    for key in ["step", "currentBatch", "sourceGroup", "message"] {
-        value.as_object_mut().expect("an object").entry(key).or_insert(serde_json::Value::Null);
-    }
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": value }))).await?;
-    Ok(())
-}
-
 async fn fail(
-    ctx: &Context,
-    api: &Api<SlotMigration>,
+    record: &mut Record<'_>,
     m: &SlotMigration,
     mut status: SlotMigrationStatus,
     why: String,
@@ -83,22 +92,17 @@ async fn fail(
     status.phase = MigrationPhase::Failed;
     status.message = Some(why.clone());
     status.finished_at = Some(super::conditions::now());
-    patch(api, &m.name_any(), &status).await?;
-    ctx.metrics.migrations.get_or_create(&migration_labels(m, "failed")).inc();
-    ctx.event(m, true, "Failed", why).await;
+    record.patch(&status).await?;
+    record.ctx.metrics.migrations.get_or_create(&migration_labels(m, "failed")).inc();
+    record.ctx.event(m, true, "Failed", why).await;
     Ok(Action::await_change())
 }
 
 /// Waits with a message in the status (no phase change).
-async fn wait(
-    api: &Api<SlotMigration>,
-    name: &str,
-    mut status: SlotMigrationStatus,
-    why: String,
-) -> Result<Action, Error> {
+async fn wait(record: &mut Record<'_>, mut status: SlotMigrationStatus, why: String) -> Result<Action, Error> {
     if status.message.as_deref() != Some(why.as_str()) {
         status.message = Some(why);
-        patch(api, name, &status).await?;
+        record.patch(&status).await?;
     }
     Ok(Action::requeue(Duration::from_secs(3)))
 }
@@ -112,19 +116,20 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     // watch cache, which may not have seen the last step written yet.
     let Some(m) = api.get_opt(&name).await? else { return Ok(Action::await_change()) };
     let m = Arc::new(m);
+    let mut record =
+        Record { ctx: &ctx, api: api.clone(), name: name.clone(), version: m.metadata.resource_version.clone() };
     let mut status = m.status.clone().unwrap_or_default();
     if matches!(status.phase, MigrationPhase::Succeeded | MigrationPhase::Failed) {
         return Ok(Action::await_change());
     }
     let Some(cluster) = Api::<PikaCluster>::namespaced(ctx.client.clone(), &ns).get_opt(&m.spec.cluster).await? else {
-        return wait(&api, &name, status, format!("PikaCluster {} not found", m.spec.cluster)).await;
+        return wait(&mut record, status, format!("PikaCluster {} not found", m.spec.cluster)).await;
     };
     let wanted = match parse_slots(&m.spec.slots) {
         Ok(s) if s.iter().all(|&s| s < cluster.spec.slots) && !s.is_empty() => s,
         _ => {
             return fail(
-                &ctx,
-                &api,
+                &mut record,
                 &m,
                 status,
                 format!("slots {:?}: not slots of a {}-slot cluster", m.spec.slots, cluster.spec.slots),
@@ -137,25 +142,25 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             "targetGroup {} does not exist (the cluster has {} groups)",
             m.spec.target_group, cluster.spec.groups
         );
-        return fail(&ctx, &api, &m, status, why).await;
+        return fail(&mut record, &m, status, why).await;
     }
     if cluster.spec.paused {
-        return wait(&api, &name, status, "the cluster is paused".into()).await;
+        return wait(&mut record, status, "the cluster is paused".into()).await;
     }
     let queue = migrations_in_flight(&ctx, &ns, &m.spec.cluster).await?;
     if let Some(first) = queue.first().filter(|f| f.name_any() != name) {
-        return wait(&api, &name, status, format!("waiting for {} to finish", first.name_any())).await;
+        return wait(&mut record, status, format!("waiting for {} to finish", first.name_any())).await;
     }
     let cluster_status = cluster.status.clone().unwrap_or_default();
     let masters = cluster_status.masters();
     let sizes = cluster_status.groups.iter().map(|g| (g.index, g.pods.len().max(1) as u32)).collect();
     let observed = observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &cluster.name_any());
     let Some(topology) = observed.topology(&masters, cluster.spec.slots) else {
-        return wait(&api, &name, status, "waiting for every group's master to run".into()).await;
+        return wait(&mut record, status, "waiting for every group's master to run".into()).await;
     };
     let target = m.spec.target_group;
     if !topology.groups.contains_key(&target) {
-        return wait(&api, &name, status, format!("waiting for group {target}")).await;
+        return wait(&mut record, status, format!("waiting for group {target}")).await;
     }
     let admin = ctx.admin(&cluster).await?;
     // Held, not only writable: a source master restarted fenced still owns what it has not
@@ -168,10 +173,10 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         (Some(b), Some(from)) => (parse_slots(b).unwrap_or_default(), from),
         _ => {
             let (batch, from) = match control::next_batch(&owned, &wanted, target, m.spec.batch_size as usize) {
-                NextBatch::Done => return finish(&ctx, &api, &m, status).await,
+                NextBatch::Done => return finish(&mut record, &m, status).await,
                 NextBatch::Unserved(first) => {
                     let why = format!("slot {first} is served by no group (a failover or repair is due)");
-                    return wait(&api, &name, status, why).await;
+                    return wait(&mut record, status, why).await;
                 }
                 NextBatch::Move { slots, from } => (slots, from),
             };
@@ -181,12 +186,12 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             status.step = None;
             status.started_at.get_or_insert_with(super::conditions::now);
             status.message = None;
-            patch(&api, &name, &status).await?;
+            record.patch(&status).await?;
             (batch, from)
         }
     };
     let (Some(from_nodes), Some(to_nodes)) = (topology.groups.get(&from), topology.groups.get(&target)) else {
-        return wait(&api, &name, status, format!("waiting for groups {from} and {target}")).await;
+        return wait(&mut record, status, format!("waiting for groups {from} and {target}")).await;
     };
     let ranges = format_slots(&batch);
     let start = cutover::resume_point(&admin, status.step, from_nodes, &observed.proxies, &ranges).await;
@@ -202,8 +207,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     };
     let planned = cutover::Planned::new(&masters, from, target);
     let mut steps = StatusSteps {
-        api: &api,
-        name: name.clone(),
+        record: &mut record,
         last: status.step,
         clusters: Api::namespaced(ctx.client.clone(), &ns),
         cluster: m.spec.cluster.clone(),
@@ -241,7 +245,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
                 let l = cluster_labels(&m.namespace().unwrap_or_default(), &m.spec.cluster, &[]);
                 ctx.metrics.cutover_pause.get_or_create(&l).observe(pause.as_secs_f64());
             }
-            patch(&api, &name, &status).await?;
+            record.patch(&status).await?;
             tracing::info!(migration = %name, slots = %ranges, from, to = target, pause_ms = ?outcome.pause.map(|p| p.as_millis()), "batch moved");
             Ok(Action::requeue(Duration::ZERO))
         }
@@ -255,9 +259,9 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
                 status.current_batch = None;
                 status.source_group = None;
                 let why = format!("batch {ranges} failed {MAX_ATTEMPTS} times: {e}");
-                return fail(&ctx, &api, &m, status, why).await;
+                return fail(&mut record, &m, status, why).await;
             }
-            patch(&api, &name, &status).await?;
+            record.patch(&status).await?;
             // The status write above triggers the next pass at once; wait here instead, so a
             // failing batch is retried at the error policy's pace, not in a hot loop.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -289,19 +293,15 @@ fn progress(slots_done: &str, total: usize) -> String {
     format!("{}/{total}", parse_slots(slots_done).map_or(0, |d| d.len()))
 }
 
-async fn finish(
-    ctx: &Context,
-    api: &Api<SlotMigration>,
-    m: &SlotMigration,
-    mut status: SlotMigrationStatus,
-) -> Result<Action, Error> {
+async fn finish(record: &mut Record<'_>, m: &SlotMigration, mut status: SlotMigrationStatus) -> Result<Action, Error> {
     status.phase = MigrationPhase::Succeeded;
     let total = parse_slots(&m.spec.slots).map_or(0, |s| s.len());
     status.progress = Some(format!("{total}/{total}"));
     status.step = None;
     status.message = None;
     status.finished_at = Some(super::conditions::now());
-    patch(api, &m.name_any(), &status).await?;
+    record.patch(&status).await?;
+    let ctx = record.ctx;
     ctx.metrics.migrations.get_or_create(&migration_labels(m, "succeeded")).inc();
     let note = format!(
         "slots {} now in group {}; longest pause {} ms",

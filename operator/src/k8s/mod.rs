@@ -17,7 +17,7 @@ pub mod observe;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -29,6 +29,7 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Mutex;
 
 use crate::admin::{Admin, AdminError};
+use crate::authority::Authority;
 use crate::control::{Epochs, PassError, Record};
 use crate::crd::{PikaCluster, SlotMigration};
 use crate::cutover::{CutoverError, Limits};
@@ -85,11 +86,15 @@ pub struct Context {
     /// is written to the status and read back from it).
     pub records: Mutex<HashMap<String, Record>>,
     pub epochs: Epochs,
+    /// Whether this instance still leads: checked before every data-plane request and every
+    /// write that acts on a decision (see [`crate::authority`]).
+    pub authority: Arc<Authority>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter) -> Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter, authority: Arc<Authority>) -> Context {
         Context {
+            authority,
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
@@ -115,13 +120,14 @@ impl Context {
 
     /// The admin client for a cluster's nodes and proxies (with its password, from the Secret).
     pub async fn admin(&self, cluster: &PikaCluster) -> Result<Admin, Error> {
-        let Some(r) = &cluster.spec.password_secret_ref else { return Ok(Admin { password: None }) };
+        let authority = self.authority.clone();
+        let Some(r) = &cluster.spec.password_secret_ref else { return Ok(Admin { password: None, authority }) };
         let ns = cluster.metadata.namespace.as_deref().unwrap_or("default");
         let secret = Api::<Secret>::namespaced(self.client.clone(), ns).get(&r.name).await?;
         let value =
             secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
         match value {
-            Some(pw) => Ok(Admin { password: Some(pw) }),
+            Some(pw) => Ok(Admin { password: Some(pw), authority }),
             None => Err(Error::Invalid(format!("secret {} has no key {}", r.name, r.key))),
         }
     }
@@ -199,10 +205,17 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         opts.lease_duration,
     );
     let renew_every = opts.lease_duration / 3;
+    // As client-go's leader election: renewals every third of the Lease, and a deadline well
+    // before the Lease runs out, by which a leader that could not renew has stopped acting.
+    let authority = Arc::new(Authority::leased(opts.lease_duration * 2 / 3));
     tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "waiting to become leader");
     loop {
+        let began = tokio::time::Instant::now();
         match lock.try_acquire().await {
-            Ok(true) => break,
+            Ok(true) => {
+                authority.renewed(began);
+                break;
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "lease not acquired"),
         }
@@ -215,38 +228,41 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     metrics.leader.set(1);
     let lock = Arc::new(lock);
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        // Renewal: a leader that cannot renew within the Lease's duration stops acting (a
-        // standby may hold it by then).
-        let (lock, lost, stop_tx, stop) = (lock.clone(), lost.clone(), stop_tx.clone(), stopped());
+    // Renewal, until the controllers have stopped (a graceful shutdown lets in-flight cutovers
+    // finish, which needs the authority): a leader that finds the Lease taken, or cannot renew
+    // it before its deadline, stops acting at once (its authority is revoked or runs out, so its
+    // in-flight work sends nothing more) and the process stops.
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let renewal = {
+        let (lock, lost, stop_tx, authority) = (lock.clone(), lost.clone(), stop_tx.clone(), authority.clone());
         tokio::spawn(async move {
-            tokio::pin!(stop);
-            let mut last = Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(renew_every) => {}
-                    _ = &mut stop => return,
+                    _ = done_rx.wait_for(|d| *d) => return,
                 }
+                let began = tokio::time::Instant::now();
                 match lock.try_acquire().await {
-                    Ok(true) => last = Instant::now(),
+                    Ok(true) => authority.renewed(began),
                     Ok(false) => {
                         tracing::error!("the leader Lease was taken over; stopping");
                         break;
                     }
-                    Err(e) if last.elapsed() < lock.duration => tracing::warn!(error = %e, "lease renewal failed"),
+                    Err(e) if authority.valid() => tracing::warn!(error = %e, "lease renewal failed"),
                     Err(e) => {
-                        tracing::error!(error = %e, "lease not renewed in time; stopping");
+                        tracing::error!(error = %e, "lease not renewed before the renew deadline; stopping");
                         break;
                     }
                 }
             }
+            authority.revoke();
             lost.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
-        });
-    }
+        })
+    };
 
     let reporter = Reporter { controller: "pika-operator".into(), instance: Some(opts.identity.clone()) };
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), reporter));
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), reporter, authority.clone()));
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=pika-operator");
     let clusters = Controller::new(api::<PikaCluster>(&client, &opts.namespace), watcher::Config::default())
         .owns(api::<StatefulSet>(&client, &opts.namespace), owned.clone())
@@ -269,12 +285,45 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         _ = deadline => tracing::warn!("controllers did not stop within 30 s"),
     }
     metrics.leader.set(0);
+    let _ = done_tx.send(true);
+    let _ = renewal.await;
     if lost.load(Ordering::SeqCst) {
         return Err("lost the leader Lease".into());
     }
+    // Released only once this instance can send nothing more.
+    authority.revoke();
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "lease not released");
     }
+    Ok(())
+}
+
+/// Writes `status` (a merge patch) only if the object is still at `version`, the
+/// resourceVersion this instance read or last wrote, and advances `version`. Another writer in
+/// between (a second operator instance that took the Lease over, while this one was stopped or
+/// cut off) makes it fail with 409 Conflict: a status is this operator's record of where a
+/// cutover or a failover is, and an instance that no longer leads must not overwrite the new
+/// leader's record with its own older one. It also refuses once this instance's authority
+/// lapsed.
+pub async fn patch_status_at<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    name: &str,
+    version: &mut Option<String>,
+    status: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if !ctx.authority.valid() {
+        return Err(Error::Record(Authority::LAPSED.into()));
+    }
+    let mut patch = serde_json::json!({ "status": status });
+    if let Some(v) = version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": v });
+    }
+    let object = api.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch)).await?;
+    *version = object.meta().resource_version.clone();
     Ok(())
 }
 

@@ -22,8 +22,10 @@ mod world;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
-use tokio::sync::Notify;
+use std::future::Future;
+use std::pin::Pin;
 
 use operator::{Phase, Stored};
 use plane::SimPlane;
@@ -50,7 +52,7 @@ struct Report {
 fn faults(default: &str) -> BTreeSet<String> {
     let list = std::env::var("SIM_FAULTS").unwrap_or_else(|_| default.into());
     if list == "all" {
-        return chaos::FAULTS.iter().map(|f| f.to_string()).chain(["crash".to_string()]).collect();
+        return chaos::FAULTS.iter().chain(&["crash", "lose-lease"]).map(|f| f.to_string()).collect();
     }
     list.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
 }
@@ -76,24 +78,30 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     world.enabled = faults;
     world.fault_rate = 0.003;
     world.log(format!("seed {seed}: {groups} groups of 1+{replicas}, {SLOTS} slots"));
-    let plane = SimPlane {
-        world: Arc::new(Mutex::new(world)),
-        crashed: Arc::new(Notify::new()),
-        start: tokio::time::Instant::now(),
-    };
+    let (respawn, mut respawns) = tokio::sync::mpsc::unbounded_channel();
+    let plane = SimPlane::new(world, respawn);
     let api: operator::Api = Arc::new(Mutex::new(Stored { spec_groups: groups, ..Stored::default() }));
     let end = CHAOS_MS + SETTLE_MS;
     let world_clock = chaos::run(plane.clone(), end);
+    // Operator processes: the first, then each one a crash restarts or a standby started when
+    // the leader was stopped past its Lease.
     let operators = async {
-        while plane.now_ms() < end {
+        let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = ()>>>> = FuturesUnordered::new();
+        running.push(Box::pin(operator::instance(plane.clone(), api.clone(), end)));
+        let until_end = tokio::time::sleep(std::time::Duration::from_millis(end));
+        tokio::pin!(until_end);
+        loop {
             tokio::select! {
                 biased;
-                _ = plane.crashed.notified() => {
-                    // A new operator process starts a little later, from what the API server kept.
-                    let pause = plane.with(|w| w.rng.random_range(100..3_000));
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                Some(r) = respawns.recv() => {
+                    let (p, a) = (plane.for_instance(r.id), api.clone());
+                    running.push(Box::pin(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(r.after_ms)).await;
+                        operator::instance(p, a, end).await
+                    }));
                 }
-                _ = operator::run(plane.clone(), api.clone(), end) => {}
+                Some(()) = running.next(), if !running.is_empty() => {}
+                _ = &mut until_end => break,
             }
         }
     };
@@ -225,12 +233,13 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
     })
 }
 
-/// Operator crashes at any call, proxies missing updates and restarting, replicas killed or
-/// falling back to full syncs, nodes cut off from the operator (alive for their clients), and
-/// scale changes.
+/// Operator crashes at any call, an operator stopped past its Lease while a standby takes over
+/// (two instances, the old one resuming mid-step), proxies missing updates and restarting,
+/// replicas killed or falling back to full syncs, nodes cut off from the operator (alive for
+/// their clients), and scale changes.
 #[test]
 fn operator_crashes_partitions_proxy_faults_and_replica_kills() {
-    run("crash,miss-update,proxy-restart,full-sync,kill-replica,cut-off", 1500);
+    run("crash,lose-lease,miss-update,proxy-restart,full-sync,kill-replica,cut-off", 1500);
 }
 
 /// Masters killed at any point, migrations and scale changes included. Writes a master

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::Rng;
+
 use common::slotset::format_slots;
 use pika_operator::control::{self, Cluster, GroupRecord, InFlight, Member, NextBatch, Record};
 use pika_operator::cutover::{self, CutoverError, CutoverStep, Limits, Steps};
@@ -35,6 +37,8 @@ pub struct Migration {
     pub attempts: u32,
     /// Slots moved so far (`status.slotsDone`).
     pub done: Vec<u32>,
+    /// Its resourceVersion: every status write checks it (and bumps it).
+    pub version: u64,
 }
 
 /// What the API server keeps.
@@ -47,9 +51,82 @@ pub struct Stored {
     /// The last pass's verdict (for the final check).
     pub balanced: Option<bool>,
     pub degraded: Option<String>,
+    pub lease: SimLease,
+    /// The cluster status's resourceVersion.
+    pub status_version: u64,
 }
 
 pub type Api = Arc<Mutex<Stored>>;
+
+/// The leader Lease, scaled to the simulation (production: 15 s, renewed every 5 s, a renewal
+/// deadline of 10 s).
+pub const LEASE_MS: u64 = 6_000;
+pub const RENEW_EVERY_MS: u64 = 2_000;
+pub const RENEW_DEADLINE_MS: u64 = 4_000;
+
+/// The Lease object as the API server keeps it.
+#[derive(Debug, Default)]
+pub struct SimLease {
+    pub holder: Option<u32>,
+    pub renewed_ms: u64,
+}
+
+impl SimLease {
+    /// As `k8s::lease::LeaseLock::try_acquire`: renewed by its holder, taken once expired.
+    fn try_acquire(&mut self, id: u32, now: u64) -> bool {
+        let free = self.holder.is_none_or(|h| h == id) || now.saturating_sub(self.renewed_ms) > LEASE_MS;
+        if free {
+            self.holder = Some(id);
+            self.renewed_ms = now;
+        }
+        free
+    }
+}
+
+/// One operator process as `k8s::run` runs it: it waits for the leader Lease, then runs both
+/// controllers while it renews the Lease; it stops once a renewal finds the Lease taken. Its
+/// authority (checked before every data-plane call) runs out `RENEW_DEADLINE_MS` after its last
+/// renewal began.
+pub async fn instance(plane: SimPlane, api: Api, until_ms: u64) {
+    let op = plane.op.clone();
+    loop {
+        if plane.now_ms() >= until_ms {
+            return;
+        }
+        let began = tokio::time::Instant::now();
+        if api.lock().expect("api").lease.try_acquire(op.id, plane.now_ms()) {
+            op.authority.renewed(began);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(RENEW_EVERY_MS)).await;
+    }
+    plane.with(|w| w.log(format!("operator {} leads", op.id)));
+    tokio::select! {
+        biased;
+        _ = op.killed.notified() => {}
+        _ = renew(&plane, &api) => plane.with(|w| w.log(format!("operator {} finds its Lease taken: stops", op.id))),
+        _ = run(plane.clone(), api.clone(), until_ms) => {}
+    }
+}
+
+async fn renew(plane: &SimPlane, api: &Api) {
+    let op = &plane.op;
+    loop {
+        tokio::time::sleep(Duration::from_millis(RENEW_EVERY_MS)).await;
+        if let Some(left) = plane.paused_for() {
+            // Stopped: it renews once it runs again, on its timer's next tick; its in-flight work
+            // runs meanwhile.
+            let tick = plane.with(|w| w.rng.random_range(0..RENEW_EVERY_MS));
+            tokio::time::sleep(left + Duration::from_millis(tick)).await;
+        }
+        let began = tokio::time::Instant::now();
+        if !api.lock().expect("api").lease.try_acquire(op.id, plane.now_ms()) {
+            op.authority.revoke();
+            return;
+        }
+        op.authority.renewed(began);
+    }
+}
 
 /// The members of each group that runs (the sim's StatefulSets): a node that is down has no
 /// address, as a pod that is not running has no IP.
@@ -99,11 +176,24 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
     let mut record = Record::default();
     while plane.now_ms() < until_ms {
         let cluster = observe(&plane, &api);
-        record.groups = api.lock().expect("api").groups.clone();
+        let version = {
+            let stored = api.lock().expect("api");
+            record.groups = stored.groups.clone();
+            stored.status_version
+        };
         let now = plane.now_ms();
-        let mut journal = StatusJournal(api.clone());
+        let mut journal = StatusJournal { plane: plane.clone(), api: api.clone(), version };
         let result = control::pass(&plane, &cluster, &mut record, &mut journal, &|| epochs.after(now)).await;
+        // The status write carries the resourceVersion read: another instance's write since
+        // makes it fail (and this pass's decisions are dropped with it).
         let mut stored = api.lock().expect("api");
+        if stored.status_version != journal.version || !plane.op.authority.valid() {
+            drop(stored);
+            plane.with(|w| w.log(format!("operator {}: status not written (conflict or lapsed)", plane.op.id)));
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            continue;
+        }
+        stored.status_version += 1;
         stored.groups = record.groups.clone();
         match result {
             Ok(out) => {
@@ -126,6 +216,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
                         step: None,
                         attempts: 0,
                         done: Vec::new(),
+                        version: 0,
                     });
                 }
                 for g in out.retire {
@@ -146,38 +237,79 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
     }
 }
 
-/// The cluster's status as the journal the pass writes a failover to before acting.
-struct StatusJournal(Api);
+/// The cluster's status as the journal the pass writes a failover to before acting, guarded by
+/// the resourceVersion as `k8s::cluster`'s is.
+struct StatusJournal {
+    plane: SimPlane,
+    api: Api,
+    version: u64,
+}
 
 impl control::Journal for StatusJournal {
     fn save(
         &mut self,
         groups: &BTreeMap<u32, GroupRecord>,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        self.0.lock().expect("api").groups = groups.clone();
-        std::future::ready(Ok(()))
+        let mut stored = self.api.lock().expect("api");
+        let result = if stored.status_version != self.version {
+            Err("conflict: the status changed since it was read".to_string())
+        } else if !self.plane.op.authority.valid() {
+            Err(pika_operator::authority::Authority::LAPSED.to_string())
+        } else {
+            stored.groups = groups.clone();
+            stored.status_version += 1;
+            self.version = stored.status_version;
+            Ok(())
+        };
+        std::future::ready(result)
+    }
+}
+
+/// A migration's status writes, each carrying the resourceVersion last read or written, as
+/// `k8s::migration` writes them: one fails once another instance wrote since.
+struct MigrationRecord {
+    plane: SimPlane,
+    api: Api,
+    index: usize,
+    version: u64,
+}
+
+impl MigrationRecord {
+    fn write(&mut self, f: impl FnOnce(&mut Migration)) -> Result<(), String> {
+        let mut stored = self.api.lock().expect("api");
+        let m = &mut stored.migrations[self.index];
+        if m.version != self.version {
+            return Err(format!("{}: conflict: the status changed since it was read", m.name));
+        }
+        if !self.plane.op.authority.valid() {
+            return Err(pika_operator::authority::Authority::LAPSED.into());
+        }
+        f(m);
+        m.version += 1;
+        self.version = m.version;
+        Ok(())
     }
 }
 
 /// Records each step in the migration's status before it acts (and may crash right after).
 struct StatusSteps {
-    plane: SimPlane,
-    api: Api,
-    index: usize,
+    record: MigrationRecord,
     last: Option<CutoverStep>,
     planned: cutover::Planned,
 }
 
 impl Steps for StatusSteps {
     fn step(&mut self, step: CutoverStep) -> impl std::future::Future<Output = Result<(), CutoverError>> + Send {
-        let masters = control::masters_of(&self.api.lock().expect("api").groups);
+        let masters = control::masters_of(&self.record.api.lock().expect("api").groups);
         if let Err(e) = self.planned.check(&masters) {
             return futures_ready(Err(e));
         }
+        if let Err(text) = self.record.write(|m| m.step = Some(step)) {
+            return futures_ready(Err(CutoverError::Record { step, text }));
+        }
         self.last = Some(step);
-        self.api.lock().expect("api").migrations[self.index].step = Some(step);
-        self.plane.with(|w| w.log(format!("step {step}")));
-        let plane = self.plane.clone();
+        let plane = self.record.plane.clone();
+        plane.with(|w| w.log(format!("step {step}")));
         futures_boxed(async move {
             plane.crash_point(&format!("step {step}")).await;
             Ok(())
@@ -223,9 +355,9 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         let masters = control::masters_of(&stored.groups);
         (index, stored.migrations[index].clone(), stored.spec_groups, masters)
     };
-    let set = |f: &dyn Fn(&mut Migration)| f(&mut api.lock().expect("api").migrations[index]);
+    let mut record = MigrationRecord { plane: plane.clone(), api: api.clone(), index, version: m.version };
     if m.target >= spec_groups {
-        set(&|m| m.phase = Phase::Failed);
+        record.write(|m| m.phase = Phase::Failed)?;
         return Err(format!("{}: target group {} does not exist", m.name, m.target));
     }
     let cluster = observe(plane, api);
@@ -234,23 +366,22 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         return Err("waiting for the target group".into());
     }
     let owned = topology.held(plane).await.map_err(|e| e.to_string())?;
-    let (batch, from) = match (m.batch.is_empty(), m.from) {
-        (false, Some(from)) => (m.batch.clone(), from),
+    let (batch, from, step) = match (m.batch.is_empty(), m.from) {
+        (false, Some(from)) => (m.batch.clone(), from, m.step),
         _ => match control::next_batch(&owned, &m.slots, m.target, 4) {
             NextBatch::Done => {
-                set(&|m| m.phase = Phase::Succeeded);
+                record.write(|m| m.phase = Phase::Succeeded)?;
                 plane.with(|w| w.log(format!("{} succeeded", m.name)));
                 return Ok(());
             }
             NextBatch::Unserved(s) => return Err(format!("slot {s} is served by no group")),
             NextBatch::Move { slots, from } => {
-                let b = slots.clone();
-                set(&move |m| {
-                    m.batch = b.clone();
+                record.write(|m| {
+                    m.batch = slots.clone();
                     m.from = Some(from);
                     m.step = None;
-                });
-                (slots, from)
+                })?;
+                (slots, from, None)
             }
         },
     };
@@ -258,12 +389,11 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         return Err("waiting for the groups".into());
     };
     let ranges = format_slots(&batch);
-    let step = api.lock().expect("api").migrations[index].step;
     let start = cutover::resume_point(plane, step, from_nodes, &cluster.proxies, &ranges).await;
     let after = dataplane::after_move(&owned, from, m.target, &batch);
     let routes = topology.routes(&after);
     let planned = cutover::Planned::new(&masters, from, m.target);
-    let mut steps = StatusSteps { plane: plane.clone(), api: api.clone(), index, last: step, planned };
+    let mut steps = StatusSteps { record, last: step, planned };
     let epoch = epochs.after(plane.now_ms());
     let result = cutover::move_slots(
         plane,
@@ -277,22 +407,22 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         &mut steps,
     )
     .await;
-    let last = steps.last;
+    let (last, mut record) = (steps.last, steps.record);
     match result {
         Ok(_) => {
-            set(&|m| {
+            record.write(|m| {
                 let batch = std::mem::take(&mut m.batch);
                 m.done.extend(batch);
                 m.from = None;
                 m.step = None;
                 m.attempts = 0;
-            });
+            })?;
             plane.with(|w| w.log(format!("{}: batch {ranges} moved", m.name)));
             Ok(())
         }
         Err(e) => {
             let promoted = last.is_some_and(CutoverStep::past_promotion);
-            set(&move |m| {
+            record.write(|m| {
                 m.step = last;
                 m.attempts += 1;
                 if !promoted && m.attempts >= 5 {
@@ -300,7 +430,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
                     m.from = None;
                     m.phase = Phase::Failed;
                 }
-            });
+            })?;
             Err(format!("{}: batch {ranges}: {e}", m.name))
         }
     }

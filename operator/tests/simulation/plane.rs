@@ -4,23 +4,78 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::pkinfo::SlotInfo;
-use pika_operator::admin::{AdminResult, DataPlane, RouteTable, Routes};
+use pika_operator::admin::{AdminError, AdminResult, DataPlane, RouteTable, Routes};
+use pika_operator::authority::Authority;
 use rand::Rng;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 
+use crate::operator::{LEASE_MS, RENEW_DEADLINE_MS};
 use crate::world::World;
+
+impl Instance {
+    fn new(id: u32) -> Arc<Instance> {
+        let authority = Authority::leased(Duration::from_millis(RENEW_DEADLINE_MS));
+        Arc::new(Instance { id, authority, killed: Notify::new() })
+    }
+}
+
+/// What a call returns when the operator's authority lapsed before it was sent.
+pub trait Lapsed {
+    fn lapsed(what: &str) -> Self;
+}
+
+impl Lapsed for bool {
+    fn lapsed(_: &str) -> bool {
+        false
+    }
+}
+
+impl<T> Lapsed for AdminResult<T> {
+    fn lapsed(what: &str) -> Self {
+        Err(AdminError::Unreachable { addr: what.into(), text: Authority::LAPSED.into() })
+    }
+}
+
+/// One operator process of the simulation.
+pub struct Instance {
+    /// Its identity in the leader Lease.
+    pub id: u32,
+    /// What the production code checks before it sends anything (`Authority`).
+    pub authority: Authority,
+    /// Notified when this process dies (a crash).
+    pub killed: Notify,
+}
+
+/// Asks the driver to start an operator process with identity `id` in `after_ms`.
+pub struct Respawn {
+    pub id: u32,
+    pub after_ms: u64,
+}
 
 #[derive(Clone)]
 pub struct SimPlane {
     pub world: Arc<Mutex<World>>,
-    /// Notified when the operator crashes (the driver drops it and starts a fresh one).
-    pub crashed: Arc<Notify>,
     pub start: tokio::time::Instant,
+    /// The operator process making the calls.
+    pub op: Arc<Instance>,
+    pub respawn: UnboundedSender<Respawn>,
 }
 
 impl SimPlane {
+    pub fn new(world: World, respawn: UnboundedSender<Respawn>) -> SimPlane {
+        let world = Arc::new(Mutex::new(world));
+        SimPlane { world, start: tokio::time::Instant::now(), op: Instance::new(0), respawn }
+    }
+
+    /// The same world seen by another operator process.
+    pub fn for_instance(&self, id: u32) -> SimPlane {
+        SimPlane { op: Instance::new(id), ..self.clone() }
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -31,24 +86,56 @@ impl SimPlane {
         f(&mut w)
     }
 
-    /// A point where the operator may crash (before the action named `what`).
+    /// Until when this operator process is stopped (None: it runs).
+    pub fn paused_for(&self) -> Option<Duration> {
+        let now = self.now_ms();
+        self.with(|w| w.paused.get(&self.op.id).copied()).filter(|&u| u > now).map(|u| Duration::from_millis(u - now))
+    }
+
+    /// A point where the operator may crash, or be stopped past its Lease (then a standby takes
+    /// the Lease over), before the action named `what`. A stopped process resumes here.
     pub async fn crash_point(&self, what: &str) {
-        let crash = self.with(|w| {
-            let crash = w.chaos && w.enabled.contains("crash") && w.rng.random_bool(w.crash_rate);
-            if crash {
-                w.crash_requested = true;
-                *w.faults.entry("operator crash").or_default() += 1;
-                w.log(format!("OPERATOR CRASH before {what}"));
+        if let Some(left) = self.paused_for() {
+            tokio::time::sleep(left).await;
+        }
+        let id = self.op.id;
+        let fault = self.with(|w| {
+            if !w.chaos {
+                return None;
             }
-            crash
+            if w.enabled.contains("crash") && w.rng.random_bool(w.crash_rate) {
+                *w.faults.entry("operator crash").or_default() += 1;
+                w.log(format!("OPERATOR {id} CRASH before {what}"));
+                return Some((true, w.rng.random_range(100..3_000)));
+            }
+            if w.enabled.contains("lose-lease") && w.rng.random_bool(w.crash_rate / 2.0) && w.paused.len() < 4 {
+                let ms = w.rng.random_range(LEASE_MS / 2..3 * LEASE_MS);
+                *w.faults.entry("operator stopped past its lease").or_default() += 1;
+                w.next_instance += 1;
+                w.log(format!("OPERATOR {id} STOPPED for {ms}ms before {what}; operator {} starts", w.next_instance));
+                w.paused.insert(id, w.now_ms + ms);
+                return Some((false, ms));
+            }
+            None
         });
-        if crash {
-            self.crashed.notify_one();
-            std::future::pending::<()>().await;
+        match fault {
+            None => {}
+            Some((true, restart_after)) => {
+                // The same pod restarts: the same identity, which takes its Lease back at once.
+                let _ = self.respawn.send(Respawn { id, after_ms: restart_after });
+                self.op.killed.notify_one();
+                std::future::pending::<()>().await;
+            }
+            Some((false, stopped)) => {
+                // A standby (another replica of the Deployment) waits for the Lease meanwhile.
+                let standby = self.with(|w| w.next_instance);
+                let _ = self.respawn.send(Respawn { id: standby, after_ms: 0 });
+                tokio::time::sleep(Duration::from_millis(stopped)).await;
+            }
         }
     }
 
-    async fn call<T: std::fmt::Debug>(&self, what: String, f: impl FnOnce(&mut World) -> T) -> T {
+    async fn call<T: std::fmt::Debug + Lapsed>(&self, what: String, f: impl FnOnce(&mut World) -> T) -> T {
         tokio::task::yield_now().await;
         self.with(|w| {
             w.calls += 1;
@@ -56,6 +143,11 @@ impl SimPlane {
         });
         self.crash_point(&what).await;
         self.with(|w| {
+            // Checked right before the request goes out, as `Admin` does.
+            if std::env::var("SIM_NO_AUTH").is_err() && !self.op.authority.valid() {
+                w.log(format!("{what}: not sent, operator {} lapsed", self.op.id));
+                return T::lapsed(&what);
+            }
             let r = f(w);
             w.log(format!("{what} -> {r:?}"));
             w.check_one_writer(&what);

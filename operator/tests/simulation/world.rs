@@ -121,7 +121,10 @@ pub struct World {
     pub chaos: bool,
     /// Probability per operator call that the operator crashes there.
     pub crash_rate: f64,
-    pub crash_requested: bool,
+    /// Operator processes stopped (SIGSTOP, a long pause), until when.
+    pub paused: BTreeMap<u32, u64>,
+    /// The identity of the last operator process started.
+    pub next_instance: u32,
     /// Probability per scheduling point that a fault strikes there.
     pub fault_rate: f64,
     /// Nodes cut off from the operator, until when.
@@ -160,7 +163,8 @@ impl World {
             faults: BTreeMap::new(),
             chaos: true,
             crash_rate: 0.0,
-            crash_requested: false,
+            paused: BTreeMap::new(),
+            next_instance: 0,
             fault_rate: 0.0,
             cut_until: BTreeMap::new(),
             enabled: BTreeSet::new(),
