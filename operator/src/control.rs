@@ -152,6 +152,9 @@ pub struct Outcome {
     pub retire: Vec<u32>,
     /// Every slot served and no move needed (None: not known, the nodes were not asked).
     pub balanced: Option<bool>,
+    /// Masters down past the failover wait that no member can safely replace: their data is
+    /// the group's, so a runtime starts them again (Kubernetes does by itself).
+    pub unreplaceable: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -389,10 +392,12 @@ async fn watch_masters(
             // unknown (never observed on the master), so no survivor can be shown to have them.
             if slots.is_empty() && holds_any(dp, &survivors, cluster.slots).await {
                 out.degraded = Some(format!("group {g}: master {master} down and its slots are not known"));
+                out.unreplaceable.push(master.clone());
                 continue;
             }
             let Some(new) = dataplane::choose_successor(dp, &survivors, &slots, cluster.slots).await else {
                 out.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
+                out.unreplaceable.push(master.clone());
                 continue;
             };
             let new_addr = members[new].addr.clone().expect("a survivor has an address");

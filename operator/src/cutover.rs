@@ -145,11 +145,19 @@ impl<F: FnMut(CutoverStep) + Send> Steps for Logged<F> {
 }
 
 /// Fault injection for the crash-recovery tests: with `PIKA_OPERATOR_CRASH_AT=<step>` the
-/// operator aborts as that step begins (after recording it).
+/// operator aborts as that step begins (after recording it); with `PIKA_OPERATOR_PAUSE_AT=<step>`
+/// it stops there for 3 s, the first time only, so that a test can strike at a known point.
 pub fn crash_point(step: CutoverStep) {
     if std::env::var("PIKA_OPERATOR_CRASH_AT").is_ok_and(|at| at == step.as_str()) {
         tracing::error!(%step, "PIKA_OPERATOR_CRASH_AT: aborting");
         std::process::abort();
+    }
+    static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("PIKA_OPERATOR_PAUSE_AT").is_ok_and(|at| at == step.as_str())
+        && !PAUSED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::warn!(%step, "PIKA_OPERATOR_PAUSE_AT: pausing 3 s");
+        std::thread::sleep(Duration::from_secs(3));
     }
 }
 
@@ -389,6 +397,16 @@ async fn wait_lag(
             .collect();
         if lags.len() == count && lags.iter().all(|l| l.is_some_and(|l| l <= max_lag)) {
             return Ok(());
+        }
+        // Not even connected: a replica that died does not make the move wait out its timeout
+        // (the local runtime runs no pass meanwhile, so nothing would replace or restart it).
+        let listed =
+            info.iter().any(|s| s.master.as_ref().is_some_and(|m| m.replicas.iter().any(|r| r.addr == replica)));
+        if !listed && !admin.answers(replica).await {
+            return Err(CutoverError::Admin(AdminError::Unreachable {
+                addr: replica.into(),
+                text: "does not answer while it should catch up".into(),
+            }));
         }
         if Instant::now() >= deadline {
             let streaming = lags.iter().flatten().count();

@@ -84,6 +84,84 @@ fn pid_runs(pid: u32) -> bool {
 
 type Member = Proc;
 
+/// The move this runtime is making, written to `<data>/<name>/move.json` before each cutover
+/// step as the Kubernetes runtime writes a SlotMigration's status: the pass knows about it (a
+/// failover of either group mid-move promotes what the batch's step says it should, the repair
+/// leaves its slots alone), and a restarted runtime resumes it where it was. Without it, a
+/// target master killed mid-move left its group without a master: its replica followed it for
+/// a batch it had not fully received, so no replica could safely replace it (pika-chaos, seed
+/// 11, 30 minutes).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Moving {
+    slots: Vec<u32>,
+    to: u32,
+    /// The batch in flight (empty between batches), its source, and the last step recorded.
+    batch: Vec<u32>,
+    from: Option<u32>,
+    step: Option<cutover::CutoverStep>,
+    done: Vec<u32>,
+    /// Failed attempts of the batch (the move is given up after a few, unless promoted).
+    attempts: u32,
+}
+
+impl Moving {
+    fn promoted(&self) -> bool {
+        !self.batch.is_empty() && self.step.is_some_and(cutover::CutoverStep::past_promotion)
+    }
+
+    fn in_flight(&self) -> control::InFlight {
+        control::InFlight {
+            slots: self.slots.clone(),
+            to: self.to,
+            batch: self.batch.clone(),
+            from: self.from,
+            promoted: self.promoted(),
+            done: self.done.clone(),
+        }
+    }
+}
+
+/// Batch attempts before an unpromoted move is given up (as a SlotMigration fails).
+const MOVE_ATTEMPTS: u32 = 5;
+
+/// Records each cutover step in the move file before it acts.
+struct FileSteps<'a> {
+    path: &'a Path,
+    moving: &'a mut Moving,
+}
+
+impl cutover::Steps for FileSteps<'_> {
+    fn step(
+        &mut self,
+        step: cutover::CutoverStep,
+    ) -> impl std::future::Future<Output = Result<(), cutover::CutoverError>> + Send {
+        self.moving.step = Some(step);
+        let result =
+            write_move(self.path, Some(self.moving)).map_err(|text| cutover::CutoverError::Record { step, text });
+        tracing::debug!(slots = %common::slotset::format_slots(&self.moving.batch), %step, "cutover step");
+        if result.is_ok() {
+            cutover::crash_point(step);
+        }
+        std::future::ready(result)
+    }
+}
+
+/// Writes the move file (whole, by rename), or removes it when no move is in flight.
+fn write_move(path: &Path, moving: Option<&Moving>) -> Result<(), String> {
+    let done = match moving {
+        Some(m) => {
+            let tmp = path.with_extension("json.tmp");
+            let text = serde_json::to_string(m).expect("a move serialises");
+            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path))
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        },
+    };
+    done.map_err(|e| format!("{}: {e}", path.display()))
+}
+
 pub struct Runtime {
     config: LocalConfig,
     /// What the data-plane pass keeps between passes (masters, demoted members, owned slots).
@@ -96,6 +174,8 @@ pub struct Runtime {
     groups: BTreeMap<u32, Vec<Member>>,
     proxy: Option<Proc>,
     admin: Admin,
+    /// The move in flight (see [`Moving`]).
+    moving: Option<Moving>,
 }
 
 fn addr(port: u16) -> String {
@@ -139,7 +219,32 @@ impl Runtime {
             groups: BTreeMap::new(),
             proxy: None,
             admin: Admin { password, authority: Arc::new(Authority::unlimited()) },
-        })
+            moving: None,
+        }
+        .with_recorded_move())
+    }
+
+    fn move_file(&self) -> PathBuf {
+        self.config.data_dir.join(&self.name).join("move.json")
+    }
+
+    /// Picks up the move a previous run of this runtime left unfinished.
+    fn with_recorded_move(mut self) -> Runtime {
+        let path = self.move_file();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            match serde_json::from_str::<Moving>(&text) {
+                Ok(m) => {
+                    tracing::info!(to = m.to, batch = %common::slotset::format_slots(&m.batch), step = ?m.step, "resuming a move");
+                    self.moving = Some(m);
+                }
+                Err(e) => tracing::error!(file = %path.display(), error = %e, "unreadable move record ignored"),
+            }
+        }
+        self
+    }
+
+    fn save_move(&self) -> Result<(), String> {
+        write_move(&self.move_file(), self.moving.as_ref())
     }
 
     fn port(&self, group: u32, member: u32) -> u16 {
@@ -221,7 +326,7 @@ impl Runtime {
     /// The member that is group `g`'s master (member 0 until the pass says otherwise).
     fn master(&self, g: u32) -> usize {
         let name = self.record.groups.get(&g).and_then(|r| r.master.as_deref());
-        name.and_then(|n| n.rsplit_once("-m")?.1.parse().ok()).unwrap_or(0)
+        name.and_then(|n| Some(Self::member_of(n)?.1 as usize)).unwrap_or(0)
     }
 
     fn nodes(&self, group: u32) -> GroupNodes {
@@ -259,7 +364,7 @@ impl Runtime {
                 .iter_mut()
                 .filter_map(|p| (!p.gone()).then(|| self.config.proxy_listen.clone()))
                 .collect(),
-            in_flight: Vec::new(),
+            in_flight: self.moving.iter().map(Moving::in_flight).collect(),
         }
     }
 
@@ -362,13 +467,23 @@ impl Runtime {
         if let Some(why) = out.degraded.as_ref().or(out.waiting.as_ref()) {
             tracing::warn!(%why, "cluster not settled");
         }
+        for master in &out.unreplaceable {
+            self.restart_unreplaceable(master).await?;
+        }
         self.ensure_proxy().await?;
-        let mut owned = out.owned;
-        for mv in out.moves {
-            for batch in mv.slots.chunks(self.config.batch.max(1)) {
-                self.move_batch(&mut owned, mv.from, mv.to, batch).await?;
+        if out.owned.is_empty() {
+            return Ok(()); // the pass stopped early (a group has no master): no move
+        }
+        // One move at a time: the one in flight, else the first the pass planned (the next
+        // pass plans the others again).
+        if self.moving.is_none() {
+            if let Some(mv) = out.moves.into_iter().next() {
+                self.moving = Some(Moving { slots: mv.slots, to: mv.to, ..Moving::default() });
+                self.save_move()?;
             }
         }
+        let mut owned = out.owned;
+        self.continue_move(&mut owned).await?;
         // Groups beyond the spec that hold nothing now: stop them (their data stays on disk).
         for g in out.retire {
             for m in self.groups.remove(&g).unwrap_or_default() {
@@ -380,10 +495,31 @@ impl Runtime {
         Ok(())
     }
 
+    /// A master no member can replace is started again (fenced, as every node starts; the
+    /// pass leases it once it answers), as Kubernetes restarts a pod: without it, a target
+    /// master killed in the middle of a move, whose replica had only part of the batch, left
+    /// its group without a master for good (pika-chaos, seed 11, 30 minutes).
+    async fn restart_unreplaceable(&mut self, master: &str) -> Result<(), String> {
+        let Some((g, m)) = Self::member_of(master) else { return Ok(()) };
+        let gone = self.groups.get_mut(&g).and_then(|p| p.get_mut(m as usize)).is_some_and(Proc::gone);
+        if gone {
+            tracing::warn!(group = g, member = m, "no replica can replace the master: starting it again");
+            let proc = self.start_member(g, m).await?;
+            self.groups.get_mut(&g).expect("group")[m as usize] = proc;
+        }
+        Ok(())
+    }
+
+    /// Group and member of a member name (`g<group>-m<member>`).
+    fn member_of(name: &str) -> Option<(u32, u32)> {
+        let (g, m) = name.strip_prefix('g')?.split_once("-m")?;
+        Some((g.parse().ok()?, m.parse().ok()?))
+    }
+
     /// A master replaced by a failover must not take writes any more, alive or not: it is
     /// killed (a stopped process too; an adopted one by its pid, else asked to shut down).
     async fn stop_replaced(&mut self, g: u32, old: &str) {
-        let Some(m) = old.rsplit_once("-m").and_then(|(_, m)| m.parse::<usize>().ok()) else { return };
+        let Some(m) = Self::member_of(old).map(|(_, m)| m as usize) else { return };
         let Some(proc) = self.groups.get_mut(&g).and_then(|p| p.get_mut(m)) else { return };
         if proc.gone() {
             return;
@@ -402,17 +538,91 @@ impl Runtime {
         proc.exited = true;
     }
 
-    async fn move_batch(&mut self, owned: &mut Ownership, from: u32, to: u32, batch: &[u32]) -> Result<(), String> {
+    /// Moves the recorded move's batches until it is done (a batch that fails stays recorded
+    /// and is resumed by the next pass, or the move is given up after [`MOVE_ATTEMPTS`] if the
+    /// batch was not promoted: the cutover rolled it back).
+    async fn continue_move(&mut self, owned: &mut Ownership) -> Result<(), String> {
+        while let Some(mut mv) = self.moving.take() {
+            if mv.to >= self.spec.groups.max(1) && !mv.promoted() {
+                // The target group is going away (a scale-in since): nothing promoted to keep.
+                tracing::warn!(to = mv.to, "move into a group beyond spec.groups given up");
+                if !mv.batch.is_empty() {
+                    self.roll_back(&mv).await;
+                }
+                return self.save_move();
+            }
+            let (batch, from) = match (mv.batch.is_empty(), mv.from) {
+                (false, Some(from)) => (mv.batch.clone(), from),
+                _ => match control::next_batch(owned, &mv.slots, mv.to, self.config.batch.max(1)) {
+                    control::NextBatch::Done => {
+                        tracing::info!(to = mv.to, slots = %common::slotset::format_slots(&mv.slots), "move done");
+                        return self.save_move();
+                    }
+                    control::NextBatch::Unserved(s) => {
+                        self.moving = Some(mv);
+                        return Err(format!("slot {s} is served by no group: the move waits"));
+                    }
+                    control::NextBatch::Move { slots, from } => {
+                        mv = Moving { batch: slots.clone(), from: Some(from), step: None, attempts: 0, ..mv };
+                        self.moving = Some(mv.clone());
+                        self.save_move()?;
+                        (slots, from)
+                    }
+                },
+            };
+            let result = self.move_batch(owned, from, mv.to, &batch, &mut mv).await;
+            match result {
+                Ok(()) => {
+                    mv.done.extend(batch);
+                    mv = Moving { batch: Vec::new(), from: None, step: None, attempts: 0, ..mv };
+                    self.moving = Some(mv);
+                    self.save_move()?;
+                }
+                Err(e) => {
+                    mv.attempts += 1;
+                    let give_up = !mv.promoted() && mv.attempts >= MOVE_ATTEMPTS;
+                    self.moving = (!give_up).then_some(mv);
+                    self.save_move()?;
+                    return Err(if give_up { format!("{e}; move given up") } else { e });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes the holds and fence of an unpromoted batch (as a resumed cutover does).
+    async fn roll_back(&mut self, mv: &Moving) {
+        let (Some(from), Some(topology)) = (mv.from, control::topology(&self.observed(), &self.record.masters()))
+        else {
+            return;
+        };
+        let Some(nodes) = topology.groups.get(&from) else { return };
+        let proxies = vec![self.config.proxy_listen.clone()];
+        let ranges = common::slotset::format_slots(&mv.batch);
+        cutover::resume_point(&self.admin, mv.step, nodes, &proxies, &ranges).await;
+    }
+
+    /// One batch of the move, from where its record says (`cutover::resume_point`).
+    async fn move_batch(
+        &mut self,
+        owned: &mut Ownership,
+        from: u32,
+        to: u32,
+        batch: &[u32],
+        moving: &mut Moving,
+    ) -> Result<(), String> {
         let ranges = common::slotset::format_slots(batch);
         let after = dataplane::after_move(owned, from, to, batch);
         let epoch = self.epochs.next();
         let topology = control::topology(&self.observed(), &self.record.masters()).ok_or("a master is not running")?;
+        let (Some(from_nodes), Some(to_nodes)) = (topology.groups.get(&from), topology.groups.get(&to)) else {
+            return Err(format!("waiting for groups {from} and {to}"));
+        };
         let routes = topology.routes(&after);
         let proxies = vec![self.config.proxy_listen.clone()];
-        let mut steps = cutover::Logged(|step: cutover::CutoverStep| {
-            tracing::debug!(slots = %ranges, %step, "cutover step");
-            cutover::crash_point(step);
-        });
+        let start = cutover::resume_point(&self.admin, moving.step, from_nodes, &proxies, &ranges).await;
+        let path = self.move_file();
+        let mut steps = FileSteps { path: &path, moving };
         // No pass runs while this runtime moves slots: the masters' leases are renewed
         // meanwhile, or every write would stop once they ran out.
         let renewal = {
@@ -427,8 +637,8 @@ impl Runtime {
         let outcome = cutover::move_slots(
             &self.admin,
             &ranges,
-            &topology.groups[&from],
-            &topology.groups[&to],
+            from_nodes,
+            to_nodes,
             &proxies,
             (epoch, self.spec.slots, &routes),
             // Nothing restarts a dead replica while this runtime moves slots, so the cleanup
@@ -436,7 +646,7 @@ impl Runtime {
             // minutes for a replica only the next pass would start); the repair deletes the
             // old copies once they stream.
             Limits { cleanup_wait: Duration::from_secs(5), ..Limits::default() },
-            cutover::Start::Beginning,
+            start,
             &mut steps,
         )
         .await;

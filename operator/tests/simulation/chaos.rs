@@ -82,6 +82,7 @@ pub fn inject(w: &mut World) {
             w.log(format!("FAULT {addr} cut off from the operator until {until}ms"));
             *w.faults.entry("node cut off").or_default() += 1;
             w.nodes.get_mut(&addr).expect("node").cut_off = true;
+            w.cut_offs.push((addr.clone(), w.now_ms));
             w.cut_until.insert(addr, until);
         }
         4 => {

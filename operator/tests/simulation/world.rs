@@ -115,6 +115,9 @@ pub struct World {
     pub violations: Vec<String>,
     /// Nodes killed, with when (for telling losses of asynchronous replication from bugs).
     pub kills: Vec<(String, u64)>,
+    /// Nodes cut off from the operator, with when (a failover then replaces a master as if
+    /// it had died: what its replicas lacked is lost the same way).
+    pub cut_offs: Vec<(String, u64)>,
     /// Faults injected so far, by kind.
     pub faults: BTreeMap<&'static str, u32>,
     /// Whether faults are injected (off for the final convergence).
@@ -160,6 +163,7 @@ impl World {
             trace: Vec::new(),
             violations: Vec::new(),
             kills: Vec::new(),
+            cut_offs: Vec::new(),
             faults: BTreeMap::new(),
             chaos: true,
             crash_rate: 0.0,
