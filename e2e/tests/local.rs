@@ -156,7 +156,7 @@ fn local_runtime_bootstraps_scales_out_and_in_without_losing_writes() {
     let writer = spawn_writer(proxy, stop.clone(), false);
     thread::sleep(Duration::from_millis(500));
     std::fs::write(&file, manifest(3)).unwrap();
-    wait_until(Duration::from_secs(120), "three balanced groups", || balanced(base, 3));
+    wait_balanced(base, 3, &operator_log);
     // Scale back in: group 2 drains and stops.
     std::fs::write(&file, manifest(2)).unwrap();
     wait_until(Duration::from_secs(120), "group 2 to drain and stop", || {
@@ -205,6 +205,30 @@ fn spawn_writer(proxy: u16, stop: Arc<AtomicBool>, retry: bool) -> thread::JoinH
     })
 }
 
+/// Waits up to 2 minutes for `groups` balanced groups; the operator's log tells why not.
+fn wait_balanced(base: u16, groups: u16, log: &impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !balanced(base, groups) {
+        assert!(Instant::now() < deadline, "not {groups} balanced groups after 120 s\n{}", log());
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Lets the writer run a little longer, stops it, and reads back every write it had
+/// acknowledged (more than 100 of them).
+fn stop_and_check_writes(
+    proxy: u16,
+    stop: &AtomicBool,
+    writer: thread::JoinHandle<Vec<u64>>,
+    log: &impl Fn() -> String,
+) {
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() > 100, "only {} writes\n{}", acked.len(), log());
+    check_acked(proxy, &acked, log);
+}
+
 #[test]
 fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
     let _serial = serial();
@@ -224,12 +248,8 @@ fn an_operator_killed_mid_cutover_is_restarted_and_the_cluster_converges() {
     // Its nodes and proxy live on; a new operator adopts them and settles the batch.
     assert!(TcpStream::connect(("127.0.0.1", base)).is_ok() && TcpStream::connect(("127.0.0.1", proxy)).is_ok());
     let mut operator = start(&file, dir.path(), base, proxy, &[]);
-    wait_until(Duration::from_secs(120), "three balanced groups", || balanced(base, 3));
-    thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let acked = writer.join().unwrap();
-    assert!(acked.len() > 100, "only {} writes\n{}", acked.len(), operator_log());
-    check_acked(proxy, &acked, operator_log);
+    wait_balanced(base, 3, &operator_log);
+    stop_and_check_writes(proxy, &stop, writer, &operator_log);
     let log = operator_log();
     assert!(log.contains("aborting") && log.contains("adopted a running proxy"), "{log}");
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11, base + 20, base + 21]);
@@ -259,17 +279,9 @@ fn a_target_master_killed_mid_move_comes_back_and_the_move_finishes() {
     });
     let target = dir.path().join("data/e2e/g2-m0/pika.conf");
     assert!(Command::new("pkill").args(["-9", "-f"]).arg(target.display().to_string()).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !balanced(base, 3) {
-        assert!(Instant::now() < deadline, "not balanced after 120 s\n{}", operator_log());
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_balanced(base, 3, &operator_log);
     wait_until(Duration::from_secs(10), "the move record to go", || !record.exists());
-    thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let acked = writer.join().unwrap();
-    assert!(acked.len() > 100, "only {} writes\n{}", acked.len(), operator_log());
-    check_acked(proxy, &acked, operator_log);
+    stop_and_check_writes(proxy, &stop, writer, &operator_log);
     assert!(operator_log().contains("starting it again"), "{}", operator_log());
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11, base + 20, base + 21]);
 }

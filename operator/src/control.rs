@@ -42,6 +42,14 @@ pub struct InFlight {
     pub done: Vec<u32>,
 }
 
+impl InFlight {
+    /// Whether a migration's record puts its batch past promotion (the target owns it): a batch
+    /// in flight and a step past promotion recorded for it.
+    pub fn is_promoted(batch: &[u32], step: Option<crate::cutover::CutoverStep>) -> bool {
+        !batch.is_empty() && step.is_some_and(crate::cutover::CutoverStep::past_promotion)
+    }
+}
+
 /// What a runtime observed of a cluster for one pass.
 #[derive(Debug, Clone)]
 pub struct Cluster {

@@ -106,7 +106,7 @@ struct Moving {
 
 impl Moving {
     fn promoted(&self) -> bool {
-        !self.batch.is_empty() && self.step.is_some_and(cutover::CutoverStep::past_promotion)
+        control::InFlight::is_promoted(&self.batch, self.step)
     }
 
     fn in_flight(&self) -> control::InFlight {

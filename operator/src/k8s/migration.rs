@@ -277,7 +277,7 @@ pub fn in_flight(m: &SlotMigration) -> crate::control::InFlight {
     crate::control::InFlight {
         slots: parse_slots(&m.spec.slots).unwrap_or_default(),
         to: m.spec.target_group,
-        promoted: !batch.is_empty() && status.step.is_some_and(CutoverStep::past_promotion),
+        promoted: crate::control::InFlight::is_promoted(&batch, status.step),
         batch,
         from: status.source_group,
         done: parse_slots(&status.slots_done).unwrap_or_default(),

@@ -147,7 +147,7 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
                 to: m.target,
                 batch: m.batch.clone(),
                 from: m.from,
-                promoted: !m.batch.is_empty() && m.step.is_some_and(CutoverStep::past_promotion),
+                promoted: InFlight::is_promoted(&m.batch, m.step),
                 done: m.done.clone(),
             })
             .collect();

@@ -135,30 +135,58 @@ fn a_migration_moves_slots_from_the_group_that_serves_them() {
     });
 }
 
+/// Group 0 serves every slot from its master a0, its replica a1 following; group 1's master b0
+/// follows a0 for 8-11 and streams them (the start of a move, or what an abandoned one left).
+/// Returns every slot, in range syntax.
+async fn g0_serves_all_and_b0_follows_8_to_11(p: &SimPlane) -> String {
+    let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
+    let all = format!("0-{}", crate::SLOTS - 1);
+    for n in [&a0, &a1] {
+        p.add_slots(n, &all).await.unwrap();
+    }
+    p.promote(&a0, &all).await.unwrap();
+    p.unfence(&a0, &all).await.unwrap();
+    p.lease(&a0, 60_000).await.unwrap();
+    p.follow(&a1, &a0, &all).await.unwrap();
+    p.add_slots(&b0, "8-11").await.unwrap();
+    p.follow(&b0, &a0, "8-11").await.unwrap();
+    until_streaming(p, &a0, "8-11", 2).await;
+    all
+}
+
+/// One data-plane pass over two groups of two, with group 0's master recorded as `g0-m1` (a1,
+/// after a failover), group 1's as `g1-m0`, and these slots recorded as theirs.
+async fn pass_after_g0_failed_over(p: &SimPlane, g0: Vec<u32>, g1: Vec<u32>) {
+    use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
+    let member = |g: u32, m: u32| Member { name: format!("g{g}-m{m}"), addr: Some(node_addr(g, m)) };
+    let cluster = Cluster {
+        slots: crate::SLOTS,
+        groups: 2,
+        failover_after: Duration::from_secs(3),
+        members: [(0, vec![member(0, 0), member(0, 1)]), (1, vec![member(1, 0), member(1, 1)])].into(),
+        proxies: vec![],
+        in_flight: vec![],
+    };
+    let mut record = Record::default();
+    let recorded = |master: &str, slots| GroupRecord { master: Some(master.into()), slots, ..GroupRecord::default() };
+    record.groups.insert(0, recorded("g0-m1", g0));
+    record.groups.insert(1, recorded("g1-m0", g1));
+    let _ = control::pass(p, &cluster, &mut record, &mut control::Unrecorded, &|| 1).await;
+}
+
 /// Seed 1105 with every fault: group 1's master still replicated a batch from group 0's former
 /// master (the target side of an abandoned move); the pass took that for an interrupted
 /// failover and promoted the batch while group 0's master, cut off from the operator, still
 /// served it: two writable masters. Slots of a group whose master cannot be asked stay its own.
 #[test]
 fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
-    use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     rt.block_on(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
-        let all = format!("0-{}", crate::SLOTS - 1);
         // g0: a1 is the master now (a0 was demoted and follows it); g1's master b0 still
         // replicates 8-11 from a0, where an abandoned move left it.
-        for n in [&a0, &a1] {
-            p.add_slots(n, &all).await.unwrap();
-        }
-        p.promote(&a0, &all).await.unwrap();
-        p.unfence(&a0, &all).await.unwrap();
-        p.lease(&a0, 60_000).await.unwrap();
-        p.follow(&a1, &a0, &all).await.unwrap();
-        p.add_slots(&b0, "8-11").await.unwrap();
-        p.follow(&b0, &a0, "8-11").await.unwrap();
-        until_streaming(&p, &a0, "8-11", 2).await;
+        let all = g0_serves_all_and_b0_follows_8_to_11(&p).await;
         // g0 fails over from a0 to a1; b0 keeps following a0.
         p.fence(&a0, &all).await.unwrap();
         p.promote(&a1, &all).await.unwrap();
@@ -170,20 +198,7 @@ fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
             w.nodes.get_mut(&a1).unwrap().cut_off = true;
             w.cut_until.insert(a1.clone(), u64::MAX);
         });
-        let member = |g: u32, m: u32| Member { name: format!("g{g}-m{m}"), addr: Some(node_addr(g, m)) };
-        let cluster = Cluster {
-            slots: crate::SLOTS,
-            groups: 2,
-            failover_after: Duration::from_secs(3),
-            members: [(0, vec![member(0, 0), member(0, 1)]), (1, vec![member(1, 0), member(1, 1)])].into(),
-            proxies: vec![],
-            in_flight: vec![],
-        };
-        let mut record = Record::default();
-        let slots: Vec<u32> = (0..crate::SLOTS).collect();
-        record.groups.insert(0, GroupRecord { master: Some("g0-m1".into()), slots, ..GroupRecord::default() });
-        record.groups.insert(1, GroupRecord { master: Some("g1-m0".into()), ..GroupRecord::default() });
-        let _ = control::pass(&p, &cluster, &mut record, &mut control::Unrecorded, &|| 1).await;
+        pass_after_g0_failed_over(&p, (0..crate::SLOTS).collect(), vec![]).await;
         let writable = p.with(|w| w.writable(&b0)).unwrap();
         let violations = p.with(|w| w.violations.clone());
         assert!(writable.is_empty() && violations.is_empty(), "g1 took over {writable:?}: {violations:?}");
@@ -197,23 +212,12 @@ fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
 /// before the failover checks, so a live master's slots stay its own.
 #[test]
 fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
-    use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     rt.block_on(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
-        let all = format!("0-{}", crate::SLOTS - 1);
-        for n in [&a0, &a1] {
-            p.add_slots(n, &all).await.unwrap();
-        }
-        p.promote(&a0, &all).await.unwrap();
-        p.unfence(&a0, &all).await.unwrap();
-        p.lease(&a0, 60_000).await.unwrap();
-        p.follow(&a1, &a0, &all).await.unwrap();
         // 8-11 move to g1 (b0) as a cutover moves them; a1 keeps its copy, following a0.
-        p.add_slots(&b0, "8-11").await.unwrap();
-        p.follow(&b0, &a0, "8-11").await.unwrap();
-        until_streaming(&p, &a0, "8-11", 2).await;
+        let all = g0_serves_all_and_b0_follows_8_to_11(&p).await;
         p.fence(&a0, "8-11").await.unwrap();
         p.promote(&b0, "8-11").await.unwrap();
         p.unfence(&b0, "8-11").await.unwrap();
@@ -228,23 +232,7 @@ fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
         tokio::time::sleep(Duration::from_secs(10)).await;
         p.with(|w| w.tick());
         assert!(p.with(|w| w.writable(&b0)).unwrap().is_empty(), "b0's lease ran out");
-        let member = |g: u32, m: u32| Member { name: format!("g{g}-m{m}"), addr: Some(node_addr(g, m)) };
-        let cluster = Cluster {
-            slots: crate::SLOTS,
-            groups: 2,
-            failover_after: Duration::from_secs(3),
-            members: [(0, vec![member(0, 0), member(0, 1)]), (1, vec![member(1, 0), member(1, 1)])].into(),
-            proxies: vec![],
-            in_flight: vec![],
-        };
-        let mut record = Record::default();
-        let g0: Vec<u32> = (0..8).chain(12..crate::SLOTS).collect();
-        record.groups.insert(0, GroupRecord { master: Some("g0-m1".into()), slots: g0, ..GroupRecord::default() });
-        record.groups.insert(
-            1,
-            GroupRecord { master: Some("g1-m0".into()), slots: (8..12).collect(), ..GroupRecord::default() },
-        );
-        let _ = control::pass(&p, &cluster, &mut record, &mut control::Unrecorded, &|| 1).await;
+        pass_after_g0_failed_over(&p, (0..8).chain(12..crate::SLOTS).collect(), (8..12).collect()).await;
         let writable = p.with(|w| w.writable(&a1)).unwrap();
         let violations = p.with(|w| w.violations.clone());
         assert!(
