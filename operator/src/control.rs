@@ -374,6 +374,13 @@ async fn watch_masters(
     for g in groups {
         let Some(master) = record.groups[&g].master.clone() else { continue };
         let addr = addr_of(&master);
+        // A lease renewed this pass restarts the wait, whatever follows: the master may take
+        // writes for a whole lease from now (seed 1177 with every fault: a master back from a
+        // cut-off only for its renewal was failed over 2 s later, counted from its first
+        // silence, and accepted writes next to its successor).
+        if addr.as_ref().is_some_and(|a| !unrenewed.contains(a)) {
+            record.down_since.remove(&master);
+        }
         let up = match &addr {
             Some(a) => dp.answers(a).await,
             None => false,
@@ -395,7 +402,7 @@ async fn watch_masters(
                 .filter(|(_, m)| m.name != master && !demoted.contains(&m.name))
                 .filter_map(|(i, m)| Some((i, m.addr.clone()?)))
                 .collect();
-            let slots = failover_slots(dp, cluster, record, unrenewed, g, &survivors).await;
+            let slots = failover_slots(dp, cluster, record, g, &survivors).await;
             // Nothing known to take over while the survivors hold slots: the group's slots are
             // unknown (never observed on the master), so no survivor can be shown to have them.
             if slots.is_empty() && holds_any(dp, &survivors, cluster.slots).await {
@@ -445,13 +452,24 @@ async fn watch_masters(
             .collect();
         if !unfinished.is_empty() {
             let survivors = [(0, master_addr.clone())];
-            let take: Vec<u32> = failover_slots(dp, cluster, record, unrenewed, g, &survivors)
+            let take: Vec<u32> = failover_slots(dp, cluster, record, g, &survivors)
                 .await
                 .into_iter()
                 .filter(|s| unfinished.contains(s))
                 .collect();
             tracing::warn!(group = g, slots = %format_slots(&take), "finishing an interrupted failover");
             dataplane::take_over(dp, &master_addr, &format_slots(&take), lease_for(cluster.failover_after)).await?;
+        }
+        // What a renewed master accepts writes for is recorded on every pass, one that stops
+        // early included: a failover of another group while this master cannot be asked keeps
+        // its hands off these (seed 2853 with every fault: slots moved here while no pass
+        // finished, promoted again on a replica that had missed their cleanup at the source).
+        // Its fenced slots are left out, as in a whole pass: the source side of a promoted
+        // batch is not this group's any more (seed 375 with master kills).
+        if !unrenewed.contains(&master_addr) {
+            if let Ok(writable) = dp.writable(&master_addr).await {
+                record.groups.get_mut(&g).expect("recorded").slots = writable;
+            }
         }
         for old in record.groups[&g].demoted.clone() {
             let Some(old_addr) = addr_of(&old) else { continue };
@@ -474,7 +492,7 @@ async fn watch_masters(
 /// surviving members replicate (from the failed master: a group's replicas follow
 /// only their master), except a batch of an unfinished cutover into the group that is not
 /// promoted yet (the source still owns it), a batch promoted out of it (the target owns it),
-/// and slots another group's master accepts writes for. The record alone is stale right after
+/// and slots another group's master holds as master (fenced or not). The record alone is stale right after
 /// a cutover (promoting from it makes moved slots writable in two groups or in none); the
 /// replicas alone miss a slot only the master held (a replica was down when it arrived), and
 /// a failover without it would leave it to be wiped when the old master re-syncs: such a slot
@@ -483,7 +501,6 @@ async fn failover_slots(
     dp: &impl DataPlane,
     cluster: &Cluster,
     record: &Record,
-    unrenewed: &BTreeSet<String>,
     g: u32,
     survivors: &[(usize, String)],
 ) -> Vec<u32> {
@@ -509,29 +526,38 @@ async fn failover_slots(
             slots.retain(|s| !m.batch.contains(s));
         }
     }
+    // What migrations in flight say this group owns (moved here, or promoted here and not yet
+    // cleaned up at the source, which still holds them fenced) stays this group's.
+    let moved_here: BTreeSet<u32> = cluster
+        .in_flight
+        .iter()
+        .filter(|m| m.to == g)
+        .flat_map(|m| m.done.iter().chain(if m.promoted { &m.batch[..] } else { &[] }))
+        .copied()
+        .collect();
     for (other, rec) in record.groups.iter().filter(|(o, _)| **o != g) {
         let addr = rec.master.as_deref().and_then(|m| member_addr(cluster, m));
-        // A master whose lease was not renewed this pass lists nothing as writable, its own
-        // slots included: it counts as one that cannot be asked (seed 587 with every fault: the
-        // stale copies an unreachable replica kept of slots moved out of its group were taken
-        // over next to their new group's master, back from a cut-off).
-        let writable = match addr {
-            Some(addr) if !unrenewed.contains(&addr) => dp.writable(&addr).await.ok(),
-            _ => None,
+        // Another group's master keeps the slots it holds as master, writable or fenced: one
+        // restarted (hence fenced) or whose lease ran out accepts writes for them again once
+        // the repair unfences them or its lease is renewed (seed 8304 with every fault: a
+        // restarted master's fenced slots, moved to it just before, were taken over by the
+        // group they had left; seed 587: a master whose lease ran out).
+        let held = match addr {
+            Some(addr) => dp.slot_info(&addr, &all).await.ok(),
+            None => None,
         };
-        match writable {
-            Some(writable) => {
-                if writable.iter().any(|s| slots.contains(s)) {
-                    tracing::warn!(group = g, other, "slots writable in another group are not taken over");
-                }
-                slots.retain(|s| !writable.contains(s));
-            }
+        let theirs: BTreeSet<u32> = match held {
+            Some(info) => info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect(),
             // That master cannot be asked: the slots recorded as its group's may still be
             // writable there, and are not taken (the target side of an abandoned move, still
             // replicating from a former master, was taken for an interrupted failover and
             // unfenced next to a master cut off from the operator: seed 1105 with every fault).
-            None => slots.retain(|s| !rec.slots.contains(s)),
+            None => rec.slots.iter().copied().collect(),
+        };
+        if slots.iter().any(|s| theirs.contains(s) && !moved_here.contains(s)) {
+            tracing::warn!(group = g, other, "slots another group's master holds are not taken over");
         }
+        slots.retain(|s| !theirs.contains(s) || moved_here.contains(s));
     }
     slots.into_iter().collect()
 }

@@ -81,9 +81,7 @@ pub fn inject(w: &mut World) {
             let until = w.now_ms + w.rng.random_range(2_000..12_000);
             w.log(format!("FAULT {addr} cut off from the operator until {until}ms"));
             *w.faults.entry("node cut off").or_default() += 1;
-            w.nodes.get_mut(&addr).expect("node").cut_off = true;
-            w.cut_offs.push((addr.clone(), w.now_ms));
-            w.cut_until.insert(addr, until);
+            w.cut_off(&addr, until);
         }
         4 => {
             let p = w.rng.random_range(0..w.proxies.len());

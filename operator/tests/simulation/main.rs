@@ -81,7 +81,8 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     world.log(format!("seed {seed}: {groups} groups of 1+{replicas}, {SLOTS} slots"));
     let (respawn, mut respawns) = tokio::sync::mpsc::unbounded_channel();
     let plane = SimPlane::new(world, respawn);
-    let api: operator::Api = Arc::new(Mutex::new(Stored { spec_groups: groups, ..Stored::default() }));
+    let api: operator::Api =
+        Arc::new(Mutex::new(Stored { spec_groups: groups, spec_replicas: replicas, ..Stored::default() }));
     let end = CHAOS_MS + SETTLE_MS;
     let world_clock = chaos::run(plane.clone(), end);
     // Operator processes: the first, then each one a crash restarts or a standby started when
@@ -125,13 +126,7 @@ async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
         plane.with(|w| {
             w.log(format!("USER spec.groups {now} -> {next}"));
             // New groups' pods start (the StatefulSets are applied in the same pass).
-            for g in now..next {
-                if !w.nodes.values().any(|n| n.group == g) {
-                    for m in 0..=replicas {
-                        w.add_node(g, m);
-                    }
-                }
-            }
+            operator::apply_groups(w, next, replicas);
         });
     }
     let wait = CHAOS_MS.saturating_sub(plane.now_ms());
@@ -257,15 +252,24 @@ fn master_kills() {
     run("kill-master", 1000);
 }
 
-/// Runs seeds 1..=`SIM_SEEDS` (else `default_seeds`), or the one `SIM_SEED` with its trace,
-/// with `SIM_FAULTS` (else `default_faults`; `all` for every fault at once, which fails 2 of
-/// the first 3000 seeds, see docs/testing.md).
+/// Every fault at once: all of the above, master kills included, and scale changes.
+#[test]
+fn every_fault_at_once() {
+    run("all", 1000);
+}
+
+/// Runs `SIM_SEEDS` seeds (else `default_seeds`) from `SIM_FIRST` (else 1), or the one `SIM_SEED` with its trace,
+/// with `SIM_FAULTS` (else `default_faults`; `all` for every fault at once).
 fn run(default_faults: &str, default_seeds: u64) {
     let faults = faults(default_faults);
     let single = std::env::var("SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok());
     let seeds: Vec<u64> = match single {
         Some(s) => vec![s],
-        None => (1..=std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds)).collect(),
+        None => {
+            let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+            let first = var("SIM_FIRST").unwrap_or(1);
+            (first..first + var("SIM_SEEDS").unwrap_or(default_seeds)).collect()
+        }
     };
     let started = std::time::Instant::now();
     let (mut acknowledged, mut lost, mut lost_async, mut struck) = (0, 0, 0, BTreeMap::<&str, u32>::new());

@@ -16,6 +16,7 @@ use pika_operator::cutover::{self, CutoverError, CutoverStep, Limits, Steps};
 use pika_operator::dataplane;
 
 use crate::plane::SimPlane;
+use crate::world::World;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -45,6 +46,8 @@ pub struct Migration {
 #[derive(Debug, Default)]
 pub struct Stored {
     pub spec_groups: u32,
+    /// `spec.replicas`: replicas per group.
+    pub spec_replicas: u32,
     pub groups: BTreeMap<u32, GroupRecord>,
     pub migrations: Vec<Migration>,
     pub created: u32,
@@ -128,6 +131,17 @@ async fn renew(plane: &SimPlane, api: &Api) {
     }
 }
 
+/// Starts the nodes of groups `0..groups` that have none (as applying their StatefulSets).
+pub fn apply_groups(w: &mut World, groups: u32, replicas: u32) {
+    for g in 0..groups {
+        if !w.nodes.values().any(|n| n.group == g) {
+            for m in 0..=replicas {
+                w.add_node(g, m);
+            }
+        }
+    }
+}
+
 /// The members of each group that runs (the sim's StatefulSets): a node that is down has no
 /// address, as a pod that is not running has no IP.
 fn observe(plane: &SimPlane, api: &Api) -> Cluster {
@@ -175,12 +189,15 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
     // The part of the record that is not in the status is lost with the process.
     let mut record = Record::default();
     while plane.now_ms() < until_ms {
-        let cluster = observe(&plane, &api);
         let version = {
             let stored = api.lock().expect("api");
+            // Each reconcile applies the groups' StatefulSets: one retired by an instance that
+            // read an older spec comes back (seed 2940 with every fault).
+            plane.with(|w| apply_groups(w, stored.spec_groups, stored.spec_replicas));
             record.groups = stored.groups.clone();
             stored.status_version
         };
+        let cluster = observe(&plane, &api);
         let now = plane.now_ms();
         let mut journal = StatusJournal { plane: plane.clone(), api: api.clone(), version };
         let result = control::pass(&plane, &cluster, &mut record, &mut journal, &|| epochs.after(now)).await;

@@ -150,6 +150,10 @@ impl SimPlane {
             }
             let r = f(w);
             w.log(format!("{what} -> {r:?}"));
+            if let Some((_, addr)) = w.cut_after_call.take_if(|(call, _)| what.starts_with(call.as_str())) {
+                w.log(format!("{addr} cut off from the operator"));
+                w.cut_off(&addr, u64::MAX);
+            }
             w.check_one_writer(&what);
             r
         })

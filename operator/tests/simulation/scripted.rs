@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pika_operator::admin::DataPlane;
+use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
 use pika_operator::cutover::{self, CutoverError, GroupNodes};
 
 use crate::plane::SimPlane;
@@ -154,24 +155,53 @@ async fn g0_serves_all_and_b0_follows_8_to_11(p: &SimPlane) -> String {
     all
 }
 
-/// One data-plane pass over two groups of two, with group 0's master recorded as `g0-m1` (a1,
-/// after a failover), group 1's as `g1-m0`, and these slots recorded as theirs.
-async fn pass_after_g0_failed_over(p: &SimPlane, g0: Vec<u32>, g1: Vec<u32>) {
-    use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
-    let member = |g: u32, m: u32| Member { name: format!("g{g}-m{m}"), addr: Some(node_addr(g, m)) };
-    let cluster = Cluster {
+/// The two groups of two as a runtime observes them: a node that is down has no address.
+fn two_groups(p: &SimPlane) -> Cluster {
+    let member = |g: u32, m: u32| {
+        let addr = node_addr(g, m);
+        let alive = p.with(|w| w.nodes[&addr].alive);
+        Member { name: format!("g{g}-m{m}"), addr: alive.then_some(addr) }
+    };
+    Cluster {
         slots: crate::SLOTS,
         groups: 2,
         failover_after: Duration::from_secs(3),
         members: [(0, vec![member(0, 0), member(0, 1)]), (1, vec![member(1, 0), member(1, 1)])].into(),
         proxies: vec![],
         in_flight: vec![],
-    };
+    }
+}
+
+/// The operator's record: each group's master (a member name) and the slots recorded as its.
+fn recorded(groups: [(&str, Vec<u32>); 2]) -> Record {
     let mut record = Record::default();
-    let recorded = |master: &str, slots| GroupRecord { master: Some(master.into()), slots, ..GroupRecord::default() };
-    record.groups.insert(0, recorded("g0-m1", g0));
-    record.groups.insert(1, recorded("g1-m0", g1));
-    let _ = control::pass(p, &cluster, &mut record, &mut control::Unrecorded, &|| 1).await;
+    for (g, (master, slots)) in groups.into_iter().enumerate() {
+        record.groups.insert(g as u32, GroupRecord { master: Some(master.into()), slots, ..GroupRecord::default() });
+    }
+    record
+}
+
+/// One data-plane pass over the two groups, `after` some virtual time has passed.
+async fn pass_after(p: &SimPlane, after: Duration, record: &mut Record) {
+    tokio::time::sleep(after).await;
+    p.with(|w| w.tick());
+    let _ = control::pass(p, &two_groups(p), record, &mut control::Unrecorded, &|| 1).await;
+}
+
+/// One data-plane pass with group 0's master recorded as `g0-m1` (a1, after a failover),
+/// group 1's as `g1-m0`, and these slots recorded as theirs.
+async fn pass_after_g0_failed_over(p: &SimPlane, g0: Vec<u32>, g1: Vec<u32>) {
+    pass_after(p, Duration::ZERO, &mut recorded([("g0-m1", g0), ("g1-m0", g1)])).await;
+}
+
+/// Moves 8-11 from a0 to b0 as a cutover does (b0 follows a0 for them already): fence the
+/// source, promote and unfence the target, which gets a lease.
+async fn move_8_to_11_to_b0(p: &SimPlane) {
+    let (a0, b0) = (node_addr(0, 0), node_addr(1, 0));
+    p.fence(&a0, "8-11").await.unwrap();
+    p.promote(&b0, "8-11").await.unwrap();
+    p.unfence(&b0, "8-11").await.unwrap();
+    p.lease(&b0, 60_000).await.unwrap();
 }
 
 /// Seed 1105 with every fault: group 1's master still replicated a batch from group 0's former
@@ -194,10 +224,7 @@ fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
         p.lease(&a1, 60_000).await.unwrap();
         p.follow_force(&a0, &a1, "0-7,12-15").await.unwrap();
         // a1 is cut off from the operator; clients still reach it.
-        p.with(|w| {
-            w.nodes.get_mut(&a1).unwrap().cut_off = true;
-            w.cut_until.insert(a1.clone(), u64::MAX);
-        });
+        p.with(|w| w.cut_off(&a1, u64::MAX));
         pass_after_g0_failed_over(&p, (0..crate::SLOTS).collect(), vec![]).await;
         let writable = p.with(|w| w.writable(&b0)).unwrap();
         let violations = p.with(|w| w.violations.clone());
@@ -218,9 +245,7 @@ fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         // 8-11 move to g1 (b0) as a cutover moves them; a1 keeps its copy, following a0.
         let all = g0_serves_all_and_b0_follows_8_to_11(&p).await;
-        p.fence(&a0, "8-11").await.unwrap();
-        p.promote(&b0, "8-11").await.unwrap();
-        p.unfence(&b0, "8-11").await.unwrap();
+        move_8_to_11_to_b0(&p).await;
         p.lease(&b0, 3_000).await.unwrap();
         // g0 fails over from a0 to a1 for the slots it serves.
         p.fence(&a0, &all).await.unwrap();
@@ -240,4 +265,113 @@ fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
             "g0 took over {writable:?}: {violations:?}"
         );
     });
+}
+
+/// Seed 1177 with every fault: group 1's master, silent to the operator for a while, answered
+/// the renewal of its lease and was cut off again before the pass checked it; the failover wait
+/// still counted from its first silence, so it was failed over 2 s after that renewal and
+/// accepted writes next to its successor. A renewal restarts the wait.
+#[test]
+fn a_master_whose_lease_was_just_renewed_is_not_failed_over() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (b0, b1) = (node_addr(1, 0), node_addr(1, 1));
+        serve(&p, 0, "0-7").await;
+        serve(&p, 1, "8-15").await;
+        let mut record = recorded([("g0-m0", (0..8).collect()), ("g1-m0", (8..16).collect())]);
+        p.with(|w| w.cut_off(&b0, u64::MAX));
+        pass_after(&p, Duration::ZERO, &mut record).await;
+        // 5 s later b0 answers the renewal of its lease, and is cut off again right after.
+        p.with(|w| {
+            w.reconnect(&b0);
+            w.cut_after_call = Some((format!("lease {b0}"), b0.clone()));
+        });
+        pass_after(&p, Duration::from_secs(5), &mut record).await;
+        pass_after(&p, Duration::from_secs(3), &mut record).await;
+        let (writable, violations) = p.with(|w| (w.writable_at_any(&b1), w.violations.clone()));
+        assert!(writable.is_empty() && violations.is_empty(), "failed over early: {writable:?} {violations:?}");
+        // Past its lease and the margin, counted from the renewal: b1 takes over.
+        pass_after(&p, Duration::from_secs(5), &mut record).await;
+        let (writable, violations) = p.with(|w| (w.writable_at_any(&b1), w.violations.clone()));
+        assert!(writable == (8..16).collect::<Vec<_>>() && violations.is_empty(), "{writable:?} {violations:?}");
+    });
+}
+
+/// Seed 8304 with every fault: slots had moved to group 1, whose master then restarted (and,
+/// as every node does, came back with its slots fenced); group 0's master died, and its
+/// successor, which still replicated the moved slots (it had missed their cleanup), took them
+/// over because group 1's master listed nothing as writable. What another group's master holds
+/// as master, fenced or not, is not taken over.
+#[test]
+fn slots_a_restarted_master_holds_fenced_are_not_taken_over() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
+        g0_serves_all_and_b0_follows_8_to_11(&p).await;
+        move_8_to_11_to_b0(&p).await;
+        // b0 takes writes for them (a1's copies, following a0, stay behind).
+        let routes = vec![
+            ("g0".to_string(), a0.clone(), "0-7,12-15".to_string()),
+            ("g1".to_string(), b0.clone(), "8-11".to_string()),
+        ];
+        p.set_route("10.1.0.0:9221", 1, crate::SLOTS, &routes).await.unwrap();
+        for _ in 0..1000 {
+            if p.slot_info(&b0, "8-11").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)) {
+                break;
+            }
+            p.with(|w| w.client_write(0));
+        }
+        p.with(|w| w.kill(&b0, 1_000));
+        p.with(|w| w.kill(&a0, 600_000));
+        let mut record = recorded([("g0-m0", (0..8).chain(12..16).collect()), ("g1-m0", (8..12).collect())]);
+        pass_after(&p, Duration::from_secs(2), &mut record).await;
+        assert!(p.with(|w| w.writable_at_any(&b0)).is_empty(), "b0 restarted fenced");
+        pass_after(&p, Duration::from_secs(8), &mut record).await;
+        let writable = p.with(|w| w.writable_at_any(&a1));
+        assert_eq!(writable, (0..8).chain(12..16).collect::<Vec<_>>(), "a1 took over group 0's slots only");
+        // The next pass gives b0 its slots back.
+        pass_after(&p, Duration::from_secs(1), &mut record).await;
+        let (writable, violations) = p.with(|w| (w.writable_at_any(&b0), w.violations.clone()));
+        assert!(writable == (8..12).collect::<Vec<_>>() && violations.is_empty(), "{writable:?} {violations:?}");
+    });
+}
+
+/// Seed 2853 with every fault: slots moved to group 1 while group 0's master was down, so no
+/// pass finished and the record still listed them in group 0; group 1's master was then cut off
+/// from the operator, and group 0's failover promoted them on a replica that had missed their
+/// cleanup: two writable masters. Each pass records what a renewed master accepts writes for,
+/// also one that stops early.
+#[test]
+fn slots_moved_while_a_group_had_no_master_are_recorded_where_they_went() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
+        g0_serves_all_and_b0_follows_8_to_11(&p).await;
+        move_8_to_11_to_b0(&p).await;
+        p.with(|w| w.kill(&a0, 600_000));
+        let mut record = recorded([("g0-m0", (0..16).collect()), ("g1-m0", vec![])]);
+        pass_after(&p, Duration::ZERO, &mut record).await;
+        pass_after(&p, Duration::from_secs(5), &mut record).await;
+        p.with(|w| w.cut_off(&b0, u64::MAX));
+        pass_after(&p, Duration::from_secs(3), &mut record).await;
+        let (writable, violations) = p.with(|w| (w.writable_at_any(&a1), w.violations.clone()));
+        let expected: Vec<u32> = (0..8).chain(12..16).collect();
+        assert!(writable == expected && violations.is_empty(), "{writable:?} {violations:?}");
+    });
+}
+
+/// Group `g`'s master (member 0) serves `slots` with its replica (member 1) streaming them.
+async fn serve(p: &SimPlane, g: u32, slots: &str) {
+    let (master, replica) = (node_addr(g, 0), node_addr(g, 1));
+    for n in [&master, &replica] {
+        p.add_slots(n, slots).await.unwrap();
+    }
+    p.promote(&master, slots).await.unwrap();
+    p.unfence(&master, slots).await.unwrap();
+    p.lease(&master, 6_000).await.unwrap();
+    p.follow(&replica, &master, slots).await.unwrap();
+    until_streaming(p, &master, slots, 1).await;
 }

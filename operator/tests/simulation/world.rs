@@ -132,6 +132,9 @@ pub struct World {
     pub fault_rate: f64,
     /// Nodes cut off from the operator, until when.
     pub cut_until: BTreeMap<String, u64>,
+    /// For scripted scenarios: right after the operator's next call whose description starts
+    /// with the first string, the node named by the second is cut off from it for good.
+    pub cut_after_call: Option<(String, String)>,
     /// The kinds of fault injected (`chaos::FAULTS`), and `crash` for operator crashes.
     pub enabled: BTreeSet<String>,
     pub calls: u64,
@@ -171,6 +174,7 @@ impl World {
             next_instance: 0,
             fault_rate: 0.0,
             cut_until: BTreeMap::new(),
+            cut_after_call: None,
             enabled: BTreeSet::new(),
             calls: 0,
         }
@@ -547,10 +551,7 @@ impl World {
         }
         let healed: Vec<String> = self.cut_until.iter().filter(|(_, t)| **t <= now).map(|(a, _)| a.clone()).collect();
         for addr in healed {
-            self.cut_until.remove(&addr);
-            if let Some(n) = self.nodes.get_mut(&addr) {
-                n.cut_off = false;
-            }
+            self.reconnect(&addr);
             self.log(format!("{addr} reachable again"));
         }
         for p in 0..self.proxies.len() {
@@ -675,6 +676,27 @@ impl World {
     }
 
     // ----- faults -----
+
+    /// Cuts `addr` off from the operator until `until` (ms); its clients still reach it.
+    pub fn cut_off(&mut self, addr: &str, until: u64) {
+        let Some(node) = self.nodes.get_mut(addr) else { return };
+        node.cut_off = true;
+        self.cut_offs.push((addr.to_string(), self.now_ms));
+        self.cut_until.insert(addr.to_string(), until);
+    }
+
+    /// The operator reaches `addr` again.
+    pub fn reconnect(&mut self, addr: &str) {
+        self.cut_until.remove(addr);
+        if let Some(n) = self.nodes.get_mut(addr) {
+            n.cut_off = false;
+        }
+    }
+
+    /// The slots `addr` accepts writes for, whether the operator reaches it or not.
+    pub fn writable_at_any(&self, addr: &str) -> Vec<u32> {
+        self.nodes.get(addr).filter(|n| n.alive).map(|n| n.writable_at(self.now_ms)).unwrap_or_default()
+    }
 
     pub fn kill(&mut self, addr: &str, down_for_ms: u64) {
         let now = self.now_ms;
