@@ -6,7 +6,7 @@
 //! created and run, no request fails, every acknowledged write readable); scale 3 -> 2 with
 //! the operator killed as a cutover fences (it resumes, rolls the batch back, finishes, and the
 //! drained group is retired); kill -9 of a group master (failover, then the old master returns
-//! and is demoted).
+//! and is demoted); a planned switchover back to it (annotation) under a writer.
 
 mod support;
 
@@ -401,6 +401,46 @@ fn controllers_drive_real_nodes() {
             .then_some(())
     });
     check_all(&proxy, acked);
+
+    // A planned switchover back to demo-g0-0 under a writer: no request fails, no full sync.
+    let full_syncs = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn("127.0.10.10:9221")).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("sync_full:")).unwrap().trim().parse().unwrap()
+    };
+    let before = full_syncs();
+    let writer = Writer::start(proxy.clone(), acked);
+    thread::sleep(Duration::from_millis(300));
+    env.kubectl(&["-n", "apps", "annotate", "pikacluster", "demo", "pika.sharding.io/switchover=g0=demo-g0-0"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let c = loop {
+        let c = cluster(&env);
+        if c["status"]["switchover"]["phase"] == "Succeeded" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no switchover after 60 s: {}\n{}", c["status"], tail(&env.log("op"), 40));
+        thread::sleep(Duration::from_millis(200));
+    };
+    let (acked, errors) = writer.stop();
+    assert!(errors.is_empty(), "requests failed during the switchover: {errors:?}");
+    check_all(&proxy, acked);
+    assert_eq!(group_status(&c, 0)["master"], "demo-g0-0", "{c}");
+    assert!(writable("127.0.10.10:9221") > 0 && writable("127.0.10.11:9221") == 0);
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("Switchover"), "{events}");
+    let mut old = conn("127.0.10.11:9221");
+    wait_for(Duration::from_secs(30), "the old master to follow the new one", || {
+        let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(&slots).query(&mut old).ok()?;
+        let info = common::pkinfo::parse_slot_info(&info).ok()?;
+        info.iter()
+            .all(|s| {
+                s.slave.as_ref().is_some_and(|r| {
+                    r.master == "127.0.10.10:9221" && r.state == common::protocol::LinkState::Connected
+                })
+            })
+            .then_some(())
+    });
+    assert_eq!(full_syncs(), before, "the old master re-synced in full");
 }
 
 /// A request for every slot reaches its owner (no Partition not found through the proxy).

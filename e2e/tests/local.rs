@@ -378,3 +378,56 @@ fn replica_count_changes_add_and_remove_replicas() {
     let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut c).unwrap();
     terminate(&mut operator, &[proxy, base, base + 1]);
 }
+
+/// Full syncs each node on `ports` served so far (`INFO stats`, `sync_full`).
+fn full_syncs(ports: &[u16]) -> Vec<u64> {
+    ports
+        .iter()
+        .map(|&p| {
+            let text: String = redis::cmd("INFO").arg("stats").query(&mut conn(p)).unwrap();
+            let line = text.lines().find_map(|l| l.strip_prefix("sync_full:")).unwrap_or("0");
+            line.trim().parse::<u64>().unwrap()
+        })
+        .collect()
+}
+
+/// A planned switchover asked for with the manifest's annotation, under a writer that takes no
+/// error: no request fails (they are held, not refused), every acknowledged write is there,
+/// group 0's replica is its master, the old master follows it, and no node did a full sync.
+#[test]
+fn a_switchover_annotation_hands_a_master_over_without_a_failed_request() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(2)).unwrap();
+    let (base, proxy) = pika_e2e::free_ports();
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
+    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    wait_serving(proxy);
+    wait_balanced(base, 2, &operator_log);
+    let nodes = [base, base + 1, base + 10, base + 11];
+    let full_before = full_syncs(&nodes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(proxy, stop.clone(), false);
+    thread::sleep(Duration::from_millis(500));
+    let annotated =
+        manifest(2).replace("  name: e2e\n", "  name: e2e\n  annotations:\n    pika.sharding.io/switchover: g0\n");
+    std::fs::write(&file, annotated).unwrap();
+    let started = Instant::now();
+    wait_until(Duration::from_secs(60), "g0-m1 to serve group 0", || {
+        writable(base + 1) == Some(32) && writable(base) == Some(0)
+    });
+    eprintln!("switchover done after {:?}", started.elapsed());
+    let status = dir.path().join("data/e2e/switchover.json");
+    wait_until(Duration::from_secs(10), "the switchover recorded as done", || {
+        std::fs::read_to_string(&status).unwrap_or_default().contains("Succeeded")
+    });
+    stop_and_check_writes(proxy, &stop, writer, &operator_log);
+    wait_until(Duration::from_secs(30), "the old master to follow the new one", || {
+        let text: String = redis::cmd("pkcluster").arg("info").arg("slot").arg("0").query(&mut conn(base)).unwrap();
+        text.contains(&format!("master: 127.0.0.1:{}", base + 1)) && text.contains("kConnected")
+    });
+    assert_eq!(full_syncs(&nodes), full_before, "a full sync during the switchover\n{}", operator_log());
+    assert!(operator_log().contains("reason=\"Switchover\""), "{}", operator_log());
+    terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
+}

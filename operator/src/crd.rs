@@ -210,6 +210,9 @@ pub struct PikaClusterStatus {
     /// Largest replication lag (bytes) over the groups.
     #[serde(default)]
     pub max_lag: u64,
+    /// The last switchover asked for with the `pika.sharding.io/switchover` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<SwitchoverStatus>,
 }
 
 impl PikaClusterStatus {
@@ -292,6 +295,33 @@ fn default_batch() -> u32 {
 }
 
 /// Where a migration is. Each step is recorded before it acts, so a restarted operator resumes.
+/// The annotation on a PikaCluster asking for a planned switchover of a group's master to one of
+/// its replicas: `g0` (the most caught-up replica) or `g0=<member>`. Done once per value: to ask
+/// again for the same, change the value (a suffix after `#` is ignored: `g0#2`).
+pub const SWITCHOVER_ANNOTATION: &str = "pika.sharding.io/switchover";
+
+/// Where the switchover a `pika.sharding.io/switchover` value asked for stands.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverStatus {
+    /// The annotation's value.
+    pub request: String,
+    /// The member chosen to become master, recorded before anything is done, so that an
+    /// operator restarted midway goes on with the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub phase: SwitchoverPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SwitchoverPhase {
+    Running,
+    Succeeded,
+    Failed,
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MigrationPhase {
     #[default]

@@ -239,7 +239,7 @@ pub async fn move_slots(
 
 /// Undoes a cutover that did not promote: the source takes writes again, the proxies let the
 /// held requests through (to the source). Best effort: a later repair pass settles the rest.
-async fn roll_back(admin: &impl DataPlane, from: &GroupNodes, proxies: &[String], slots: &str) {
+pub(crate) async fn roll_back(admin: &impl DataPlane, from: &GroupNodes, proxies: &[String], slots: &str) {
     let _ = admin.unfence(&from.master, slots).await;
     for p in proxies {
         let _ = admin.release(p, slots).await;
@@ -376,7 +376,7 @@ pub async fn let_go<'m>(
 
 /// Waits until `master` streams every slot of `slots` to `replica` incrementally with lag at
 /// most `max_lag`.
-async fn wait_lag(
+pub(crate) async fn wait_lag(
     admin: &impl DataPlane,
     from: &GroupNodes,
     replica: &str,

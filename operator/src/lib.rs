@@ -5,6 +5,7 @@
 //! - [`planner`]: pure decisions: the initial slot split, rebalancing plans, failover choice.
 //! - [`authority`]: whether this instance may still act (its leader Lease).
 //! - [`cutover`]: moving a batch of slots between groups (the seven steps), over [`admin`].
+//! - [`switchover`]: a planned move of a group's master to one of its replicas.
 //! - [`dataplane`]: what is done to a running cluster's nodes, shared by both runtimes.
 //! - [`resources`]: the Kubernetes objects of a PikaCluster (pure builders).
 //! - [`k8s`]: the Kubernetes controllers (`pika-operator run`).
@@ -21,3 +22,4 @@ pub mod local;
 pub mod metrics;
 pub mod planner;
 pub mod resources;
+pub mod switchover;

@@ -18,9 +18,10 @@ use tokio::process::{Child, Command};
 use crate::admin::{Admin, DataPlane};
 use crate::authority::Authority;
 use crate::control;
-use crate::crd::{PikaCluster, PikaClusterSpec};
+use crate::crd::{PikaCluster, PikaClusterSpec, SwitchoverStatus, SWITCHOVER_ANNOTATION};
 use crate::cutover::{self, GroupNodes, Limits};
 use crate::dataplane::{self, Ownership};
+use crate::switchover;
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -176,10 +177,55 @@ pub struct Runtime {
     admin: Admin,
     /// The move in flight (see [`Moving`]).
     moving: Option<Moving>,
+    /// The manifest's `pika.sharding.io/switchover` annotation, and where the last switchover
+    /// asked for stands (kept in `<data>/<name>/switchover.json`).
+    switchover: Option<String>,
+    switchover_status: Option<SwitchoverStatus>,
+}
+
+/// The local runtime's journal: the groups' record is not written (see
+/// [`control::Unrecorded`]); the switchover's progress is, in a file.
+struct LocalJournal<'a> {
+    path: PathBuf,
+    status: &'a mut Option<SwitchoverStatus>,
+}
+
+impl control::Journal for LocalJournal<'_> {
+    fn save(
+        &mut self,
+        _: &BTreeMap<u32, control::GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl switchover::Progress for LocalJournal<'_> {
+    fn save(&mut self, status: &SwitchoverStatus) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let written = serde_json::to_string_pretty(status)
+            .map_err(|e| e.to_string())
+            .and_then(|text| write_file(&self.path, &text));
+        if written.is_ok() {
+            *self.status = Some(status.clone());
+        }
+        std::future::ready(written)
+    }
+}
+
+/// Writes `text` to `path` through a temporary file, so a crash leaves the old or the new.
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")
+}
+
+/// The value of a PikaCluster's switchover annotation.
+fn switchover_annotation(cluster: &PikaCluster) -> Option<String> {
+    cluster.metadata.annotations.as_ref()?.get(SWITCHOVER_ANNOTATION).cloned()
 }
 
 /// Reads the manifest's PikaCluster (the first document of that kind).
@@ -204,6 +250,7 @@ impl Runtime {
         let manifest_mtime = std::fs::metadata(&config.manifest).and_then(|m| m.modified()).ok();
         let cluster = read_manifest(&config.manifest)?;
         let name = cluster.metadata.name.clone().unwrap_or_else(|| "cluster".into());
+        let switchover = switchover_annotation(&cluster);
         let password = match &cluster.spec.password_secret_ref {
             // Locally there is no Secret store: the runtime takes the password from the env.
             Some(_) => std::env::var("PIKA_PASSWORD").ok(),
@@ -220,8 +267,11 @@ impl Runtime {
             proxy: None,
             admin: Admin { password, authority: Arc::new(Authority::unlimited()) },
             moving: None,
+            switchover,
+            switchover_status: None,
         }
-        .with_recorded_move())
+        .with_recorded_move()
+        .with_recorded_switchover())
     }
 
     fn move_file(&self) -> PathBuf {
@@ -239,6 +289,26 @@ impl Runtime {
                 }
                 Err(e) => tracing::error!(file = %path.display(), error = %e, "unreadable move record ignored"),
             }
+        }
+        self
+    }
+
+    /// Nothing restarts a dead replica while this runtime moves slots, so the cleanup does not
+    /// wait long for the target's replicas (pika-chaos, seed 11: a move waited minutes for a
+    /// replica only the next pass would start); the repair deletes the old copies once they
+    /// stream.
+    fn limits(&self) -> Limits {
+        Limits { cleanup_wait: Duration::from_secs(5), ..Limits::default() }
+    }
+
+    fn switchover_file(&self) -> PathBuf {
+        self.config.data_dir.join(&self.name).join("switchover.json")
+    }
+
+    /// Picks up where the last switchover stands.
+    fn with_recorded_switchover(mut self) -> Runtime {
+        if let Ok(text) = std::fs::read_to_string(self.switchover_file()) {
+            self.switchover_status = serde_json::from_str(&text).ok();
         }
         self
     }
@@ -474,6 +544,32 @@ impl Runtime {
         if out.owned.is_empty() {
             return Ok(()); // the pass stopped early (a group has no master): no move
         }
+        // A switchover asked for goes before any new move (and waits for the one in flight).
+        if out.degraded.is_none() && self.moving.is_none() {
+            let (epoch, limits) = (self.epochs.next(), self.limits());
+            let mut journal = LocalJournal { path: self.switchover_file(), status: &mut self.switchover_status };
+            let last = journal.status.clone();
+            let driven = switchover::drive(
+                &self.admin,
+                &cluster,
+                &mut self.record,
+                &mut journal,
+                self.switchover.as_deref(),
+                last.as_ref(),
+                epoch,
+                limits,
+            )
+            .await;
+            match driven {
+                switchover::Driven::Idle => {}
+                switchover::Driven::Done { group, from, to } => {
+                    tracing::warn!(reason = "Switchover", group, %from, %to, "group {group}: master {from} handed over to {to}");
+                    return Ok(()); // the next pass plans on the new masters
+                }
+                switchover::Driven::Failed { request, why } => tracing::error!(%request, %why, "switchover refused"),
+                switchover::Driven::Waiting(why) => tracing::warn!(%why, "switchover waits"),
+            }
+        }
         // One move at a time: the one in flight, else the first the pass planned (the next
         // pass plans the others again).
         if self.moving.is_none() {
@@ -641,11 +737,7 @@ impl Runtime {
             to_nodes,
             &proxies,
             (epoch, self.spec.slots, &routes),
-            // Nothing restarts a dead replica while this runtime moves slots, so the cleanup
-            // does not wait long for the target's replicas (pika-chaos, seed 11: a move waited
-            // minutes for a replica only the next pass would start); the repair deletes the
-            // old copies once they stream.
-            Limits { cleanup_wait: Duration::from_secs(5), ..Limits::default() },
+            self.limits(),
             start,
             &mut steps,
         )
@@ -676,6 +768,7 @@ impl Runtime {
             }
             Ok(c) => {
                 tracing::info!(groups = c.spec.groups, replicas = c.spec.replicas_per_group, "manifest changed");
+                self.switchover = switchover_annotation(&c);
                 self.spec = c.spec;
             }
             Err(e) => tracing::error!(error = %e, "manifest not applied"),

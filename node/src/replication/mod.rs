@@ -161,7 +161,16 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
     stop_upstream(slot);
     {
         let mut state = slot.lock.lock();
-        state.log = state.log.promoted(state.head.pos(), new_history());
+        let head = state.head.pos();
+        state.log = state.log.promoted(head, new_history());
+        // Logging from the promotion on, for a while even if nobody attaches yet: the old
+        // master (after a switchover) and the other replicas (after a failover) re-point to
+        // this slot, and writes it takes before they attach would otherwise move its backlog
+        // past their position and make them re-sync in full.
+        if !state.backlog.is_logging() {
+            state.backlog.start(head);
+            state.backlog.detached(std::time::Instant::now());
+        }
         server.store.clear_replica_state(slot.prefix)?;
         state.head.restart_streams();
         *slot.role.write() = Role::Master;

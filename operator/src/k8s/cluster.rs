@@ -27,11 +27,15 @@ use super::conditions::{self, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
 use super::observe;
 use super::{poll, Context, Error};
 use crate::control::{self, Happened};
-use crate::crd::{GroupStatus, PikaCluster, PikaClusterStatus, SlotMigration, SlotMigrationSpec};
+use crate::crd::{
+    GroupStatus, PikaCluster, PikaClusterStatus, SlotMigration, SlotMigrationSpec, SwitchoverStatus,
+    SWITCHOVER_ANNOTATION,
+};
 use crate::metrics::cluster_labels;
 use crate::metrics::labels;
 use crate::planner;
 use crate::resources::{self, GROUP_LABEL, MANAGER};
+use crate::switchover;
 use common::slotset::{format_slots, parse_slots};
 
 pub const FINALIZER: &str = "pika.sharding.io/cleanup";
@@ -306,8 +310,24 @@ async fn data_plane(
         .map(|s| (s.index, group_record(s)))
         .collect();
     let admin = ctx.admin(cluster).await?;
-    let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
-    let result = control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await;
+    let result = {
+        let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
+        control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await
+    };
+    // A switchover the annotation asks for, once the pass found the cluster healthy.
+    let asked = cluster.annotations().get(SWITCHOVER_ANNOTATION).map(String::as_str);
+    let healthy = result.as_ref().is_ok_and(|out| out.degraded.is_none() && out.waiting.is_none());
+    if asked.is_some() && healthy && input.in_flight.is_empty() && ctx.authority.valid() {
+        let last = status.switchover.clone();
+        let mut journal = SwitchoverJournal {
+            inner: StatusJournal { ctx, cluster, observed: &observed, version },
+            status: &mut status.switchover,
+        };
+        let (epoch, limits) = (ctx.epochs.next(), ctx.limits);
+        let driven =
+            switchover::drive(&admin, &input, &mut record, &mut journal, asked, last.as_ref(), epoch, limits).await;
+        report_switchover(ctx, cluster, driven).await;
+    }
     let masters = record.masters();
     status.groups = group_statuses(&observed, &record.groups);
     ctx.records.lock().await.insert(key, record);
@@ -384,6 +404,55 @@ impl control::Journal for StatusJournal<'_> {
             Api::namespaced(self.ctx.client.clone(), &self.cluster.namespace().unwrap_or_default());
         let (ctx, name, version) = (self.ctx, self.cluster.name_any(), &mut *self.version);
         async move { super::patch_status_at(ctx, &api, &name, version, status).await.map_err(|e| e.to_string()) }
+    }
+}
+
+/// The status journal that also records where the switchover stands (and keeps the status
+/// this reconcile writes at its end up to date with it).
+struct SwitchoverJournal<'a> {
+    inner: StatusJournal<'a>,
+    status: &'a mut Option<SwitchoverStatus>,
+}
+
+impl control::Journal for SwitchoverJournal<'_> {
+    fn save(
+        &mut self,
+        groups: &BTreeMap<u32, control::GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        self.inner.save(groups)
+    }
+}
+
+impl switchover::Progress for SwitchoverJournal<'_> {
+    fn save(&mut self, status: &SwitchoverStatus) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let patch = json!({ "switchover": status });
+        let api: Api<PikaCluster> =
+            Api::namespaced(self.inner.ctx.client.clone(), &self.inner.cluster.namespace().unwrap_or_default());
+        let (ctx, name, version) = (self.inner.ctx, self.inner.cluster.name_any(), &mut *self.inner.version);
+        let memory = &mut *self.status;
+        let status = status.clone();
+        async move {
+            super::patch_status_at(ctx, &api, &name, version, patch).await.map_err(|e| e.to_string())?;
+            *memory = Some(status);
+            Ok(())
+        }
+    }
+}
+
+/// The event for what a switchover did (waiting is only logged: it is retried every pass).
+async fn report_switchover(ctx: &Context, cluster: &PikaCluster, driven: switchover::Driven) {
+    match driven {
+        switchover::Driven::Idle => {}
+        switchover::Driven::Done { group, from, to } => {
+            let note = format!("group {group}: master {from} handed over to {to}");
+            ctx.event(cluster, false, "Switchover", note).await;
+        }
+        switchover::Driven::Failed { request, why } => {
+            ctx.event(cluster, true, "SwitchoverRefused", format!("{SWITCHOVER_ANNOTATION}={request}: {why}")).await;
+        }
+        switchover::Driven::Waiting(why) => {
+            tracing::info!(cluster = %cluster.name_any(), %why, "switchover waits");
+        }
     }
 }
 

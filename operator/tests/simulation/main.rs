@@ -112,7 +112,7 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     check(&plane, &api)
 }
 
-/// The user edits `spec.groups` a few times during the chaos, and asks for a manual migration;
+/// The user edits `spec.groups` a few times during the chaos, or asks for a switchover;
 /// then the faults stop and every killed node comes back.
 async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
     let changes = plane.with(|w| w.rng.random_range(1..=3));
@@ -120,6 +120,14 @@ async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
         let wait = plane.with(|w| w.rng.random_range(3_000..CHAOS_MS / 3));
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         let mut stored = api.lock().unwrap();
+        // Now and then a switchover instead (the annotation on the PikaCluster).
+        if plane.with(|w| w.rng.random_bool(0.4)) {
+            let group = plane.with(|w| w.rng.random_range(0..stored.spec_groups));
+            let value = format!("g{group}#{}", plane.now_ms());
+            plane.with(|w| w.log(format!("USER switchover {value}")));
+            stored.switchover = Some(value);
+            continue;
+        }
         let now = stored.spec_groups;
         let next = plane.with(|w| if now == 1 || (now < 4 && w.rng.random_bool(0.5)) { now + 1 } else { now - 1 });
         stored.spec_groups = next;
@@ -227,6 +235,12 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
         }
         if let Some(m) = stored.migrations.iter().find(|m| m.phase == Phase::Pending) {
             r.failures.push(format!("migration {} still pending at the end: {m:?}", m.name));
+        }
+        if let Some(asked) = &stored.switchover {
+            let last = stored.switchover_status.as_ref().filter(|s| &s.request == asked);
+            if last.is_none_or(|s| s.phase == pika_operator::crd::SwitchoverPhase::Running) {
+                r.failures.push(format!("switchover {asked} not finished at the end: {last:?}"));
+            }
         }
         if stored.balanced != Some(true) {
             r.failures.push(format!("not balanced at the end (degraded: {:?})", stored.degraded));

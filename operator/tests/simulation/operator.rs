@@ -12,8 +12,10 @@ use rand::Rng;
 
 use common::slotset::format_slots;
 use pika_operator::control::{self, Cluster, GroupRecord, InFlight, Member, NextBatch, Record};
+use pika_operator::crd::SwitchoverStatus;
 use pika_operator::cutover::{self, CutoverError, CutoverStep, Limits, Steps};
 use pika_operator::dataplane;
+use pika_operator::switchover::{self, Driven};
 
 use crate::plane::SimPlane;
 use crate::world::World;
@@ -57,6 +59,9 @@ pub struct Stored {
     pub lease: SimLease,
     /// The cluster status's resourceVersion.
     pub status_version: u64,
+    /// The switchover annotation, and the status of the last switchover.
+    pub switchover: Option<String>,
+    pub switchover_status: Option<SwitchoverStatus>,
 }
 
 pub type Api = Arc<Mutex<Stored>>;
@@ -201,6 +206,29 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         let now = plane.now_ms();
         let mut journal = StatusJournal { plane: plane.clone(), api: api.clone(), version };
         let result = control::pass(&plane, &cluster, &mut record, &mut journal, &|| epochs.after(now)).await;
+        let (asked, last) = {
+            let stored = api.lock().expect("api");
+            (stored.switchover.clone(), stored.switchover_status.clone())
+        };
+        if let Ok(out) = &result {
+            if out.degraded.is_none() && asked.is_some() {
+                let epoch = epochs.after(now);
+                let driven = switchover::drive(
+                    &plane,
+                    &cluster,
+                    &mut record,
+                    &mut journal,
+                    asked.as_deref(),
+                    last.as_ref(),
+                    epoch,
+                    limits(),
+                )
+                .await;
+                if driven != Driven::Idle {
+                    plane.with(|w| w.log(format!("switchover {asked:?}: {driven:?}")));
+                }
+            }
+        }
         // The status write carries the resourceVersion read: another instance's write since
         // makes it fail (and this pass's decisions are dropped with it).
         let mut stored = api.lock().expect("api");
@@ -282,6 +310,23 @@ impl control::Journal for StatusJournal {
     }
 }
 
+impl switchover::Progress for StatusJournal {
+    fn save(&mut self, status: &SwitchoverStatus) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let mut stored = self.api.lock().expect("api");
+        let result = if stored.status_version != self.version {
+            Err("conflict: the status changed since it was read".to_string())
+        } else if !self.plane.op.authority.valid() {
+            Err(pika_operator::authority::Authority::LAPSED.to_string())
+        } else {
+            stored.switchover_status = Some(status.clone());
+            stored.status_version += 1;
+            self.version = stored.status_version;
+            Ok(())
+        };
+        std::future::ready(result)
+    }
+}
+
 /// A migration's status writes, each carrying the resourceVersion last read or written, as
 /// `k8s::migration` writes them: one fails once another instance wrote since.
 struct MigrationRecord {
@@ -344,7 +389,7 @@ fn futures_boxed(f: impl std::future::Future<Output = Result<(), CutoverError>> 
     Box::pin(f)
 }
 
-fn limits() -> Limits {
+pub fn limits() -> Limits {
     Limits {
         lag_threshold: 256 << 10,
         cutover_timeout: Duration::from_secs(2),

@@ -6,7 +6,9 @@ use std::time::Duration;
 use pika_operator::admin::DataPlane;
 use pika_operator::control::{self, Cluster, GroupRecord, Member, Record};
 use pika_operator::cutover::{self, CutoverError, GroupNodes};
+use pika_operator::switchover;
 
+use crate::operator::limits;
 use crate::plane::SimPlane;
 use crate::world::{node_addr, World};
 
@@ -374,4 +376,61 @@ async fn serve(p: &SimPlane, g: u32, slots: &str) {
     p.lease(&master, 6_000).await.unwrap();
     p.follow(&replica, &master, slots).await.unwrap();
     until_streaming(p, &master, slots, 1).await;
+}
+
+/// A planned switchover while clients write: the replica takes over, the old master follows it
+/// incrementally (no full sync anywhere), nothing is lost, never two writers; and back again.
+#[test]
+fn a_switchover_moves_the_master_without_a_full_sync_or_a_lost_write() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
+        serve(&p, 0, "0-7").await;
+        serve(&p, 1, "8-15").await;
+        let routes =
+            vec![("g0".to_string(), a0.clone(), "0-7".to_string()), ("g1".to_string(), b0, "8-15".to_string())];
+        p.set_route("10.1.0.0:9221", 1, crate::SLOTS, &routes).await.unwrap();
+        let mut record = recorded([("g0-m0", (0..8).collect()), ("g1-m0", (8..16).collect())]);
+        let writes = |p: &SimPlane| p.with(|w| (0..200).for_each(|_| w.client_write(0)));
+        writes(&p);
+        until_streaming(&p, &a0, "0-7", 1).await;
+        let full_syncs = p.with(|w| w.full_syncs);
+        for (to, from, old, new) in [("g0-m1", "g0-m0", &a0, &a1), ("g0-m0", "g0-m1", &a1, &a0)] {
+            let cluster = two_groups(&p);
+            let done = switchover::switchover(&p, &cluster, &mut record, &mut control::Unrecorded, 0, to, 10, limits())
+                .await
+                .unwrap();
+            assert_eq!(done, from);
+            assert_eq!(record.groups[&0].master.as_deref(), Some(to));
+            writes(&p);
+            until_streaming(&p, new, "0-7", 1).await;
+            pass_after(&p, Duration::from_secs(1), &mut record).await;
+            writes(&p);
+            let (mine, theirs) = p.with(|w| (w.writable_at_any(new), w.writable_at_any(old)));
+            assert_eq!((mine, theirs), ((0..8).collect(), vec![]), "{to} serves group 0");
+        }
+        let (violations, missing, full) = p.with(|w| (w.violations.clone(), w.missing(), w.full_syncs - full_syncs));
+        assert!(
+            violations.is_empty() && missing == 0 && full == 0,
+            "{violations:?} missing={missing} full syncs={full}"
+        );
+    });
+}
+
+/// Seed 842 with every fault (switchovers): a switchover chose a former master a failover had
+/// just replaced, before it re-synced (it may lack writes, or hold writes nobody else has).
+#[test]
+fn a_switchover_never_picks_a_former_master_not_yet_re_synced() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let p = plane();
+        serve(&p, 0, "0-7").await;
+        serve(&p, 1, "8-15").await;
+        let mut record = recorded([("g0-m0", (0..8).collect()), ("g1-m0", (8..16).collect())]);
+        record.groups.get_mut(&0).unwrap().demoted.push("g0-m1".into());
+        let req = switchover::Request { group: 0, to: None };
+        let chosen = switchover::choose(&p, &two_groups(&p), &record, &req).await;
+        assert!(matches!(chosen, Err(switchover::SwitchoverError::NotNow(_))), "{chosen:?}");
+    });
 }

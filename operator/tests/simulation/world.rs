@@ -135,6 +135,8 @@ pub struct World {
     /// For scripted scenarios: right after the operator's next call whose description starts
     /// with the first string, the node named by the second is cut off from it for good.
     pub cut_after_call: Option<(String, String)>,
+    /// Full syncs started, all replicas together.
+    pub full_syncs: u64,
     /// The kinds of fault injected (`chaos::FAULTS`), and `crash` for operator crashes.
     pub enabled: BTreeSet<String>,
     pub calls: u64,
@@ -175,6 +177,7 @@ impl World {
             fault_rate: 0.0,
             cut_until: BTreeMap::new(),
             cut_after_call: None,
+            full_syncs: 0,
             enabled: BTreeSet::new(),
             calls: 0,
         }
@@ -612,6 +615,7 @@ impl World {
                     self.attach(&master, id, addr, my_len, false);
                 } else {
                     let ticks = self.rng.random_range(1..6);
+                    self.full_syncs += 1;
                     let slot = self.slot_mut(addr, id);
                     // The data is replaced: partial from now until the sync ends.
                     slot.log.clear();
@@ -691,6 +695,14 @@ impl World {
         if let Some(n) = self.nodes.get_mut(addr) {
             n.cut_off = false;
         }
+    }
+
+    /// Acknowledged writes that are not on their slot's one writable master.
+    pub fn missing(&self) -> usize {
+        self.acked
+            .iter()
+            .filter(|a| !self.writer(a.slot).is_some_and(|n| n.slots[&a.slot].log.contains(&a.key)))
+            .count()
     }
 
     /// The slots `addr` accepts writes for, whether the operator reaches it or not.
