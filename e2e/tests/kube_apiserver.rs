@@ -3,7 +3,9 @@
 //! installs, the operator runs with the chart's RBAC (its ServiceAccount's token), a PikaCluster
 //! applied with kubectl becomes StatefulSets/Services/PDBs/proxy Deployment owned by it,
 //! with conditions and observedGeneration; invalid manifests are refused by the schema; pause
-//! stops changes; scaling the group count creates the new group's StatefulSet; the leader Lease
+//! stops changes; scaling the group count creates the new group's StatefulSet; a larger
+//! storage size recreates the StatefulSets with their pods orphaned and says which volume
+//! claims could not be resized, without stopping the reconcile; the leader Lease
 //! passes to a standby when the leader stops; deleting the cluster runs the finalizer and the
 //! garbage collector removes its objects.
 //!
@@ -225,6 +227,33 @@ fn operator_on_a_real_apiserver() {
         "create, (monitoring), pause, replicas, unpause, groups"
     );
     assert_eq!(cluster["status"]["phase"], "Creating");
+
+    // A larger storage size. Volume claim templates are immutable, so each StatefulSet is
+    // recreated with its pods orphaned (the same pods go on); the claims' requests are raised
+    // where the API server allows it. Here no claim is bound (no provisioner), so it refuses,
+    // and the Applied condition names the claims while the reconcile goes on.
+    let pod_uid = || env.json(&["-n", "apps", "get", "pod", "demo-g0-0"]).map(|p| p["metadata"]["uid"].clone());
+    let uid = pod_uid().expect("pod demo-g0-0");
+    patch_demo(&env, r#"{"spec":{"storage":{"size":"20Gi"}}}"#);
+    for g in 0..3 {
+        wait_for(Duration::from_secs(60), &format!("demo-g{g} with 20Gi claims"), || {
+            let s = env.json(&["-n", "apps", "get", "statefulset", &format!("demo-g{g}")])?;
+            (s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi").then_some(())
+        });
+    }
+    let cluster = wait_for(Duration::from_secs(30), "Applied False, naming the claims", || {
+        let c = env.json(&["-n", "apps", "get", "pikacluster", "demo"])?;
+        let applied = c["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Applied")?.clone();
+        let named = applied["message"].as_str()?.contains("data-demo-g0-0");
+        (applied["status"] == "False" && named && c["status"]["observedGeneration"] == c["metadata"]["generation"])
+            .then_some(c)
+    });
+    eprintln!("Applied: {}", cluster["status"]["conditions"]);
+    assert_eq!(pod_uid(), Some(uid), "the pods outlive their StatefulSet's recreation");
+    let sts = env.json(&["-n", "apps", "get", "statefulset", "demo-g0"]).unwrap();
+    assert_eq!(sts["metadata"]["ownerReferences"][0]["name"], "demo");
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("StatefulSetRecreated") && events.contains("ApplyFailed"), "{events}");
 
     // Metrics of the leader.
     let metrics = http_get(http_a, "/metrics");

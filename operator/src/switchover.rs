@@ -5,7 +5,7 @@
 //! 1. the successor (a replica streaming every slot of the group, not in a full sync) catches up
 //!    to under the lag threshold;
 //! 2. the proxies hold the slots, the master fences them, the successor reaches lag 0 (on
-//!    timeout: unfence, release, and the switchover fails: nothing changed);
+//!    timeout: unfence and release, nothing changed; a later pass tries again);
 //! 3. the new master is recorded (before it is promoted, as a failover is: a restarted operator
 //!    finishes it, never takes the old master back);
 //! 4. the successor is leased, promoted and unfenced; the proxies get the new routes, which
@@ -39,7 +39,8 @@ impl std::str::FromStr for Request {
             Some((g, m)) => (g, Some(m.trim().to_string()).filter(|m| !m.is_empty())),
             None => (text.trim(), None),
         };
-        let index = group.trim().trim_start_matches('g');
+        let index = group.trim();
+        let index = index.strip_prefix('g').unwrap_or(index);
         let group = index.parse().map_err(|_| format!("{text:?}: expected a group such as g0, or g0=<member>"))?;
         Ok(Request { group, to })
     }
@@ -67,8 +68,9 @@ impl From<AdminError> for SwitchoverError {
 }
 
 /// The member to become group `req.group`'s master: the one asked for, if it can (a running
-/// replica streaming every slot of the group, not in a full sync), else the most caught-up one
-/// that can. Returns the current master when it already is the one asked for.
+/// replica streaming every slot of the group, not in a full sync, not a former master still to
+/// re-sync), else the most caught-up one that can. Returns the current master when it already
+/// is the one asked for.
 pub async fn choose(
     dp: &impl DataPlane,
     cluster: &Cluster,
@@ -317,6 +319,7 @@ mod tests {
         assert_eq!(" 2 ".parse(), Ok(Request { group: 2, to: None }));
         assert_eq!("g1=pika-g1-2".parse(), Ok(Request { group: 1, to: Some("pika-g1-2".into()) }));
         assert!("gx".parse::<Request>().is_err());
+        assert!("gg0".parse::<Request>().is_err());
         assert!("".parse::<Request>().is_err());
         assert_eq!("g0#2".parse(), Ok(Request { group: 0, to: None }));
     }

@@ -22,10 +22,17 @@ struct Call {
     path: String,
     query: Option<&'static str>,
     answer: Box<dyn FnOnce(Value) -> Value + Send>,
+    status: u16,
 }
 
 fn call(method: Method, path: &str, answer: impl FnOnce(Value) -> Value + Send + 'static) -> Call {
-    Call { method, path: path.into(), query: None, answer: Box::new(answer) }
+    Call { method, path: path.into(), query: None, answer: Box::new(answer), status: 200 }
+}
+
+/// A call the API server refuses with `code` and `message` (a `Status` object).
+fn refused(call: Call, code: u16, message: &'static str) -> Call {
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": "Invalid", "code": code });
+    Call { answer: Box::new(move |_| status), status: code, ..call }
 }
 
 /// Server-side apply of `path`: fieldManager pika-operator, forced; answered with the object.
@@ -57,7 +64,7 @@ async fn serve(mut handle: Handle, calls: Vec<Call>) -> Vec<Value> {
         bodies.push(value.clone());
         let answer = (expected.answer)(value);
         send.send_response(
-            Response::builder().status(200).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
+            Response::builder().status(expected.status).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
         );
     }
     // Nothing more.
@@ -97,6 +104,31 @@ fn condition(status: &Value, type_: &str) -> (String, String) {
     (c["status"].as_str().unwrap().into(), c["reason"].as_str().unwrap().into())
 }
 
+/// The ConfigMap and Services, then per group its StatefulSet, its volume claims (listed for
+/// a resize; none here) and its PodDisruptionBudget, applied in that order.
+fn children_of_groups(groups: u32) -> Vec<Call> {
+    let mut calls = vec![
+        apply(&format!("{NS}/configmaps/demo-config")),
+        apply(&format!("{NS}/services/demo-nodes")),
+        apply(&format!("{NS}/services/demo")),
+    ];
+    for g in 0..groups {
+        calls.push(apply(&format!("{APPS}/statefulsets/demo-g{g}")));
+        calls.push(list(&format!("{NS}/persistentvolumeclaims"), vec![]));
+        calls.push(apply(&format!("/apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo-g{g}")));
+    }
+    calls
+}
+
+/// What the data-plane pass reads of a cluster with no pod running yet.
+fn observing() -> Vec<Call> {
+    vec![
+        list(&format!("{APPS}/statefulsets"), vec![]),
+        list(&format!("{NS}/pods"), vec![]),
+        list(&format!("{PIKA}/slotmigrations"), vec![]),
+    ]
+}
+
 #[tokio::test]
 async fn a_new_cluster_gets_its_finalizer_first() {
     let (ctx, handle) = context();
@@ -121,35 +153,54 @@ async fn create_and_update_apply_every_child_then_write_status() {
     let c = cluster(json!({}), json!({ "finalizers": ["pika.sharding.io/cleanup"] }));
     let echo = serde_json::to_value(&c).unwrap();
     let fresh = echo.clone();
-    let calls = vec![
-        call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh),
-        apply(&format!("{NS}/configmaps/demo-config")),
-        apply(&format!("{NS}/services/demo-nodes")),
-        apply(&format!("{NS}/services/demo")),
-        apply(&format!("{APPS}/statefulsets/demo-g0")),
-        apply("/apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo-g0"),
-        apply(&format!("{APPS}/statefulsets/demo-g1")),
-        apply("/apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo-g1"),
-        apply(&format!("{APPS}/deployments/demo-proxy")),
-        list(&format!("{APPS}/statefulsets"), vec![]),
-        list(&format!("{NS}/pods"), vec![]),
-        list(&format!("{PIKA}/slotmigrations"), vec![]),
-        call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo),
-    ];
+    let mut calls = vec![call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh)];
+    calls.extend(children_of_groups(2));
+    calls.push(apply(&format!("{APPS}/deployments/demo-proxy")));
+    calls.extend(observing());
+    calls.push(call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo));
     let server = tokio::spawn(serve(handle, calls));
     let action = cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(30)), "no pod yet: slow poll");
     assert_eq!(bodies[4]["spec"]["replicas"], 2);
     assert_eq!(bodies[4]["metadata"]["ownerReferences"][0]["uid"], "u-1");
-    let status = &bodies[12]["status"];
+    let status = &bodies[14]["status"];
     // Written at the resourceVersion read: another instance's write since makes it a conflict.
-    assert_eq!(bodies[12]["metadata"]["resourceVersion"], "7");
+    assert_eq!(bodies[14]["metadata"]["resourceVersion"], "7");
+    assert_eq!(condition(status, "Applied"), ("True".into(), "Applied".into()));
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["phase"], "Creating");
     assert_eq!(condition(status, "Ready"), ("False".into(), "NotReady".into()));
     assert_eq!(condition(status, "Progressing"), ("True".into(), "Creating".into()));
     assert_eq!(condition(status, "ReconciliationPaused").0, "False");
+}
+
+/// A child the API server refuses does not stop the reconcile (failover and migrations must
+/// not wait on it): the others are applied, the data plane is observed, and the status says
+/// what failed, with a warning Event.
+#[tokio::test]
+async fn a_refused_child_is_reported_and_the_reconcile_goes_on() {
+    let (ctx, handle) = context();
+    let c = cluster(json!({ "groups": 1 }), json!({ "finalizers": ["pika.sharding.io/cleanup"] }));
+    let echo = serde_json::to_value(&c).unwrap();
+    let fresh = echo.clone();
+    let mut calls = vec![call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh)];
+    calls.extend(children_of_groups(1));
+    calls.push(refused(apply(&format!("{APPS}/deployments/demo-proxy")), 422, "spec.template: Invalid value"));
+    calls.push(call(Method::POST, EVENTS, |body| body));
+    calls.extend(observing());
+    calls.push(call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo));
+    let server = tokio::spawn(serve(handle, calls));
+    cluster::reconcile(Arc::new(c), ctx).await.unwrap();
+    let bodies = server.await.unwrap();
+    assert_eq!(bodies[8]["reason"], "ApplyFailed");
+    let status = &bodies[12]["status"];
+    assert_eq!(condition(status, "Applied"), ("False".into(), "ApplyFailed".into()));
+    let message = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Applied").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("proxy Deployment") && message.contains("Invalid value"), "{message}");
 }
 
 #[tokio::test]

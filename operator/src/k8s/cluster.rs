@@ -23,7 +23,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::conditions::{self, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
+use super::conditions::{self, APPLIED, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
 use super::observe;
 use super::{poll, Context, Error};
 use crate::control::{self, Happened};
@@ -104,7 +104,8 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     if was_paused {
         ctx.event(&*cluster, false, "Resumed", "reconciliation resumed".into()).await;
     }
-    apply_children(ctx, &cluster, &status).await?;
+    let failed = apply_children(ctx, &cluster, &status).await;
+    report_applied(ctx, &cluster, &mut status, &failed).await;
     apply_monitor(ctx, &cluster, &mut status).await;
     let health = match data_plane(ctx, &cluster, &mut version, &mut status).await {
         Ok(h) => h,
@@ -175,11 +176,21 @@ where
     Ok(())
 }
 
-async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClusterStatus) -> Result<(), Error> {
+/// Applies the cluster's objects. One that the API server refuses is reported (the `Applied`
+/// condition and an Event), not fatal: failover, migrations and status must not wait on an
+/// edit that cannot be applied (a changed `storage.size` stopped every reconcile before).
+/// Returns what failed, as `<object>: <error>`.
+async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClusterStatus) -> Vec<String> {
     let ns = cluster.namespace().unwrap_or_default();
-    ssa(ctx, &ns, &resources::config_map(cluster)).await?;
-    ssa(ctx, &ns, &resources::headless_service(cluster)).await?;
-    ssa(ctx, &ns, &resources::client_service(cluster)).await?;
+    let mut failed = Vec::new();
+    let mut note = |what: String, r: Result<(), Error>| {
+        if let Err(e) = r {
+            failed.push(format!("{what}: {}", super::brief(&e)));
+        }
+    };
+    note("ConfigMap".into(), ssa(ctx, &ns, &resources::config_map(cluster)).await);
+    note("Service".into(), ssa(ctx, &ns, &resources::headless_service(cluster)).await);
+    note("Service".into(), ssa(ctx, &ns, &resources::client_service(cluster)).await);
     for g in 0..cluster.spec.groups {
         let mut sts = resources::stateful_set(cluster, g);
         // Fewer replicas remove the highest ordinals: never the master's (after a failover it
@@ -192,11 +203,85 @@ async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClust
         if let (Some(spec), Some(m)) = (sts.spec.as_mut(), master_ordinal) {
             spec.replicas = spec.replicas.max(Some(m + 1));
         }
-        ssa(ctx, &ns, &sts).await?;
-        ssa(ctx, &ns, &resources::disruption_budget(cluster, g)).await?;
+        let name = sts.name_any();
+        note(format!("StatefulSet {name}"), apply_stateful_set(ctx, cluster, &ns, &sts).await);
+        note(format!("volumes of group {g}"), expand_volumes(ctx, cluster, &ns, g).await);
+        note(format!("PodDisruptionBudget {name}"), ssa(ctx, &ns, &resources::disruption_budget(cluster, g)).await);
     }
-    ssa(ctx, &ns, &resources::proxy_deployment(cluster)).await?;
-    Ok(())
+    note("proxy Deployment".into(), ssa(ctx, &ns, &resources::proxy_deployment(cluster)).await);
+    failed
+}
+
+/// Applies a StatefulSet. A change to a field the API server keeps immutable (the volume claim
+/// templates: `storage.size`, `storageClassName`) is applied by deleting the StatefulSet with
+/// its pods orphaned and creating it again: the pods keep running and the new StatefulSet
+/// adopts them (their labels match its selector).
+async fn apply_stateful_set(ctx: &Context, cluster: &PikaCluster, ns: &str, sts: &StatefulSet) -> Result<(), Error> {
+    match ssa(ctx, ns, sts).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 && e.message.contains("Forbidden") => {
+            let name = sts.name_any();
+            tracing::warn!(statefulset = %name, reason = %e.message, "recreating the StatefulSet, its pods orphaned");
+            let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+            let orphan = DeleteParams {
+                propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+                ..DeleteParams::default()
+            };
+            ignore_missing(api.delete(&name, &orphan).await.map(|_| ()))?;
+            // Gone once its finalizer-less deletion completed; applied again right away.
+            for _ in 0..50 {
+                if api.get_opt(&name).await?.is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ssa(ctx, ns, sts).await?;
+            let note = format!("StatefulSet {name} recreated (its pods kept running) to apply: {}", e.message);
+            ctx.event(cluster, false, "StatefulSetRecreated", note).await;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Raises the storage request of group `g`'s volume claims to `storage.size` (the claims a
+/// StatefulSet made keep the size they were created with). The API server refuses it when the
+/// StorageClass does not allow expansion, or for a claim not bound yet: the error names it.
+async fn expand_volumes(ctx: &Context, cluster: &PikaCluster, ns: &str, g: u32) -> Result<(), Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={},{GROUP_LABEL}={g}", cluster.name_any());
+    let wanted = &cluster.spec.storage.size;
+    let mut refused = Vec::new();
+    for pvc in api.list(&ListParams::default().labels(&selector)).await? {
+        let requested =
+            pvc.spec.as_ref().and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned());
+        if requested.is_some_and(|q| &q.0 == wanted) || pvc.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let patch = json!({ "spec": { "resources": { "requests": { "storage": wanted } } } });
+        if let Err(e) = api.patch(&pvc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            refused.push(format!("{}: {}", pvc.name_any(), super::brief(&e.into())));
+        }
+    }
+    match refused.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!("not resized to {wanted}: {}", refused.join("; ")))),
+    }
+}
+
+/// The `Applied` condition: whether every object of the cluster is as its spec says; a
+/// warning Event when that stops being so (or its reason changes).
+async fn report_applied(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus, failed: &[String]) {
+    let generation = cluster.metadata.generation;
+    let (ok, reason, message) = match failed {
+        [] => (true, "Applied", String::new()),
+        _ => (false, "ApplyFailed", failed.join("\n")),
+    };
+    let before = status.conditions.iter().find(|c| c.type_ == APPLIED).map(|c| (c.status.clone(), c.message.clone()));
+    if !ok && before.as_ref().is_none_or(|(s, m)| s != "False" || m != &message) {
+        tracing::warn!(cluster = %cluster.name_any(), %message, "objects not applied");
+        ctx.event(cluster, true, reason, message.clone()).await;
+    }
+    conditions::set(&mut status.conditions, APPLIED, ok, reason, &message, generation, conditions::now());
 }
 
 /// The PodMonitor of `spec.monitoring`. Never fails the pass (failover and migrations must not

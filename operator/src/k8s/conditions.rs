@@ -1,4 +1,4 @@
-//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused, Monitoring): pure helpers that
+//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused, Applied, Monitoring): pure helpers that
 //! keep `lastTransitionTime` when a condition's status did not change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -7,6 +7,9 @@ pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "ReconciliationPaused";
+/// Whether every object of the cluster (StatefulSets, volume sizes, Services...) could be
+/// brought to what the spec says.
+pub const APPLIED: &str = "Applied";
 /// Only while `spec.monitoring` asks for a PodMonitor: whether it could be applied.
 pub const MONITORING: &str = "Monitoring";
 

@@ -104,12 +104,13 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `obj` (failures are logged: events are informational).
+    /// Publishes an Event about `obj` (failures are logged: events are informational). The
+    /// note is cut to the API server's limit (1 kB), which otherwise refuses the whole Event.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(note),
+            note: Some(truncated(note, EVENT_NOTE_MAX)),
             action: reason.into(),
             secondary: None,
         };
@@ -134,6 +135,31 @@ impl Context {
 
     fn record_error(&self, controller: &str, err: &Error) {
         self.metrics.errors.get_or_create(&labels(&[("controller", controller), ("kind", err.kind())])).inc();
+    }
+}
+
+/// The longest Event note the API server accepts (`events.k8s.io/v1`), in bytes.
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// `text` cut to at most `max` bytes, at a character boundary, marked with `...` when cut.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// What an error says: for the API server's, its message's first line (without the Status
+/// object, or the diff some validation errors append).
+pub fn brief(err: &Error) -> String {
+    match err {
+        Error::Kube(kube::Error::Api(e)) => e.message.lines().next().unwrap_or_default().to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -331,4 +357,17 @@ where
 /// not announced by any watch).
 pub fn poll(has_pods: bool) -> Action {
     Action::requeue(Duration::from_secs(if has_pods { 2 } else { 30 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_are_cut_to_the_limit_at_a_character_boundary() {
+        assert_eq!(truncated("short".into(), 10), "short");
+        let cut = truncated("é".repeat(600), EVENT_NOTE_MAX);
+        assert!(cut.len() <= EVENT_NOTE_MAX && cut.ends_with("..."), "{}", cut.len());
+        assert!(cut.trim_end_matches("...").chars().all(|c| c == 'é'));
+    }
 }
