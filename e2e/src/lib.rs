@@ -34,3 +34,11 @@ pub fn free_ports() -> (u16, u16) {
     }
     panic!("no free range of 41 ports on loopback below {ephemeral_low}");
 }
+
+/// Full syncs the node at `addr` (`host:port`) has served so far (`INFO stats`, `sync_full`).
+pub fn full_syncs_served(addr: &str) -> u64 {
+    let mut c = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix("sync_full:")).expect("INFO stats has sync_full");
+    line.trim().parse().unwrap()
+}

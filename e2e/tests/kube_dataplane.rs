@@ -387,26 +387,12 @@ fn controllers_drive_real_nodes() {
     });
     assert_eq!(writable("127.0.10.10:9221"), 0, "the old master must not take writes");
     assert!(writable("127.0.10.11:9221") > 0);
-    let mut old = conn("127.0.10.10:9221");
     let slots = group_status(&cluster(&env), 0)["slots"].as_str().unwrap().to_string();
-    wait_for(Duration::from_secs(30), "the old master to replicate the new one", || {
-        let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(&slots).query(&mut old).ok()?;
-        let info = common::pkinfo::parse_slot_info(&info).ok()?;
-        info.iter()
-            .all(|s| {
-                s.slave.as_ref().is_some_and(|r| {
-                    r.master == "127.0.10.11:9221" && r.state == common::protocol::LinkState::Connected
-                })
-            })
-            .then_some(())
-    });
+    wait_following("127.0.10.10:9221", "127.0.10.11:9221", &slots);
     check_all(&proxy, acked);
 
     // A planned switchover back to demo-g0-0 under a writer: no request fails, no full sync.
-    let full_syncs = || -> u64 {
-        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn("127.0.10.10:9221")).unwrap();
-        info.lines().find_map(|l| l.strip_prefix("sync_full:")).unwrap().trim().parse().unwrap()
-    };
+    let full_syncs = || pika_e2e::full_syncs_served("127.0.10.10:9221");
     let before = full_syncs();
     let writer = Writer::start(proxy.clone(), acked);
     thread::sleep(Duration::from_millis(300));
@@ -428,19 +414,24 @@ fn controllers_drive_real_nodes() {
     assert!(writable("127.0.10.10:9221") > 0 && writable("127.0.10.11:9221") == 0);
     let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
     assert!(events.contains("Switchover"), "{events}");
-    let mut old = conn("127.0.10.11:9221");
-    wait_for(Duration::from_secs(30), "the old master to follow the new one", || {
-        let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(&slots).query(&mut old).ok()?;
+    wait_following("127.0.10.11:9221", "127.0.10.10:9221", &slots);
+    assert_eq!(full_syncs(), before, "the old master re-synced in full");
+}
+
+/// Waits until `node` replicates every slot of `slots` from `master`, connected.
+fn wait_following(node: &str, master: &str, slots: &str) {
+    let mut c = conn(node);
+    wait_for(Duration::from_secs(30), &format!("{node} to replicate {slots} from {master}"), || {
+        let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(slots).query(&mut c).ok()?;
         let info = common::pkinfo::parse_slot_info(&info).ok()?;
         info.iter()
             .all(|s| {
-                s.slave.as_ref().is_some_and(|r| {
-                    r.master == "127.0.10.10:9221" && r.state == common::protocol::LinkState::Connected
-                })
+                s.slave
+                    .as_ref()
+                    .is_some_and(|r| r.master == master && r.state == common::protocol::LinkState::Connected)
             })
             .then_some(())
     });
-    assert_eq!(full_syncs(), before, "the old master re-synced in full");
 }
 
 /// A request for every slot reaches its owner (no Partition not found through the proxy).

@@ -379,16 +379,9 @@ fn replica_count_changes_add_and_remove_replicas() {
     terminate(&mut operator, &[proxy, base, base + 1]);
 }
 
-/// Full syncs each node on `ports` served so far (`INFO stats`, `sync_full`).
+/// Full syncs each node on `ports` served so far.
 fn full_syncs(ports: &[u16]) -> Vec<u64> {
-    ports
-        .iter()
-        .map(|&p| {
-            let text: String = redis::cmd("INFO").arg("stats").query(&mut conn(p)).unwrap();
-            let line = text.lines().find_map(|l| l.strip_prefix("sync_full:")).unwrap_or("0");
-            line.trim().parse::<u64>().unwrap()
-        })
-        .collect()
+    ports.iter().map(|p| pika_e2e::full_syncs_served(&format!("127.0.0.1:{p}"))).collect()
 }
 
 /// A planned switchover asked for with the manifest's annotation, under a writer that takes no

@@ -294,7 +294,6 @@ fn default_batch() -> u32 {
     16
 }
 
-/// Where a migration is. Each step is recorded before it acts, so a restarted operator resumes.
 /// The annotation on a PikaCluster asking for a planned switchover of a group's master to one of
 /// its replicas: `g0` (the most caught-up replica) or `g0=<member>`. Done once per value: to ask
 /// again for the same, change the value (a suffix after `#` is ignored: `g0#2`).
@@ -322,6 +321,7 @@ pub enum SwitchoverPhase {
     Failed,
 }
 
+/// Where a migration is. Each step is recorded before it acts, so a restarted operator resumes.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MigrationPhase {
     #[default]

@@ -149,18 +149,13 @@ impl cutover::Steps for FileSteps<'_> {
 
 /// Writes the move file (whole, by rename), or removes it when no move is in flight.
 fn write_move(path: &Path, moving: Option<&Moving>) -> Result<(), String> {
-    let done = match moving {
-        Some(m) => {
-            let tmp = path.with_extension("json.tmp");
-            let text = serde_json::to_string(m).expect("a move serialises");
-            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path))
-        }
+    match moving {
+        Some(m) => write_file(path, &serde_json::to_string(m).expect("a move serialises")),
         None => match std::fs::remove_file(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            other => other.map_err(|e| format!("{}: {e}", path.display())),
         },
-    };
-    done.map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 pub struct Runtime {

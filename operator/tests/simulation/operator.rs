@@ -290,18 +290,17 @@ struct StatusJournal {
     version: u64,
 }
 
-impl control::Journal for StatusJournal {
-    fn save(
-        &mut self,
-        groups: &BTreeMap<u32, GroupRecord>,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+impl StatusJournal {
+    /// One status write: refused once another instance wrote since this one read or wrote
+    /// (the resourceVersion), or once this instance's authority lapsed.
+    fn write(&mut self, f: impl FnOnce(&mut Stored)) -> std::future::Ready<Result<(), String>> {
         let mut stored = self.api.lock().expect("api");
         let result = if stored.status_version != self.version {
             Err("conflict: the status changed since it was read".to_string())
         } else if !self.plane.op.authority.valid() {
             Err(pika_operator::authority::Authority::LAPSED.to_string())
         } else {
-            stored.groups = groups.clone();
+            f(&mut stored);
             stored.status_version += 1;
             self.version = stored.status_version;
             Ok(())
@@ -310,20 +309,18 @@ impl control::Journal for StatusJournal {
     }
 }
 
+impl control::Journal for StatusJournal {
+    fn save(
+        &mut self,
+        groups: &BTreeMap<u32, GroupRecord>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        self.write(|stored| stored.groups = groups.clone())
+    }
+}
+
 impl switchover::Progress for StatusJournal {
     fn save(&mut self, status: &SwitchoverStatus) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        let mut stored = self.api.lock().expect("api");
-        let result = if stored.status_version != self.version {
-            Err("conflict: the status changed since it was read".to_string())
-        } else if !self.plane.op.authority.valid() {
-            Err(pika_operator::authority::Authority::LAPSED.to_string())
-        } else {
-            stored.switchover_status = Some(status.clone());
-            stored.status_version += 1;
-            self.version = stored.status_version;
-            Ok(())
-        };
-        std::future::ready(result)
+        self.write(|stored| stored.switchover_status = Some(status.clone()))
     }
 }
 

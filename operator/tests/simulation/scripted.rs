@@ -25,6 +25,23 @@ fn plane() -> SimPlane {
     plane
 }
 
+/// Runs a scenario on one thread in virtual time, as the simulation runs its seeds.
+fn simulated(scenario: impl std::future::Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(scenario);
+}
+
+/// Client writes through proxy 0 until every slot of `slots` on `node` has taken one.
+async fn write_until_logged(p: &SimPlane, node: &str, slots: &str) {
+    for _ in 0..1000 {
+        if p.slot_info(node, slots).await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)) {
+            return;
+        }
+        p.with(|w| w.client_write(0));
+    }
+    panic!("no writes landed on {node} for {slots}");
+}
+
 /// Lets virtual time pass until `master` streams `slots` to `n` replicas.
 async fn until_streaming(plane: &SimPlane, master: &str, slots: &str, n: usize) {
     for _ in 0..600 {
@@ -43,8 +60,7 @@ async fn until_streaming(plane: &SimPlane, master: &str, slots: &str, n: usize) 
 /// died the slots were gone. The old copies must stay until the new group has its replica.
 #[test]
 fn a_moved_slots_old_copies_stay_until_the_new_group_has_its_replica() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0, b1) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0), node_addr(1, 1));
         let slots = "0-3";
@@ -90,8 +106,7 @@ fn a_moved_slots_old_copies_stay_until_the_new_group_has_its_replica() {
 /// groups hold fenced belongs to none until the repair settles it.
 #[test]
 fn a_migration_moves_slots_from_the_group_that_serves_them() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, b0) = (node_addr(0, 0), node_addr(1, 0));
         let topology = pika_operator::control::topology_of(
@@ -124,13 +139,7 @@ fn a_migration_moves_slots_from_the_group_that_serves_them() {
         // Fenced everywhere: the copy with the most history (g0's, which took writes).
         let routes = vec![("g0".to_string(), a0.clone(), "0-3".to_string())];
         p.set_route("10.1.0.0:9221", 1, crate::SLOTS, &routes).await.unwrap();
-        for _ in 0..1000 {
-            if p.slot_info(&a0, "2-3").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)) {
-                break;
-            }
-            p.with(|w| w.client_write(0));
-        }
-        assert!(p.slot_info(&a0, "2-3").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)), "no writes landed");
+        write_until_logged(&p, &a0, "2-3").await;
         p.fence(&a0, "0-3").await.unwrap();
         let held = topology.held(&p).await.unwrap();
         assert_eq!(held.get(&0), Some(&vec![0, 1, 2, 3]));
@@ -212,8 +221,7 @@ async fn move_8_to_11_to_b0(p: &SimPlane) {
 /// served it: two writable masters. Slots of a group whose master cannot be asked stay its own.
 #[test]
 fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         // g0: a1 is the master now (a0 was demoted and follows it); g1's master b0 still
@@ -241,8 +249,7 @@ fn slots_of_a_master_the_operator_cannot_reach_are_not_taken_over() {
 /// before the failover checks, so a live master's slots stay its own.
 #[test]
 fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         // 8-11 move to g1 (b0) as a cutover moves them; a1 keeps its copy, following a0.
@@ -275,8 +282,7 @@ fn slots_of_a_master_whose_lease_ran_out_are_not_taken_over() {
 /// accepted writes next to its successor. A renewal restarts the wait.
 #[test]
 fn a_master_whose_lease_was_just_renewed_is_not_failed_over() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (b0, b1) = (node_addr(1, 0), node_addr(1, 1));
         serve(&p, 0, "0-7").await;
@@ -307,8 +313,7 @@ fn a_master_whose_lease_was_just_renewed_is_not_failed_over() {
 /// as master, fenced or not, is not taken over.
 #[test]
 fn slots_a_restarted_master_holds_fenced_are_not_taken_over() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         g0_serves_all_and_b0_follows_8_to_11(&p).await;
@@ -319,12 +324,7 @@ fn slots_a_restarted_master_holds_fenced_are_not_taken_over() {
             ("g1".to_string(), b0.clone(), "8-11".to_string()),
         ];
         p.set_route("10.1.0.0:9221", 1, crate::SLOTS, &routes).await.unwrap();
-        for _ in 0..1000 {
-            if p.slot_info(&b0, "8-11").await.unwrap().iter().all(|s| s.binlog_offset > (0, 0)) {
-                break;
-            }
-            p.with(|w| w.client_write(0));
-        }
+        write_until_logged(&p, &b0, "8-11").await;
         p.with(|w| w.kill(&b0, 1_000));
         p.with(|w| w.kill(&a0, 600_000));
         let mut record = recorded([("g0-m0", (0..8).chain(12..16).collect()), ("g1-m0", (8..12).collect())]);
@@ -347,8 +347,7 @@ fn slots_a_restarted_master_holds_fenced_are_not_taken_over() {
 /// also one that stops early.
 #[test]
 fn slots_moved_while_a_group_had_no_master_are_recorded_where_they_went() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         g0_serves_all_and_b0_follows_8_to_11(&p).await;
@@ -382,8 +381,7 @@ async fn serve(p: &SimPlane, g: u32, slots: &str) {
 /// incrementally (no full sync anywhere), nothing is lost, never two writers; and back again.
 #[test]
 fn a_switchover_moves_the_master_without_a_full_sync_or_a_lost_write() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         let (a0, a1, b0) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0));
         serve(&p, 0, "0-7").await;
@@ -422,8 +420,7 @@ fn a_switchover_moves_the_master_without_a_full_sync_or_a_lost_write() {
 /// just replaced, before it re-synced (it may lack writes, or hold writes nobody else has).
 #[test]
 fn a_switchover_never_picks_a_former_master_not_yet_re_synced() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    simulated(async {
         let p = plane();
         serve(&p, 0, "0-7").await;
         serve(&p, 1, "8-15").await;
