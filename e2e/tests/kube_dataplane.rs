@@ -6,7 +6,9 @@
 //! created and run, no request fails, every acknowledged write readable); scale 3 -> 2 with
 //! the operator killed as a cutover fences (it resumes, rolls the batch back, finishes, and the
 //! drained group is retired); kill -9 of a group master (failover, then the old master returns
-//! and is demoted); a planned switchover back to it (annotation) under a writer.
+//! and is demoted); a planned switchover back to it (annotation) under a writer; two replicas
+//! per group, then a new image: a rolling update under a writer and a reader, the operator
+//! restarted midway (each pod restarted once, masters last, no full sync, no failed request).
 
 mod support;
 
@@ -35,6 +37,15 @@ struct Kubelet {
     stopped: HashMap<String, String>,
     ips: HashMap<String, String>,
     next_proxy: u32,
+    /// The uid of the pod each running process is for: a pod deleted and made again (the
+    /// rolling update) has a new one, and its process is restarted from the new spec.
+    uids: HashMap<String, String>,
+    /// Node processes started, in order: (pod, image of its spec).
+    starts: Vec<(String, String)>,
+    /// Full syncs served by node processes stopped since (their INFO went with them).
+    full_syncs_of_stopped: u64,
+    /// The ready proxies (the client Service's endpoints).
+    endpoints: Service,
 }
 
 impl Drop for Kubelet {
@@ -110,7 +121,7 @@ impl Kubelet {
         ]);
     }
 
-    /// Starts what is new, stops what is gone.
+    /// Starts what is new, stops what is gone, restarts what was made again.
     fn sync(&mut self) {
         let Some(pods) = self.kubectl.json(&["-n", "apps", "get", "pods"]) else { return };
         let mut present = Vec::new();
@@ -120,21 +131,58 @@ impl Kubelet {
                 continue;
             }
             present.push(name.clone());
+            let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            let replaced = self.uids.get(&name).is_some_and(|u| u != &uid);
+            if replaced && self.running.contains_key(&name) {
+                self.stop(&name);
+            }
             if self.running.contains_key(&name) || self.stopped.contains_key(&name) {
                 continue;
             }
             let component =
                 pod["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap_or("node").to_string();
             if let Some(ip) = self.start(&name, &component) {
+                self.uids.insert(name.clone(), uid);
+                if component == "node" {
+                    let image = pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
+                    self.starts.push((name.clone(), image.to_string()));
+                } else {
+                    self.endpoints.0.lock().unwrap().push(format!("{ip}:9221"));
+                }
                 self.report_running(&name, &ip);
             }
         }
         let gone: Vec<String> = self.running.keys().filter(|p| !present.contains(p)).cloned().collect();
         for pod in gone {
-            let mut child = self.running.remove(&pod).unwrap();
-            let _ = child.kill();
-            let _ = child.wait();
+            self.stop(&pod);
         }
+    }
+
+    /// Stops a pod's process as the kubelet does: SIGTERM, SIGKILL after 10 s.
+    fn stop(&mut self, pod: &str) {
+        let Some(mut child) = self.running.remove(pod) else { return };
+        let addr = format!("{}:9221", self.ips[pod]);
+        if pod.contains("-proxy-") {
+            self.endpoints.0.lock().unwrap().retain(|a| *a != addr);
+        } else {
+            self.full_syncs_of_stopped += sync_full(&addr).unwrap_or(0);
+        }
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Full syncs the cluster's node processes served: the running ones' and the stopped ones'.
+    fn full_syncs(&self) -> u64 {
+        let running: u64 = (self.running.keys())
+            .filter(|p| !p.contains("-proxy-"))
+            .filter_map(|p| sync_full(&format!("{}:9221", self.ips[p])))
+            .sum();
+        running + self.full_syncs_of_stopped
     }
 
     /// kill -9 of a pod's process (the pod stays "Running": an unreachable node).
@@ -153,6 +201,12 @@ impl Kubelet {
     }
 }
 
+/// A node's `sync_full` (full syncs it served as a master), if it answers.
+fn sync_full(addr: &str) -> Option<u64> {
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut try_conn(addr)?).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("sync_full:"))?.trim().parse().ok()
+}
+
 fn try_conn(addr: &str) -> Option<redis::Connection> {
     redis::Client::open(format!("redis://{addr}/")).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
 }
@@ -169,24 +223,116 @@ fn writable(addr: &str) -> usize {
     tables.iter().find(|t| t.0 == 0).map_or(0, |t| common::slotset::parse_slots(&t.2).map_or(0, |s| s.len()))
 }
 
-/// Writes `key<i>` = i through the proxy until stopped; records what was acknowledged.
+/// The client Service: the proxies that are ready (the stand-in kubelet adds a proxy once it
+/// listens and removes it before stopping it, as the endpoints controller does).
+#[derive(Clone, Default)]
+struct Service(Arc<Mutex<Vec<String>>>);
+
+impl Service {
+    fn addr(&self) -> Option<String> {
+        self.0.lock().unwrap().first().cloned()
+    }
+}
+
+/// A client behind the Service, as client libraries behave: a request whose connection was
+/// closed (a proxy that stopped: it answers what it read, then closes) is sent again on a new
+/// connection; a reply, error or not, is the request's outcome.
+struct Client {
+    service: Service,
+    conn: Option<redis::Connection>,
+    reconnects: u64,
+}
+
+impl Client {
+    fn new(service: Service) -> Client {
+        Client { service, conn: None, reconnects: 0 }
+    }
+
+    fn request<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.conn.is_none() {
+                self.conn = self.service.addr().and_then(|a| try_conn(&a));
+            }
+            let result = match self.conn.as_mut() {
+                Some(c) => cmd.query(c),
+                None => Err(redis::RedisError::from(std::io::Error::other("no proxy to connect to"))),
+            };
+            match result {
+                Err(e) if (e.is_io_error() || e.is_connection_dropped()) && Instant::now() < deadline => {
+                    self.conn = None;
+                    self.reconnects += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Reads back, through the proxies until stopped, keys the writer has had acknowledged
+/// (cycling over `key0..key<acked>`); records failed requests and wrong values.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    handle: Option<thread::JoinHandle<u64>>,
+}
+
+impl Reader {
+    fn start(service: Service, acked: Arc<AtomicU64>) -> Reader {
+        let (stop, reads, errors) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (s, r, e) = (stop.clone(), reads.clone(), errors.clone());
+        let handle = thread::spawn(move || {
+            let mut c = Client::new(service);
+            let mut i = 0;
+            while !s.load(Ordering::SeqCst) {
+                let upto = acked.load(Ordering::SeqCst);
+                i = if i + 1 >= upto { 0 } else { i + 1 };
+                match c.request::<Option<u64>>(redis::cmd("GET").arg(format!("key{i}"))) {
+                    Ok(v) if v == Some(i) => {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(v) => e.lock().unwrap().push(format!("key{i}: read {v:?}")),
+                    Err(err) => {
+                        e.lock().unwrap().push(format!("key{i}: {err}"));
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+            c.reconnects
+        });
+        Reader { stop, reads, errors, handle: Some(handle) }
+    }
+
+    /// Stops; returns the reads that returned the acknowledged value, the failures, and how
+    /// often the client had to reconnect.
+    fn stop(mut self) -> (u64, Vec<String>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let reconnects = self.handle.take().unwrap().join().unwrap();
+        (self.reads.load(Ordering::SeqCst), self.errors.lock().unwrap().clone(), reconnects)
+    }
+}
+
+/// Writes `key<i>` = i through the proxies until stopped; records what was acknowledged.
 struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
-    handle: Option<thread::JoinHandle<()>>,
+    handle: Option<thread::JoinHandle<u64>>,
 }
 
 impl Writer {
-    fn start(proxy: String, first: u64) -> Writer {
+    fn start(service: Service, first: u64) -> Writer {
         let (stop, acked, errors) =
             (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(first)), Arc::new(Mutex::new(Vec::new())));
         let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
         let handle = thread::spawn(move || {
-            let mut c = conn(&proxy);
+            let mut c = Client::new(service);
             let mut i = first;
             while !s.load(Ordering::SeqCst) {
-                match redis::cmd("SET").arg(format!("key{i}")).arg(i).query::<()>(&mut c) {
+                match c.request::<()>(redis::cmd("SET").arg(format!("key{i}")).arg(i)) {
                     Ok(()) => {
                         i += 1;
                         a.store(i, Ordering::SeqCst);
@@ -197,15 +343,22 @@ impl Writer {
                     }
                 }
             }
+            c.reconnects
         });
         Writer { stop, acked, errors, handle: Some(handle) }
     }
 
     /// Stops; returns the keys acknowledged (`key<first>..key<n>`) and the errors seen.
-    fn stop(mut self) -> (u64, Vec<String>) {
+    fn stop(self) -> (u64, Vec<String>) {
+        let (acked, errors, _) = self.stop_counting();
+        (acked, errors)
+    }
+
+    /// [`Writer::stop`], and how often the client had to reconnect.
+    fn stop_counting(mut self) -> (u64, Vec<String>, u64) {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle.take().unwrap().join().unwrap();
-        (self.acked.load(Ordering::SeqCst), self.errors.lock().unwrap().clone())
+        let reconnects = self.handle.take().unwrap().join().unwrap();
+        (self.acked.load(Ordering::SeqCst), self.errors.lock().unwrap().clone(), reconnects)
     }
 }
 
@@ -279,7 +432,12 @@ fn controllers_drive_real_nodes() {
         stopped: HashMap::new(),
         ips: HashMap::new(),
         next_proxy: 0,
+        uids: HashMap::new(),
+        starts: Vec::new(),
+        full_syncs_of_stopped: 0,
+        endpoints: Service::default(),
     }));
+    let service = kubelet.lock().unwrap().endpoints.clone();
     let stop_kubelet = Arc::new(AtomicBool::new(false));
     let kubelet_thread = {
         let (k, stop) = (kubelet.clone(), stop_kubelet.clone());
@@ -310,7 +468,7 @@ fn controllers_drive_real_nodes() {
     check_no_partition_errors(&proxy);
 
     // Scale out under a steady writer.
-    let writer = Writer::start(proxy.clone(), 0);
+    let writer = Writer::start(service.clone(), 0);
     thread::sleep(Duration::from_millis(500));
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#])
         .unwrap();
@@ -337,7 +495,7 @@ fn controllers_drive_real_nodes() {
         let _ = op.wait();
     }
     env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
-    let writer = Writer::start(proxy.clone(), acked);
+    let writer = Writer::start(service.clone(), acked);
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#])
         .unwrap();
     wait_for(Duration::from_secs(60), "the operator to stop at the fence step", || {
@@ -394,7 +552,7 @@ fn controllers_drive_real_nodes() {
     // A planned switchover back to demo-g0-0 under a writer: no request fails, no full sync.
     let full_syncs = || pika_e2e::full_syncs_served("127.0.10.10:9221");
     let before = full_syncs();
-    let writer = Writer::start(proxy.clone(), acked);
+    let writer = Writer::start(service.clone(), acked);
     thread::sleep(Duration::from_millis(300));
     env.kubectl(&["-n", "apps", "annotate", "pikacluster", "demo", "pika.sharding.io/switchover=g0=demo-g0-0"])
         .unwrap();
@@ -416,6 +574,93 @@ fn controllers_drive_real_nodes() {
     assert!(events.contains("Switchover"), "{events}");
     wait_following("127.0.10.11:9221", "127.0.10.10:9221", &slots);
     assert_eq!(full_syncs(), before, "the old master re-synced in full");
+
+    // Two replicas per group, then a new image: the rolling update, under a writer and a
+    // reader, with the operator restarted midway.
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicasPerGroup":2}}"#,
+    ])
+    .unwrap();
+    let members = |g: u64| (0..3).map(|m| format!("demo-g{g}-{m}")).collect::<Vec<_>>();
+    let ip_of = |pod: &str| kubelet.lock().unwrap().ips.get(pod).cloned();
+    let mut masters = BTreeMap::new();
+    for g in 0..2u64 {
+        let c = wait_for(Duration::from_secs(60), "three members per group", || {
+            let c = settled(&env, 2)?;
+            (group_status(&c, g)["pods"].as_array()?.len() == 3).then_some(c)
+        });
+        let master = group_status(&c, g)["master"].as_str().unwrap().to_string();
+        let slots = group_status(&c, g)["slots"].as_str().unwrap().to_string();
+        for replica in members(g).iter().filter(|m| **m != master) {
+            let addr = |pod: &str| format!("{}:9221", ip_of(pod).expect("a pod address"));
+            wait_following(&addr(replica), &addr(&master), &slots);
+        }
+        masters.insert(g, master);
+    }
+    let full_syncs_before = kubelet.lock().unwrap().full_syncs();
+    let started_before = kubelet.lock().unwrap().starts.len();
+    let writer = Writer::start(service.clone(), acked);
+    let reader = Reader::start(service.clone(), writer.acked.clone());
+    thread::sleep(Duration::from_millis(300));
+    let rolled_at = Instant::now();
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"image":"pika-node:rolled"}}"#,
+    ])
+    .unwrap();
+    // The operator stops (as in an upgrade of its own: SIGTERM) once the first pod restarted.
+    wait_for(Duration::from_secs(60), "the first restart", || {
+        (kubelet.lock().unwrap().starts.len() > started_before).then_some(())
+    });
+    let mut op = env.operators.pop().unwrap();
+    let _ = Command::new("kill").args(["-TERM", &op.id().to_string()]).status();
+    let _ = op.wait();
+    env.operator("op", &token, free_port());
+    let c = wait_for(Duration::from_secs(240), "every pod updated", || {
+        let c = settled(&env, 2)?;
+        let rollout = &c["status"]["rollout"];
+        (rollout["updatedPods"] == 6 && rollout["pods"] == 6).then_some(c)
+    });
+    let took = rolled_at.elapsed();
+    let (acked, write_errors, write_reconnects) = writer.stop_counting();
+    let (reads, read_errors, read_reconnects) = reader.stop();
+    eprintln!(
+        "rolling update of 6 node pods (and the proxy) took {took:?}; {reads} reads, writes up to key{acked}; \
+         reconnects to another proxy: writer {write_reconnects}, reader {read_reconnects}"
+    );
+    assert!(write_errors.is_empty(), "writes failed during the rolling update: {write_errors:?}");
+    assert!(read_errors.is_empty(), "reads failed during the rolling update: {read_errors:?}");
+    check_all(&service.addr().expect("a proxy"), acked);
+    let k = kubelet.lock().unwrap();
+    let restarts = &k.starts[started_before..];
+    for g in 0..2u64 {
+        for pod in members(g) {
+            let images: Vec<&str> = restarts.iter().filter(|(p, _)| *p == pod).map(|(_, i)| i.as_str()).collect();
+            assert_eq!(images, ["pika-node:rolled"], "{pod} restarted once, on the new image: {restarts:?}");
+        }
+        let order: Vec<&String> = restarts.iter().map(|(p, _)| p).filter(|p| members(g).contains(p)).collect();
+        assert_eq!(order.last(), Some(&&masters[&g]), "group {g}'s master restarts after its replicas: {order:?}");
+    }
+    assert_eq!(k.full_syncs(), full_syncs_before, "a member re-synced in full during the rolling update");
+    drop(k);
+    for g in 0..2u64 {
+        assert_ne!(group_status(&c, g)["master"], masters[&g].as_str(), "the master was handed over: {c}");
+    }
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("RollingUpdate"), "{events}");
 }
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.

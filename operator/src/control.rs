@@ -19,11 +19,14 @@ use crate::planner;
 use common::slotset::format_slots;
 
 /// A member of a group: a node process or pod, by name, with its address while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Member {
     pub name: String,
     /// `ip:port` while it runs (None: not started, no IP yet, or being deleted).
     pub addr: Option<String>,
+    /// It runs an older spec than its group's (an image or an option that needs a restart):
+    /// the rolling update restarts it (`rollout`).
+    pub outdated: bool,
 }
 
 /// A batch a migration is moving, as its record says (the Kubernetes runtime: a SlotMigration's

@@ -213,6 +213,26 @@ pub struct PikaClusterStatus {
     /// The last switchover asked for with the `pika.sharding.io/switchover` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverStatus>,
+    /// The rolling update: pods restarted on their group's current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Where the rolling update stands (pods restart one at a time: replicas first, then the
+/// master after a switchover).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Node pods running their group's current template.
+    pub updated_pods: u32,
+    /// Node pods in all.
+    pub pods: u32,
+    /// The group being updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    /// What the update waits for, or what it did last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl PikaClusterStatus {

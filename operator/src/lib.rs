@@ -6,6 +6,7 @@
 //! - [`authority`]: whether this instance may still act (its leader Lease).
 //! - [`cutover`]: moving a batch of slots between groups (the seven steps), over [`admin`].
 //! - [`switchover`]: a planned move of a group's master to one of its replicas.
+//! - [`rollout`]: the rolling update (replicas first, a switchover, the old master last).
 //! - [`dataplane`]: what is done to a running cluster's nodes, shared by both runtimes.
 //! - [`resources`]: the Kubernetes objects of a PikaCluster (pure builders).
 //! - [`k8s`]: the Kubernetes controllers (`pika-operator run`).
@@ -22,4 +23,5 @@ pub mod local;
 pub mod metrics;
 pub mod planner;
 pub mod resources;
+pub mod rollout;
 pub mod switchover;

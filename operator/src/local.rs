@@ -21,6 +21,7 @@ use crate::control;
 use crate::crd::{PikaCluster, PikaClusterSpec, SwitchoverStatus, SWITCHOVER_ANNOTATION};
 use crate::cutover::{self, GroupNodes, Limits};
 use crate::dataplane::{self, Ownership};
+use crate::rollout;
 use crate::switchover;
 
 #[derive(Debug, Clone)]
@@ -44,15 +45,18 @@ struct Proc {
     pid: Option<u32>,
     /// The process exited (or was killed): it is started again, unless it is a master.
     exited: bool,
+    /// What it was started from (the binary and its config: [`Runtime::revision`]); another
+    /// one than the current makes it outdated, for the rolling update.
+    revision: Option<String>,
 }
 
 impl Proc {
     fn started(port: u16, child: Child) -> Proc {
-        Proc { port, child: Some(child), pid: None, exited: false }
+        Proc { port, child: Some(child), pid: None, exited: false, revision: None }
     }
 
     fn adopted(port: u16, pid: Option<u32>) -> Proc {
-        Proc { port, child: None, pid, exited: false }
+        Proc { port, child: None, pid, exited: false, revision: None }
     }
 
     /// Whether the process is gone: ours has exited, an adopted one's pid runs no more.
@@ -316,10 +320,51 @@ impl Runtime {
         self.config.node_port_base + (10 * group + member) as u16
     }
 
+    fn member_dir(&self, group: u32, member: u32) -> PathBuf {
+        self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"))
+    }
+
+    /// A member's pika.conf.
+    fn node_conf(&self, group: u32, member: u32) -> String {
+        let port = self.port(group, member);
+        let mut conf = format!(
+            "port : {port}\nbind : 127.0.0.1\ninstance-mode : sharding\ndefault-slot-num : {}\ndb-path : {}\n",
+            self.spec.slots,
+            self.member_dir(group, member).join("db").display()
+        );
+        if let Some(pw) = &self.admin.password {
+            conf.push_str(&format!("requirepass : {pw}\nmasterauth : {pw}\n"));
+        }
+        for (k, v) in &self.spec.config {
+            conf.push_str(&format!("{k} : {v}\n"));
+        }
+        // As in Kubernetes: nothing takes writes before the operator says so (a restarted
+        // master comes back fenced; slots created by addslots are fenced until they are a
+        // replica's or promoted).
+        conf.push_str("start-fenced : yes\n");
+        conf
+    }
+
+    /// What a member started now would run: a checksum of its config and of the node binary
+    /// (its size and modification time, so a rebuilt or replaced binary is a new revision, as a
+    /// new image is in Kubernetes).
+    fn revision(&self, group: u32, member: u32) -> String {
+        let mut hash = crc32fast::Hasher::new();
+        hash.update(self.node_conf(group, member).as_bytes());
+        hash.update(self.spec.image.as_bytes());
+        if let Ok(meta) = std::fs::metadata(&self.config.node_bin) {
+            hash.update(&meta.len().to_le_bytes());
+            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            hash.update(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
+        }
+        format!("{:08x}", hash.finalize())
+    }
+
     /// Starts a member's process (its data directory and config are created on first start).
     async fn start_member(&self, group: u32, member: u32) -> Result<Member, String> {
         let port = self.port(group, member);
-        let dir = self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"));
+        let dir = self.member_dir(group, member);
+        let revision_file = dir.join("revision");
         if self.admin.answers(&addr(port)).await {
             // Adopt it only if it is this member (its data directory), not a stranger on the port.
             let db = dir.join("db").display().to_string();
@@ -334,31 +379,22 @@ impl Runtime {
                 return Err(format!("port {port} is in use by another process ({theirs:?}, expected {db})"));
             }
             tracing::info!(group, member, port, "adopted a running node");
-            return Ok(Proc::adopted(port, self.pid_of(&addr(port)).await));
+            let mut proc = Proc::adopted(port, self.pid_of(&addr(port)).await);
+            proc.revision = std::fs::read_to_string(&revision_file).ok();
+            return Ok(proc);
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut conf = format!(
-            "port : {port}\nbind : 127.0.0.1\ninstance-mode : sharding\ndefault-slot-num : {}\ndb-path : {}\n",
-            self.spec.slots,
-            dir.join("db").display()
-        );
-        if let Some(pw) = &self.admin.password {
-            conf.push_str(&format!("requirepass : {pw}\nmasterauth : {pw}\n"));
-        }
-        for (k, v) in &self.spec.config {
-            conf.push_str(&format!("{k} : {v}\n"));
-        }
-        // As in Kubernetes: nothing takes writes before the operator says so (a restarted
-        // master comes back fenced; slots created by addslots are fenced until they are a
-        // replica's or promoted).
-        conf.push_str("start-fenced : yes\n");
         let conf_path = dir.join("pika.conf");
-        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        std::fs::write(&conf_path, self.node_conf(group, member)).map_err(|e| e.to_string())?;
+        let revision = self.revision(group, member);
         let mut cmd = Command::new(&self.config.node_bin);
         cmd.arg("-c").arg(&conf_path);
         let child = spawn_logged(cmd, &dir.join("node.log"), port).await?;
-        tracing::info!(group, member, port, "node started");
-        Ok(Proc::started(port, child))
+        write_file(&revision_file, &revision)?;
+        tracing::info!(group, member, port, %revision, "node started");
+        let mut proc = Proc::started(port, child);
+        proc.revision = Some(revision);
+        Ok(proc)
     }
 
     /// The pid a node or proxy gives in `INFO` (`process_id`).
@@ -406,6 +442,10 @@ impl Runtime {
 
     /// The cluster as the pass sees it: a member whose process exited has no address.
     fn observed(&mut self) -> control::Cluster {
+        let revisions: BTreeMap<(u32, u32), String> = (self.groups.iter())
+            .flat_map(|(&g, procs)| (0..procs.len() as u32).map(move |m| (g, m)))
+            .map(|(g, m)| ((g, m), self.revision(g, m)))
+            .collect();
         let mut members = BTreeMap::new();
         for (&g, procs) in self.groups.iter_mut() {
             let list = procs
@@ -414,6 +454,7 @@ impl Runtime {
                 .map(|(i, p)| control::Member {
                     name: Self::member_name(g, i),
                     addr: (!p.gone()).then(|| addr(p.port)),
+                    outdated: p.revision.as_ref().is_some_and(|r| r != &revisions[&(g, i as u32)]),
                 })
                 .collect();
             members.insert(g, list);
@@ -565,9 +606,20 @@ impl Runtime {
                 switchover::Driven::Waiting(why) => tracing::warn!(%why, "switchover waits"),
             }
         }
+        // The rolling update, as in Kubernetes (`rollout`): one restart or switchover per pass,
+        // after a healthy pass, with no move or switchover going on; no new move meanwhile.
+        let rolling = rollout::current_group(&cluster).is_some();
+        let switching =
+            switchover::next(self.switchover.as_deref(), self.switchover_status.as_ref()) != switchover::Next::Nothing;
+        if rolling && out.degraded.is_none() && out.waiting.is_none() && self.moving.is_none() && !switching {
+            let (epoch, limits) = (self.epochs.next(), self.limits());
+            let rolled =
+                rollout::drive(&self.admin, &cluster, &mut self.record, &mut control::Unrecorded, epoch, limits).await;
+            self.act_on_rollout(rolled).await?;
+        }
         // One move at a time: the one in flight, else the first the pass planned (the next
         // pass plans the others again).
-        if self.moving.is_none() {
+        if self.moving.is_none() && !rolling {
             if let Some(mv) = out.moves.into_iter().next() {
                 self.moving = Some(Moving { slots: mv.slots, to: mv.to, ..Moving::default() });
                 self.save_move()?;
@@ -582,6 +634,28 @@ impl Runtime {
             }
             self.record.groups.remove(&g);
             tracing::info!(group = g, "group retired");
+        }
+        Ok(())
+    }
+
+    /// Does the rolling update's restart: the member stops (SIGTERM) and starts again from the
+    /// current binary and config.
+    async fn act_on_rollout(&mut self, rolled: rollout::Rolled) -> Result<(), String> {
+        match rolled {
+            rollout::Rolled::Done => {}
+            rollout::Rolled::Waiting(why) => tracing::info!(%why, "rolling update waits"),
+            rollout::Rolled::SwitchedOver { group, from, to } => {
+                tracing::warn!(reason = "Switchover", group, %from, %to, "group {group}: master {from} handed over to {to} before it restarts");
+            }
+            rollout::Rolled::Restart { group, member, master } => {
+                let Some((g, m)) = Self::member_of(&member) else { return Ok(()) };
+                tracing::warn!(reason = "RollingUpdate", group, %member, master, "restarting {member} on the new binary or config");
+                let stopped = Proc { port: self.port(g, m), child: None, pid: None, exited: true, revision: None };
+                let old = std::mem::replace(&mut self.groups.get_mut(&g).expect("group")[m as usize], stopped);
+                self.stop(old).await;
+                let proc = self.start_member(g, m).await?;
+                self.groups.get_mut(&g).expect("group")[m as usize] = proc;
+            }
         }
         Ok(())
     }

@@ -189,6 +189,10 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
             "replicas": 1 + cluster.spec.replicas_per_group,
             // Members are independent (roles are set by the operator, not by start order).
             "podManagementPolicy": "Parallel",
+            // The operator restarts pods itself, replicas first and the master after a
+            // switchover (`rollout`); the StatefulSet controller would take the highest
+            // ordinal first, master or not.
+            "updateStrategy": { "type": "OnDelete" },
             "selector": { "matchLabels": selector(&labels) },
             "template": {
                 "metadata": { "labels": labels },
@@ -295,12 +299,16 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
         "spec": {
             "replicas": cluster.spec.proxy.replicas,
             "selector": { "matchLabels": selector(&labels) },
+            // A new proxy is ready before an old one stops; the old one drains (answers what
+            // its clients sent, then closes their connections) within its grace period.
+            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } },
             "template": {
                 "metadata": { "labels": labels },
                 "spec": {
                     "nodeSelector": node_selector,
                     "tolerations": tolerations,
                     "securityContext": { "runAsUser": 10001, "runAsNonRoot": true },
+                    "terminationGracePeriodSeconds": 30,
                     "containers": [{
                         "name": "pika-proxy",
                         "image": proxy_image(cluster),
@@ -310,7 +318,7 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
                             { "name": "client", "containerPort": CLIENT_PORT },
                             { "name": HTTP_PORT_NAME, "containerPort": PROXY_HTTP_PORT },
                         ],
-                        "readinessProbe": { "httpGet": { "path": "/health", "port": "http" }, "periodSeconds": 5 },
+                        "readinessProbe": { "httpGet": { "path": "/ready", "port": "http" }, "periodSeconds": 5 },
                         "livenessProbe": { "httpGet": { "path": "/health", "port": "http" }, "initialDelaySeconds": 5, "periodSeconds": 10 },
                     }],
                 },

@@ -30,6 +30,7 @@ struct Session {
 pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     proxy.metrics.connections.inc();
+    proxy.open.fetch_add(1, Ordering::SeqCst);
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
         peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -42,6 +43,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
         tracing::debug!(error = %e, "client connection closed");
     }
     proxy.metrics.connections.dec();
+    proxy.open.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
@@ -49,6 +51,7 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
     let mut output = BytesMut::new();
     let mut decoder = resp::RequestDecoder::default();
     let mut pending: Vec<(Instant, Pending)> = Vec::new();
+    let mut draining = proxy.draining.subscribe();
     loop {
         let mut broken = None;
         loop {
@@ -80,7 +83,8 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             stream.write_all(&output).await?;
             output.clear();
         }
-        if session.quit {
+        // Draining: every request read is answered; close before reading another.
+        if session.quit || (*draining.borrow() && input.is_empty()) {
             return Ok(());
         }
         tokio::select! {
@@ -89,6 +93,7 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
                     return Ok(());
                 }
             }
+            _ = draining.changed() => {}
             _ = proxy.shutdown.notified() => return Ok(()),
         }
     }

@@ -22,6 +22,9 @@ pub struct Config {
     pub hold_max_bytes: usize,
     /// A hold nobody released within this is released (an operator that died mid-cutover).
     pub hold_expire: Duration,
+    /// On SIGTERM: how long open connections are served while they drain (each closes once
+    /// its requests are answered); those still open then are closed.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             hold_timeout: Duration::from_secs(10),
             hold_max_bytes: 64 << 20,
             hold_expire: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -66,6 +70,7 @@ impl Config {
             "hold-timeout-ms" => self.hold_timeout = ms(value)?,
             "hold-expire-ms" => self.hold_expire = ms(value)?,
             "hold-max-bytes" => self.hold_max_bytes = value.parse().map_err(|_| bad())?,
+            "drain-timeout-ms" => self.drain_timeout = ms(value)?,
             _ => return Err(ConfigError::Unknown(key.to_string())),
         }
         Ok(())

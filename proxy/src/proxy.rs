@@ -48,6 +48,11 @@ pub struct Proxy {
     pub shutdown: tokio::sync::Notify,
     /// A client's SHUTDOWN: the accept loop ends (a stored permit, so it is never missed).
     pub stop: tokio::sync::Notify,
+    /// True once the proxy stops (SIGTERM): nothing new is accepted, and each connection
+    /// closes as soon as it has no request unanswered (`client::run`).
+    pub draining: tokio::sync::watch::Sender<bool>,
+    /// Client connections open.
+    pub open: std::sync::atomic::AtomicUsize,
 }
 
 pub fn error(text: &str) -> Bytes {
@@ -86,6 +91,8 @@ impl Proxy {
             refreshing: tokio::sync::Mutex::new(None),
             shutdown: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
+            draining: tokio::sync::watch::Sender::new(false),
+            open: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 

@@ -1,5 +1,6 @@
 //! The proxy process: listeners, the first routing table, background timers, shutdown.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,10 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     if let Some(http) = http {
         let p = proxy.clone();
         let handler = Arc::new(move |method: &str, path: &str| match (method, path) {
-            ("GET", "/health") | ("GET", "/healthz") | ("GET", "/ready") => Response::text("200 OK", "ok\n"),
+            ("GET", "/health") | ("GET", "/healthz") => Response::text("200 OK", "ok\n"),
+            // Not ready while draining: load balancers stop sending new clients.
+            ("GET", "/ready") if *p.draining.borrow() => Response::text("503 Service Unavailable", "draining\n"),
+            ("GET", "/ready") => Response::text("200 OK", "ok\n"),
             ("GET", "/metrics") => Response::metrics(p.metrics.render()),
             _ => Response::not_found(),
         });
@@ -24,7 +28,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     tokio::spawn(expire_holds(proxy.clone()));
     let signals = common::process::shutdown_signal();
     tokio::pin!(signals);
-    loop {
+    let drain = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => { tokio::spawn(crate::client::serve(proxy.clone(), stream)); }
@@ -33,11 +37,24 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = &mut signals => break,
-            _ = proxy.stop.notified() => break,
+            _ = &mut signals => break true,
+            _ = proxy.stop.notified() => break false,
+        }
+    };
+    drop(listener);
+    if drain {
+        // A rolling update stops proxies with SIGTERM: the clients' requests in flight are
+        // answered, each connection then closes, and the clients reconnect (through the
+        // Service) to another proxy.
+        let open = proxy.open.load(Ordering::SeqCst);
+        tracing::info!(open, timeout = ?proxy.config.drain_timeout, "draining: no new connections");
+        proxy.draining.send_replace(true);
+        let deadline = tokio::time::Instant::now() + proxy.config.drain_timeout;
+        while proxy.open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!(open = proxy.open.load(Ordering::SeqCst), "shutting down");
     proxy.shutdown.notify_waiters();
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

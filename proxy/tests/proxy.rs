@@ -313,6 +313,43 @@ fn holds_time_out_cleanly_and_leave_other_slots_alone() {
     assert_eq!(query::<String>(&mut a.conn(), &["GET", &held]), "parked");
 }
 
+/// SIGTERM (a rolling update): no new connection is accepted, a request in flight (here parked
+/// on a held slot) is still answered, then its connection closes and the process exits.
+#[test]
+fn a_stopping_proxy_answers_what_it_was_sent_then_closes() {
+    let a = node("0-1023", &[]);
+    // The hold ends by itself (as one an operator never released): nothing can connect to a
+    // stopping proxy to release it.
+    let conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(conf.path(), "hold-expire-ms : 1500\nhold-timeout-ms : 5000\n").unwrap();
+    let mut proxy = Proxy::start(&[&a], &["-c", conf.path().to_str().unwrap()]);
+    proxy.wait_routed();
+    let mut admin = proxy.conn();
+    let mut idle = proxy.conn();
+    let _: () = query(&mut idle, &["PING"]);
+    let held = format!("{{{}}}:k", tag_for(5));
+    let _: () = query(&mut admin, &["pxhold", "0", "5"]);
+    let port = proxy.port;
+    let key = held.clone();
+    let in_flight = thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        let reply = redis::cmd("SET").arg(&key).arg("in-flight").query::<()>(&mut c);
+        // The next request on the same connection finds it closed: the client reconnects.
+        (reply, redis::cmd("PING").query::<String>(&mut c).is_err())
+    });
+    thread::sleep(Duration::from_millis(200));
+    let child = proxy.child.as_ref().unwrap();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    wait_until(Duration::from_secs(5), "the listener to close", || !listening(port));
+    assert!(redis::cmd("PING").query::<String>(&mut idle).is_err(), "an idle connection closes");
+    let (reply, closed) = in_flight.join().unwrap();
+    reply.expect("the request in flight is answered");
+    assert!(closed, "its connection closes once it is answered");
+    assert_eq!(query::<String>(&mut a.conn(), &["GET", &held]), "in-flight");
+    let mut child = proxy.child.take().unwrap();
+    wait_until(Duration::from_secs(5), "the proxy to exit", || matches!(child.try_wait(), Ok(Some(_))));
+}
+
 #[test]
 fn a_killed_backend_gives_a_clear_error_and_is_used_again_after_its_restart() {
     let a = node("0-511", &[]);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -28,13 +28,14 @@ use super::observe;
 use super::{poll, Context, Error};
 use crate::control::{self, Happened};
 use crate::crd::{
-    GroupStatus, PikaCluster, PikaClusterStatus, SlotMigration, SlotMigrationSpec, SwitchoverStatus,
+    GroupStatus, PikaCluster, PikaClusterStatus, RolloutStatus, SlotMigration, SlotMigrationSpec, SwitchoverStatus,
     SWITCHOVER_ANNOTATION,
 };
 use crate::metrics::cluster_labels;
 use crate::metrics::labels;
 use crate::planner;
 use crate::resources::{self, GROUP_LABEL, MANAGER};
+use crate::rollout;
 use crate::switchover;
 use common::slotset::{format_slots, parse_slots};
 
@@ -345,11 +346,17 @@ pub async fn migrations_in_flight(ctx: &Context, ns: &str, cluster: &str) -> Res
     Ok(list)
 }
 
-/// Members per group: the spec's groups, plus groups still running beyond it (draining).
-async fn group_sizes(ctx: &Context, cluster: &PikaCluster) -> Result<BTreeMap<u32, u32>, Error> {
+/// Members per group (the spec's groups, plus groups still running beyond it, draining) and
+/// each group's current template revision, once its StatefulSet controller has seen the
+/// latest template (None before).
+async fn group_sizes(
+    ctx: &Context,
+    cluster: &PikaCluster,
+) -> Result<(BTreeMap<u32, u32>, BTreeMap<u32, Option<String>>), Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let mut sizes: BTreeMap<u32, u32> =
         (0..cluster.spec.groups).map(|g| (g, 1 + cluster.spec.replicas_per_group)).collect();
+    let mut revisions = BTreeMap::new();
     let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/component=node", cluster.name_any());
     let sets =
         Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
@@ -357,8 +364,10 @@ async fn group_sizes(ctx: &Context, cluster: &PikaCluster) -> Result<BTreeMap<u3
         let Some(g) = sts.labels().get(GROUP_LABEL).and_then(|g| g.parse::<u32>().ok()) else { continue };
         let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1) as u32;
         sizes.entry(g).and_modify(|n| *n = (*n).max(replicas)).or_insert(replicas);
+        let seen = sts.status.as_ref().filter(|s| s.observed_generation == sts.metadata.generation);
+        revisions.insert(g, seen.and_then(|s| s.update_revision.clone()));
     }
-    Ok(sizes)
+    Ok((sizes, revisions))
 }
 
 async fn data_plane(
@@ -369,9 +378,9 @@ async fn data_plane(
 ) -> Result<Health, Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
     let key = format!("{ns}/{name}");
-    let sizes = group_sizes(ctx, cluster).await?;
+    let (sizes, revisions) = group_sizes(ctx, cluster).await?;
     let pods = observe::pods(&ctx.client, cluster).await?;
-    let observed = observe::classify(&pods, &sizes, &name);
+    let observed = observe::classify(&pods, &sizes, &revisions, &name);
     let in_flight = migrations_in_flight(ctx, &ns, &name).await?;
     let mut health = Health {
         node_pods: sizes.values().sum::<u32>() as usize,
@@ -413,6 +422,30 @@ async fn data_plane(
             switchover::drive(&admin, &input, &mut record, &mut journal, asked, last.as_ref(), epoch, limits).await;
         report_switchover(ctx, cluster, driven).await;
     }
+    // The rolling update: one step per pass, after a healthy pass, with nothing else moving.
+    let (updated_pods, pods) = rollout::progress(&input);
+    let unknown = observed.revision_unknown.iter().filter_map(|g| input.members.get(g)).map(Vec::len).sum::<usize>();
+    let mut rolling = RolloutStatus {
+        updated_pods: updated_pods.saturating_sub(unknown as u32),
+        pods,
+        group: rollout::current_group(&input).or(observed.revision_unknown.first().copied()),
+        message: None,
+    };
+    if rolling.group.is_some() {
+        let switching = switchover::next(asked, status.switchover.as_ref()) != switchover::Next::Nothing;
+        rolling.message = Some(if unknown > 0 {
+            "waiting for the StatefulSet controller to see the new template".into()
+        } else if !healthy || !input.in_flight.is_empty() || switching {
+            "waiting for the cluster to settle (no member down, no migration or switchover)".into()
+        } else if ctx.authority.valid() {
+            let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
+            let rolled = rollout::drive(&admin, &input, &mut record, &mut journal, ctx.epochs.next(), ctx.limits).await;
+            act_on_rollout(ctx, cluster, rolled).await
+        } else {
+            crate::authority::Authority::LAPSED.into()
+        });
+    }
+    status.rollout = (pods > 0).then_some(rolling.clone());
     let masters = record.masters();
     status.groups = group_statuses(&observed, &record.groups);
     ctx.records.lock().await.insert(key, record);
@@ -438,7 +471,8 @@ async fn data_plane(
     if !ctx.authority.valid() {
         return Err(Error::Record(crate::authority::Authority::LAPSED.into()));
     }
-    if !out.moves.is_empty() {
+    // No slot moves while pods restart: a migration needs every member of both groups.
+    if !out.moves.is_empty() && rolling.group.is_none() {
         create_migrations(ctx, cluster, &out.moves).await?;
         health.migrations = out.moves.len();
     }
@@ -537,6 +571,35 @@ async fn report_switchover(ctx: &Context, cluster: &PikaCluster, driven: switcho
         }
         switchover::Driven::Waiting(why) => {
             tracing::info!(cluster = %cluster.name_any(), %why, "switchover waits");
+        }
+    }
+}
+
+/// Does the rolling update's restart (deletes the pod: the StatefulSet makes it again from the
+/// current template) and reports what the step did; returns the status message.
+async fn act_on_rollout(ctx: &Context, cluster: &PikaCluster, rolled: rollout::Rolled) -> String {
+    match rolled {
+        rollout::Rolled::Done => "every pod runs its group's template".into(),
+        rollout::Rolled::Waiting(why) => {
+            tracing::info!(cluster = %cluster.name_any(), %why, "rolling update waits");
+            why
+        }
+        rollout::Rolled::SwitchedOver { group, from, to } => {
+            let note = format!("group {group}: master {from} handed over to {to} before it restarts");
+            ctx.event(cluster, false, "Switchover", note.clone()).await;
+            note
+        }
+        rollout::Rolled::Restart { group, member, master } => {
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+            let role = if master { "master: its group has no replica" } else { "replica" };
+            match ignore_missing(api.delete(&member, &DeleteParams::default()).await.map(|_| ())) {
+                Ok(()) => {
+                    let note = format!("group {group}: restarting {member} ({role}) on the new template");
+                    ctx.event(cluster, master, "RollingUpdate", note.clone()).await;
+                    note
+                }
+                Err(e) => format!("deleting {member}: {}", super::brief(&e)),
+            }
         }
     }
 }

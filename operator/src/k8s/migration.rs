@@ -4,6 +4,7 @@
 //! restarted at any point resumes the batch from there (`cutover::resume_point`). One
 //! migration runs at a time per cluster, oldest first.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,7 +155,8 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     let cluster_status = cluster.status.clone().unwrap_or_default();
     let masters = cluster_status.masters();
     let sizes = cluster_status.groups.iter().map(|g| (g.index, g.pods.len().max(1) as u32)).collect();
-    let observed = observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &cluster.name_any());
+    let observed =
+        observe::classify(&observe::pods(&ctx.client, &cluster).await?, &sizes, &BTreeMap::new(), &cluster.name_any());
     let Some(topology) = observed.topology(&masters, cluster.spec.slots) else {
         return wait(&mut record, status, "waiting for every group's master to run".into()).await;
     };

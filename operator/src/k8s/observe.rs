@@ -20,6 +20,9 @@ pub struct Observed {
     pub groups: BTreeMap<u32, Vec<Member>>,
     /// Running proxies' addresses.
     pub proxies: Vec<String>,
+    /// Groups whose StatefulSet controller has not yet seen their latest template: whether
+    /// their pods are outdated is not known.
+    pub revision_unknown: Vec<u32>,
 }
 
 fn running_addr(pod: &Pod) -> Option<String> {
@@ -30,12 +33,27 @@ fn running_addr(pod: &Pod) -> Option<String> {
     Some(format!("{}:{CLIENT_PORT}", status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?))
 }
 
-/// Sorts pods into groups and proxies. `sizes`: the members each group should have.
-pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Observed {
+/// The label the StatefulSet controller puts on each pod: the revision of the template it was
+/// made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Sorts pods into groups and proxies. `sizes`: the members each group should have;
+/// `revisions`: each group's current template revision (its StatefulSet's `updateRevision`),
+/// None until its controller has seen the latest template: a pod made from another revision
+/// is outdated.
+pub fn classify(
+    pods: &[Pod],
+    sizes: &BTreeMap<u32, u32>,
+    revisions: &BTreeMap<u32, Option<String>>,
+    cluster: &str,
+) -> Observed {
     let mut observed = Observed::default();
+    observed.revision_unknown = revisions.iter().filter(|(_, r)| r.is_none()).map(|(&g, _)| g).collect();
     for (&g, &n) in sizes {
         let name = crate::resources::group_name(cluster, g);
-        observed.groups.insert(g, (0..n).map(|m| Member { name: format!("{name}-{m}"), addr: None }).collect());
+        observed
+            .groups
+            .insert(g, (0..n).map(|m| Member { name: format!("{name}-{m}"), ..Member::default() }).collect());
     }
     for pod in pods {
         let labels = pod.labels();
@@ -47,6 +65,9 @@ pub fn classify(pods: &[Pod], sizes: &BTreeMap<u32, u32>, cluster: &str) -> Obse
                 let Some(members) = observed.groups.get_mut(&g) else { continue };
                 if let Some(m) = members.iter_mut().find(|m| m.name == name) {
                     m.addr = running_addr(pod);
+                    let revision = labels.get(REVISION_LABEL);
+                    m.outdated =
+                        revisions.get(&g).and_then(Option::as_ref).is_some_and(|r| revision.is_some_and(|p| p != r));
                 }
             }
             _ => {}
@@ -113,9 +134,9 @@ mod tests {
             pod("c-proxy-x", "proxy", None, Some("10.0.1.1")),
             pod("c-proxy-y", "proxy", None, None),
         ];
-        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2)]), "c");
+        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2)]), &BTreeMap::new(), "c");
         assert_eq!(observed.groups[&0][0].addr.as_deref(), Some("10.0.0.1:9221"));
-        assert_eq!(observed.groups[&1][1], Member { name: "c-g1-1".into(), addr: None });
+        assert_eq!(observed.groups[&1][1], Member { name: "c-g1-1".into(), ..Member::default() });
         assert_eq!(observed.proxies, vec!["10.0.1.1:9221".to_string()]);
         let masters = BTreeMap::from([(0, "c-g0-1".to_string()), (1, "c-g1-0".to_string())]);
         assert!(observed.topology(&masters, 16).is_none(), "g1's master has no address");
@@ -141,7 +162,7 @@ mod tests {
             pod("c-g1-1", "node", Some(1), None),
             pod("c-g2-0", "node", Some(2), Some("10.0.2.1")),
         ];
-        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2), (2, 1)]), "c");
+        let observed = classify(&pods, &BTreeMap::from([(0, 2), (1, 2), (2, 1)]), &BTreeMap::new(), "c");
         let masters = BTreeMap::from([(0, "c-g0-0".to_string()), (1, "c-g1-0".to_string())]);
         // g0 ready; g1 has a replica down; g2 runs but its master is not known yet.
         assert_eq!(observed.ready_groups(&masters), "1/3");

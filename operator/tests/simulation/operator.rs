@@ -155,7 +155,7 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
         let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
         for n in w.nodes.values() {
             let addr = n.alive.then(|| n.addr.clone());
-            members.entry(n.group).or_default().push(Member { name: n.addr.clone(), addr });
+            members.entry(n.group).or_default().push(Member { name: n.addr.clone(), addr, outdated: false });
         }
         let in_flight = stored
             .migrations

@@ -117,6 +117,7 @@ fn a_migration_moves_slots_from_the_group_that_serves_them() {
                         .map(|m| pika_operator::control::Member {
                             name: format!("g{g}-m{m}"),
                             addr: Some(node_addr(g, m)),
+                            outdated: false,
                         })
                         .collect();
                     (g, members)
@@ -171,7 +172,7 @@ fn two_groups(p: &SimPlane) -> Cluster {
     let member = |g: u32, m: u32| {
         let addr = node_addr(g, m);
         let alive = p.with(|w| w.nodes[&addr].alive);
-        Member { name: format!("g{g}-m{m}"), addr: alive.then_some(addr) }
+        Member { name: format!("g{g}-m{m}"), addr: alive.then_some(addr), outdated: false }
     };
     Cluster {
         slots: crate::SLOTS,
