@@ -9,10 +9,12 @@
 //! - [`handshake`]: HELLO, AUTH and CLIENT as client libraries send them on connect.
 //! - [`client`]: connect and one-shot admin requests to nodes and proxies.
 //! - [`process`]: logging setup and termination signals, as every binary does them.
+//! - [`options`]: pika-node's options (which can change live, their syntax, defaults).
 
 pub mod client;
 pub mod handshake;
 pub mod http;
+pub mod options;
 pub mod pkinfo;
 pub mod process;
 pub mod protocol;

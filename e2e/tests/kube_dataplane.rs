@@ -8,7 +8,9 @@
 //! drained group is retired); kill -9 of a group master (failover, then the old master returns
 //! and is demoted); a planned switchover back to it (annotation) under a writer; two replicas
 //! per group, then a new image: a rolling update under a writer and a reader, the operator
-//! restarted midway (each pod restarted once, masters last, no full sync, no failed request).
+//! restarted midway (each pod restarted once, masters last, no full sync, no failed request);
+//! config changes under load (a live option set on every node, an unknown one reported, one
+//! that needs a restart rolled out).
 
 mod support;
 
@@ -661,6 +663,43 @@ fn controllers_drive_real_nodes() {
     }
     let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
     assert!(events.contains("RollingUpdate"), "{events}");
+
+    // Config, under a writer and a reader: a live option (and an unknown one) is set on every
+    // node without a restart; an option that needs a restart rolls the pods.
+    let nodes: Vec<String> = (0..2u64).flat_map(members).map(|p| format!("{}:9221", ip_of(&p).unwrap())).collect();
+    let config_get = |node: &str, name: &str| -> Option<String> {
+        let kv: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(&mut try_conn(node)?).ok()?;
+        kv.get(1).cloned()
+    };
+    let started_before = kubelet.lock().unwrap().starts.len();
+    let writer = Writer::start(service.clone(), acked);
+    let reader = Reader::start(service.clone(), writer.acked.clone());
+    let live = r#"{"spec":{"config":{"slowlog-max-len":"333","no-such-option":"x"}}}"#;
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", live]).unwrap();
+    let c = wait_for(Duration::from_secs(60), "the live option on every node", || {
+        nodes.iter().all(|n| config_get(n, "slowlog-max-len").as_deref() == Some("333")).then(|| cluster(&env))
+    });
+    let invalid = c["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ConfigValid").cloned();
+    let invalid = invalid.expect("a ConfigValid condition");
+    assert_eq!(invalid["status"], "False", "{invalid}");
+    assert!(invalid["message"].as_str().unwrap().contains("no-such-option: \"x\": unknown option"), "{invalid}");
+    assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a live option restarted a pod");
+    let restart = r#"{"spec":{"config":{"slowlog-max-len":"333","no-such-option":null,"block-cache":"64mb"}}}"#;
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", restart]).unwrap();
+    let c = wait_for(Duration::from_secs(240), "every pod restarted with the new block-cache", || {
+        let c = settled(&env, 2)?;
+        let rolled =
+            c["status"]["rollout"]["updatedPods"] == 6 && condition(&c, "ConfigValid").as_deref() == Some("True");
+        (rolled && nodes.iter().all(|n| config_get(n, "block-cache").as_deref() == Some("67108864"))).then_some(c)
+    });
+    let (acked, write_errors) = writer.stop();
+    let (_, read_errors, _) = reader.stop();
+    assert!(write_errors.is_empty(), "writes failed during the config changes: {write_errors:?}");
+    assert!(read_errors.is_empty(), "reads failed during the config changes: {read_errors:?}");
+    check_all(&service.addr().expect("a proxy"), acked);
+    let restarts = kubelet.lock().unwrap().starts[started_before..].to_vec();
+    assert_eq!(restarts.len(), 6, "each node pod restarted once for block-cache: {restarts:?}");
+    assert!(nodes.iter().all(|n| config_get(n, "slowlog-max-len").as_deref() == Some("333")), "{c}");
 }
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.

@@ -490,3 +490,46 @@ fn a_new_node_binary_rolls_every_member_replicas_first_without_a_failed_request(
     assert_eq!(full_syncs_done(dir.path()), synced, "a slot re-synced in full during the roll\n{log}");
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
 }
+
+/// A node's option as CONFIG GET reports it.
+fn config_get(port: u16, name: &str) -> Option<String> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+    let kv: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(&mut c).ok()?;
+    kv.get(1).cloned()
+}
+
+/// `spec.config` edits under a writer that takes no error: a live option reaches every node
+/// without a restart (an unknown one is left out and logged); an option that needs a restart
+/// rolls the members as a new binary does.
+#[test]
+fn config_changes_are_set_live_or_rolled_out() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(2)).unwrap();
+    let (base, proxy) = pika_e2e::free_ports();
+    let mut operator = start(&file, dir.path(), base, proxy, &[]);
+    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    wait_serving(proxy);
+    wait_balanced(base, 2, &operator_log);
+    let nodes = [base, base + 1, base + 10, base + 11];
+    let pids: Vec<Option<u32>> = nodes.iter().map(|&p| pid(p)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(proxy, stop.clone(), false);
+    let with_config = |config: &str| format!("{}  config:\n{config}", manifest(2));
+    std::fs::write(&file, with_config("    slowlog-max-len: '333'\n    no-such-option: x\n")).unwrap();
+    wait_until(Duration::from_secs(30), "slowlog-max-len set on every node", || {
+        nodes.iter().all(|&p| config_get(p, "slowlog-max-len").as_deref() == Some("333"))
+    });
+    assert_eq!(nodes.iter().map(|&p| pid(p)).collect::<Vec<_>>(), pids, "a live option restarted a node");
+    assert!(operator_log().contains("no-such-option: \"x\": unknown option"), "{}", operator_log());
+    std::fs::write(&file, with_config("    slowlog-max-len: '333'\n    block-cache: 64mb\n")).unwrap();
+    wait_until(Duration::from_secs(120), "every member restarted with the new block-cache", || {
+        nodes.iter().zip(&pids).all(|(&p, before)| pid(p).is_some_and(|now| Some(now) != *before))
+            && nodes.iter().all(|&p| config_get(p, "block-cache").as_deref() == Some("67108864"))
+            && balanced(base, 2)
+    });
+    stop_and_check_writes(proxy, &stop, writer, &operator_log);
+    assert!(nodes.iter().all(|&p| config_get(p, "slowlog-max-len").as_deref() == Some("333")));
+    terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
+}

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::options;
+
 use crate::glob::glob_match;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,57 +104,6 @@ pub enum ConfigError {
     Value { key: String, value: String, why: String },
 }
 
-/// Options that are Pika's but mean nothing here; accepted and ignored so Pika files load.
-const IGNORED: &[&str] = &[
-    "daemonize",
-    "pidfile",
-    "thread-num",
-    "thread-pool-size",
-    "sync-thread-num",
-    "dump-path",
-    "dump-prefix",
-    "dump-expire",
-    "db-sync-path",
-    "db-sync-speed",
-    "binlog-file-size",
-    "expire-logs-nums",
-    "expire-logs-days",
-    "root-connection-num",
-    "slowlog-write-errorlog",
-    "server-id",
-    "write-binlog",
-    "identify-binlog-type",
-    "compression",
-    "max-cache-statistic-keys",
-    "small-compaction-threshold",
-    "target-file-size-base",
-    "max-bytes-for-level-base",
-    "disable_auto_compactions",
-    "max-subcompactions",
-    "max-cache-files",
-    "block-size",
-    "share-block-cache",
-    "cache-index-and-filter-blocks",
-    "optimize-filters-for-hits",
-    "level-compaction-dynamic-level-bytes",
-    "sync-window-size",
-    "max-conn-rbuf-size",
-    "userpass",
-    "userblacklist",
-    "replication-num",
-    "consensus-level",
-    "slave-priority",
-    "compact-cron",
-    "compact-interval",
-    "max-write-buffer-size",
-    "bgsave-path",
-    "loglevel",
-    "slave-read-only",
-    "slaveof",
-    "max-background-flushes",
-    "max-background-compactions",
-];
-
 impl Config {
     /// Reads a pika.conf file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -175,63 +126,46 @@ impl Config {
         Ok(config)
     }
 
-    /// Sets one option. `at_start` allows the options that cannot change at runtime.
+    /// Sets one option. `at_start` allows the options that cannot change at runtime (which
+    /// are which, and the values' syntax: `common::options`).
     pub fn set(&mut self, key: &str, value: &str, at_start: bool) -> Result<(), ConfigError> {
-        let key = key.to_ascii_lowercase();
-        let bad = |why: &str| ConfigError::Value { key: key.clone(), value: value.into(), why: why.into() };
-        let int = |v: &str| v.parse::<i64>().map_err(|_| bad("not an integer"));
-        let size = |v: &str| parse_size(v).ok_or_else(|| bad("not a size (e.g. 128mb)"));
-        let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "yes" | "true" | "1" => Ok(true),
-            "no" | "false" | "0" => Ok(false),
-            _ => Err(bad("expected yes or no")),
-        };
-        // Runtime-settable options first; the rest only at start.
-        match key.as_str() {
-            "requirepass" => self.requirepass = value.into(),
-            "masterauth" => self.masterauth = value.into(),
-            "timeout" => self.timeout = int(value)?.max(0) as u64,
-            "maxclients" => self.maxclients = int(value)?.clamp(1, 1_000_000) as usize,
-            "slowlog-log-slower-than" => self.slowlog_log_slower_than = int(value)?,
-            "slowlog-max-len" => self.slowlog_max_len = int(value)?.max(0) as usize,
-            "slot-log-size" => self.slot_log_size = size(value)?.max(1),
-            "slot-log-max" => self.slot_log_max = size(value)?.max(1),
-            "cache-maxmemory" => self.cache_maxmemory = size(value)? as usize,
-            _ if !at_start => return Err(bad("cannot be changed at runtime")),
-            "port" => self.port = value.parse().map_err(|_| bad("not a port"))?,
-            "bind" => self.bind = value.into(),
-            "http-port" => self.http_port = value.parse().map_err(|_| bad("not a port"))?,
+        let bad =
+            |why: &str| ConfigError::Value { key: key.to_ascii_lowercase(), value: value.into(), why: why.into() };
+        let (opt, v) = options::parse(key, value).map_err(|why| bad(&why))?;
+        if !at_start && !opt.live {
+            return Err(bad("cannot be changed at runtime"));
+        }
+        match opt.name {
+            "requirepass" => self.requirepass = v.text(),
+            "masterauth" => self.masterauth = v.text(),
+            "timeout" => self.timeout = v.int().max(0) as u64,
+            "maxclients" => self.maxclients = v.int().clamp(1, 1_000_000) as usize,
+            "slowlog-log-slower-than" => self.slowlog_log_slower_than = v.int(),
+            "slowlog-max-len" => self.slowlog_max_len = v.int().max(0) as usize,
+            "slot-log-size" => self.slot_log_size = v.size().max(1),
+            "slot-log-max" => self.slot_log_max = v.size().max(1),
+            "cache-maxmemory" => self.cache_maxmemory = v.size() as usize,
+            "port" => self.port = v.port(),
+            "bind" => self.bind = v.text(),
+            "http-port" => self.http_port = v.port(),
             "instance-mode" => {
                 // Pika: anything but "classic" (or empty) means sharding.
-                self.instance_mode = match value.to_ascii_lowercase().as_str() {
+                self.instance_mode = match v.text().to_ascii_lowercase().as_str() {
                     "" | "classic" => InstanceMode::Classic,
                     _ => InstanceMode::Sharding,
                 }
             }
-            "default-slot-num" => {
-                let n = int(value)?;
-                if !(1..=1 << 16).contains(&n) {
-                    return Err(bad("must be between 1 and 65536"));
-                }
-                self.default_slot_num = n as u32;
-            }
-            "databases" => {
-                let n = int(value)?;
-                if !(1..=8).contains(&n) {
-                    return Err(bad("must be between 1 and 8"));
-                }
-                self.databases = n as u32;
-            }
-            "db-path" => self.db_path = value.into(),
-            "log-path" => self.log_path = value.into(),
-            "block-cache" => self.block_cache = size(value)? as usize,
-            "write-buffer-size" => self.write_buffer_size = size(value)? as usize,
-            "max-write-buffer-num" => self.max_write_buffer_num = int(value)?.clamp(2, 64) as i32,
-            "max-background-jobs" => self.max_background_jobs = int(value)?.clamp(1, 64) as i32,
-            "sync-writes" => self.sync_writes = flag(value)?,
-            "start-fenced" => self.start_fenced = flag(value)?,
-            k if IGNORED.contains(&k) => {}
-            _ => return Err(bad("unknown option")),
+            "default-slot-num" => self.default_slot_num = v.int() as u32,
+            "databases" => self.databases = v.int() as u32,
+            "db-path" => self.db_path = v.text().into(),
+            "log-path" => self.log_path = v.text().into(),
+            "block-cache" => self.block_cache = v.size() as usize,
+            "write-buffer-size" => self.write_buffer_size = v.size() as usize,
+            "max-write-buffer-num" => self.max_write_buffer_num = v.int().clamp(2, 64) as i32,
+            "max-background-jobs" => self.max_background_jobs = v.int().clamp(1, 64) as i32,
+            "sync-writes" => self.sync_writes = v.flag(),
+            "start-fenced" => self.start_fenced = v.flag(),
+            _ => {} // one of Pika's options that mean nothing here
         }
         Ok(())
     }
@@ -281,23 +215,7 @@ impl Config {
     }
 }
 
-/// `1024`, `64kb`, `128mb`, `1gb` (case-insensitive; `k`/`m`/`g` also accepted).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => lower.split_at(i),
-        None => (lower.as_str(), ""),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let mult = match unit {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
+pub use common::options::parse_size;
 
 #[cfg(test)]
 mod tests {
@@ -331,6 +249,23 @@ mod tests {
         assert!(c.set("port", "1", false).is_err(), "port is fixed at runtime");
         c.set("timeout", "5", false).unwrap();
         assert_eq!(c.timeout, 5);
+    }
+
+    /// The table in `common::options` and `Config::set` agree: every option takes its default,
+    /// and a node's defaults are the table's.
+    #[test]
+    fn every_option_of_the_table_is_applied_and_defaults_agree() {
+        let mut c = Config::default();
+        for o in options::OPTIONS {
+            c.set(o.name, o.default, true).unwrap_or_else(|e| panic!("{}: {e}", o.name));
+        }
+        let ours = Config::default().entries();
+        for o in options::OPTIONS.iter().filter(|o| o.kind != options::Kind::Ignored) {
+            let Some(value) = ours.get(o.name) else { continue };
+            let (_, want) = options::parse(o.name, o.default).unwrap();
+            let (_, have) = options::parse(o.name, value).unwrap();
+            assert_eq!(have, want, "default of {}", o.name);
+        }
     }
 
     #[test]

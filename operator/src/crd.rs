@@ -216,6 +216,10 @@ pub struct PikaClusterStatus {
     /// The rolling update: pods restarted on their group's current template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The checksum of the live options (`spec.config`'s, or their defaults) last set on every
+    /// node with CONFIG SET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_config: Option<String>,
 }
 
 /// Where the rolling update stands (pods restart one at a time: replicas first, then the

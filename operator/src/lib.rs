@@ -8,6 +8,7 @@
 //! - [`switchover`]: a planned move of a group's master to one of its replicas.
 //! - [`rollout`]: the rolling update (replicas first, a switchover, the old master last).
 //! - [`dataplane`]: what is done to a running cluster's nodes, shared by both runtimes.
+//! - [`node_config`]: `spec.config` checked, split into live options and ones needing a restart.
 //! - [`resources`]: the Kubernetes objects of a PikaCluster (pure builders).
 //! - [`k8s`]: the Kubernetes controllers (`pika-operator run`).
 //! - [`local`]: the local runtime (`pika-operator local -f cluster.yaml`).
@@ -21,6 +22,7 @@ pub mod dataplane;
 pub mod k8s;
 pub mod local;
 pub mod metrics;
+pub mod node_config;
 pub mod planner;
 pub mod resources;
 pub mod rollout;

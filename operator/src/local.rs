@@ -21,6 +21,7 @@ use crate::control;
 use crate::crd::{PikaCluster, PikaClusterSpec, SwitchoverStatus, SWITCHOVER_ANNOTATION};
 use crate::cutover::{self, GroupNodes, Limits};
 use crate::dataplane::{self, Ownership};
+use crate::node_config::{self, NodeConfig};
 use crate::rollout;
 use crate::switchover;
 
@@ -180,6 +181,8 @@ pub struct Runtime {
     /// asked for stands (kept in `<data>/<name>/switchover.json`).
     switchover: Option<String>,
     switchover_status: Option<SwitchoverStatus>,
+    /// The checksum of the live options last set on every node (`node_config`).
+    live_config: Option<String>,
 }
 
 /// The local runtime's journal: the groups' record is not written (see
@@ -211,6 +214,13 @@ impl switchover::Progress for LocalJournal<'_> {
 }
 
 /// Writes `text` to `path` through a temporary file, so a crash leaves the old or the new.
+/// Entries of `spec.config` the nodes would not take (they are left out of pika.conf).
+fn report_config(cluster: &PikaCluster) {
+    for problem in NodeConfig::check(&cluster.spec.config).problems {
+        tracing::error!(%problem, "spec.config entry left out of pika.conf");
+    }
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
@@ -250,6 +260,7 @@ impl Runtime {
         let cluster = read_manifest(&config.manifest)?;
         let name = cluster.metadata.name.clone().unwrap_or_else(|| "cluster".into());
         let switchover = switchover_annotation(&cluster);
+        report_config(&cluster);
         let password = match &cluster.spec.password_secret_ref {
             // Locally there is no Secret store: the runtime takes the password from the env.
             Some(_) => std::env::var("PIKA_PASSWORD").ok(),
@@ -268,6 +279,7 @@ impl Runtime {
             moving: None,
             switchover,
             switchover_status: None,
+            live_config: None,
         }
         .with_recorded_move()
         .with_recorded_switchover())
@@ -324,8 +336,8 @@ impl Runtime {
         self.config.data_dir.join(&self.name).join(format!("g{group}-m{member}"))
     }
 
-    /// A member's pika.conf.
-    fn node_conf(&self, group: u32, member: u32) -> String {
+    /// The options of a member's pika.conf the operator sets (the layout, paths, password).
+    fn managed_conf(&self, group: u32, member: u32) -> String {
         let port = self.port(group, member);
         let mut conf = format!(
             "port : {port}\nbind : 127.0.0.1\ninstance-mode : sharding\ndefault-slot-num : {}\ndb-path : {}\n",
@@ -335,9 +347,6 @@ impl Runtime {
         if let Some(pw) = &self.admin.password {
             conf.push_str(&format!("requirepass : {pw}\nmasterauth : {pw}\n"));
         }
-        for (k, v) in &self.spec.config {
-            conf.push_str(&format!("{k} : {v}\n"));
-        }
         // As in Kubernetes: nothing takes writes before the operator says so (a restarted
         // master comes back fenced; slots created by addslots are fenced until they are a
         // replica's or promoted).
@@ -345,12 +354,22 @@ impl Runtime {
         conf
     }
 
-    /// What a member started now would run: a checksum of its config and of the node binary
-    /// (its size and modification time, so a rebuilt or replaced binary is a new revision, as a
-    /// new image is in Kubernetes).
+    /// A member's pika.conf: the managed options and the valid entries of `spec.config`.
+    fn node_conf(&self, group: u32, member: u32) -> String {
+        let mut conf = self.managed_conf(group, member);
+        for (k, v) in NodeConfig::check(&self.spec.config).entries() {
+            conf.push_str(&format!("{k} : {v}\n"));
+        }
+        conf
+    }
+
+    /// What a member started now would run: a checksum of its config (but the live options,
+    /// which are set with CONFIG SET) and of the node binary (its size and modification time,
+    /// so a rebuilt or replaced binary is a new revision, as a new image is in Kubernetes).
     fn revision(&self, group: u32, member: u32) -> String {
         let mut hash = crc32fast::Hasher::new();
-        hash.update(self.node_conf(group, member).as_bytes());
+        hash.update(self.managed_conf(group, member).as_bytes());
+        hash.update(NodeConfig::check(&self.spec.config).restart_checksum().as_bytes());
         hash.update(self.spec.image.as_bytes());
         if let Ok(meta) = std::fs::metadata(&self.config.node_bin) {
             hash.update(&meta.len().to_le_bytes());
@@ -606,6 +625,7 @@ impl Runtime {
                 switchover::Driven::Waiting(why) => tracing::warn!(%why, "switchover waits"),
             }
         }
+        self.apply_live_config(&cluster).await;
         // The rolling update, as in Kubernetes (`rollout`): one restart or switchover per pass,
         // after a healthy pass, with no move or switchover going on; no new move meanwhile.
         let rolling = rollout::current_group(&cluster).is_some();
@@ -636,6 +656,22 @@ impl Runtime {
             tracing::info!(group = g, "group retired");
         }
         Ok(())
+    }
+
+    /// Sets the live options of `spec.config` on every node when they changed (as in
+    /// Kubernetes; the others roll the members through their revision).
+    async fn apply_live_config(&mut self, cluster: &control::Cluster) {
+        let config = NodeConfig::check(&self.spec.config);
+        let live = config.live_checksum();
+        let nodes: Option<Vec<String>> = cluster.members.values().flatten().map(|m| m.addr.clone()).collect();
+        let Some(nodes) = nodes.filter(|_| self.live_config.as_ref() != Some(&live)) else { return };
+        match node_config::apply_live(&self.admin, &nodes, &config).await {
+            Ok(()) => {
+                tracing::info!(reason = "ConfigApplied", nodes = nodes.len(), "live options set without a restart");
+                self.live_config = Some(live);
+            }
+            Err(e) => tracing::warn!(error = %e, "live options not applied yet"),
+        }
     }
 
     /// Does the rolling update's restart: the member stops (SIGTERM) and starts again from the
@@ -837,6 +873,7 @@ impl Runtime {
             }
             Ok(c) => {
                 tracing::info!(groups = c.spec.groups, replicas = c.spec.replicas_per_group, "manifest changed");
+                report_config(&c);
                 self.switchover = switchover_annotation(&c);
                 self.spec = c.spec;
             }

@@ -22,6 +22,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::crd::PikaCluster;
+use crate::node_config::NodeConfig;
 
 pub const CLIENT_PORT: u16 = 9221;
 pub const NODE_HTTP_PORT: u16 = 9231;
@@ -30,6 +31,9 @@ pub const GROUP_LABEL: &str = "pika.sharding.io/group";
 /// The container port of `/metrics` and `/health`, on nodes and proxies alike.
 pub const HTTP_PORT_NAME: &str = "http";
 pub const MANAGER: &str = "pika-operator";
+
+/// On the node pods' template: the checksum of the options that need a restart.
+pub const CONFIG_CHECKSUM_ANNOTATION: &str = "pika.sharding.io/config-checksum";
 
 pub fn config_map_name(cluster: &str) -> String {
     format!("{cluster}-config")
@@ -97,12 +101,13 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("built objects match their types")
 }
 
-/// pika.conf of every node. Users' `spec.config` comes last and wins, except for the options
-/// the layout depends on (port, mode, slots, paths), which are set again after it.
+/// pika.conf of every node: the valid entries of `spec.config` (`node_config`: those left out
+/// are reported in the `ConfigValid` condition), then the options the layout depends on (port,
+/// mode, slots, paths).
 pub fn pika_conf(cluster: &PikaCluster) -> String {
     let mut conf = String::new();
     conf.push_str("# Written by pika-operator from the PikaCluster spec.\n");
-    for (k, v) in &cluster.spec.config {
+    for (k, v) in NodeConfig::check(&cluster.spec.config).entries() {
         conf.push_str(&format!("{k} : {v}\n"));
     }
     let fixed = [
@@ -195,7 +200,12 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
             "updateStrategy": { "type": "OnDelete" },
             "selector": { "matchLabels": selector(&labels) },
             "template": {
-                "metadata": { "labels": labels },
+                "metadata": {
+                    "labels": labels,
+                    // Options that need a restart: a change makes a new revision, which the
+                    // rolling update rolls out (live options are set with CONFIG SET).
+                    "annotations": { CONFIG_CHECKSUM_ANNOTATION: NodeConfig::check(&cluster.spec.config).restart_checksum() },
+                },
                 "spec": {
                     "affinity": { "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
                         "weight": 100,
@@ -453,9 +463,9 @@ mod tests {
         let c = cluster("groups: 1\nslots: 128\nconfig: {port: '1', block-cache: 1gb}");
         let conf = pika_conf(&c);
         assert!(conf.contains("block-cache : 1gb\n"));
-        // The node reads the file top to bottom: the last `port` wins.
-        let last_port = conf.lines().filter(|l| l.starts_with("port :")).last();
-        assert_eq!(last_port, Some("port : 9221"));
+        // A managed option in spec.config is left out (and reported by the ConfigValid condition).
+        let ports: Vec<&str> = conf.lines().filter(|l| l.starts_with("port :")).collect();
+        assert_eq!(ports, ["port : 9221"]);
         assert!(conf.contains("default-slot-num : 128\n") && conf.contains("start-fenced : yes\n"));
     }
 

@@ -23,7 +23,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::conditions::{self, APPLIED, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
+use super::conditions::{self, APPLIED, CONFIG_VALID, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
 use super::observe;
 use super::{poll, Context, Error};
 use crate::control::{self, Happened};
@@ -33,6 +33,7 @@ use crate::crd::{
 };
 use crate::metrics::cluster_labels;
 use crate::metrics::labels;
+use crate::node_config::{self, NodeConfig};
 use crate::planner;
 use crate::resources::{self, GROUP_LABEL, MANAGER};
 use crate::rollout;
@@ -107,6 +108,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     }
     let failed = apply_children(ctx, &cluster, &status).await;
     report_applied(ctx, &cluster, &mut status, &failed).await;
+    report_config(ctx, &cluster, &mut status).await;
     apply_monitor(ctx, &cluster, &mut status).await;
     let health = match data_plane(ctx, &cluster, &mut version, &mut status).await {
         Ok(h) => h,
@@ -285,6 +287,22 @@ async fn report_applied(ctx: &Context, cluster: &PikaCluster, status: &mut PikaC
     conditions::set(&mut status.conditions, APPLIED, ok, reason, &message, generation, conditions::now());
 }
 
+/// The `ConfigValid` condition: entries of `spec.config` the nodes would not take (left out of
+/// pika.conf) are named, with a warning Event when they change.
+async fn report_config(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus) {
+    let problems = NodeConfig::check(&cluster.spec.config).problems;
+    let (ok, reason, message) = match problems.as_slice() {
+        [] => (true, "Valid", String::new()),
+        _ => (false, "InvalidConfig", format!("left out of pika.conf: {}", problems.join("; "))),
+    };
+    let before = status.conditions.iter().find(|c| c.type_ == CONFIG_VALID).map(|c| c.message.clone());
+    if !ok && before.as_ref() != Some(&message) {
+        ctx.event(cluster, true, reason, message.clone()).await;
+    }
+    let generation = cluster.metadata.generation;
+    conditions::set(&mut status.conditions, CONFIG_VALID, ok, reason, &message, generation, conditions::now());
+}
+
 /// The PodMonitor of `spec.monitoring`. Never fails the pass (failover and migrations must not
 /// wait on monitoring): without the Prometheus Operator's CRD the `Monitoring` condition says so.
 /// Turned off, the monitor created before (known by the condition) is deleted.
@@ -421,6 +439,22 @@ async fn data_plane(
         let driven =
             switchover::drive(&admin, &input, &mut record, &mut journal, asked, last.as_ref(), epoch, limits).await;
         report_switchover(ctx, cluster, driven).await;
+    }
+    // Live options: set on every node once they change (every member must run for it).
+    let node_config = NodeConfig::check(&cluster.spec.config);
+    let live = node_config.live_checksum();
+    let nodes: Option<Vec<String>> = input.members.values().flatten().map(|m| m.addr.clone()).collect();
+    if let Some(nodes) = nodes.filter(|_| status.live_config.as_ref() != Some(&live) && ctx.authority.valid()) {
+        match node_config::apply_live(&admin, &nodes, &node_config).await {
+            Ok(()) => {
+                if status.live_config.is_some() {
+                    let note = format!("live options set on {} nodes without a restart", nodes.len());
+                    ctx.event(cluster, false, "ConfigApplied", note).await;
+                }
+                status.live_config = Some(live);
+            }
+            Err(e) => tracing::warn!(cluster = %name, error = %e, "live options not applied yet"),
+        }
     }
     // The rolling update: one step per pass, after a healthy pass, with nothing else moving.
     let (updated_pods, pods) = rollout::progress(&input);

@@ -1,4 +1,4 @@
-//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused, Applied, Monitoring): pure helpers that
+//! Status conditions (Ready, Progressing, Degraded, ReconciliationPaused, Applied, ConfigValid, Monitoring): pure helpers that
 //! keep `lastTransitionTime` when a condition's status did not change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -10,6 +10,9 @@ pub const PAUSED: &str = "ReconciliationPaused";
 /// Whether every object of the cluster (StatefulSets, volume sizes, Services...) could be
 /// brought to what the spec says.
 pub const APPLIED: &str = "Applied";
+/// Whether every entry of `spec.config` is a valid option the nodes take (the others are left
+/// out of pika.conf and named in the message).
+pub const CONFIG_VALID: &str = "ConfigValid";
 /// Only while `spec.monitoring` asks for a PodMonitor: whether it could be applied.
 pub const MONITORING: &str = "Monitoring";
 

@@ -112,7 +112,8 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     check(&plane, &api)
 }
 
-/// The user edits `spec.groups` a few times during the chaos, or asks for a switchover;
+/// The user edits `spec.groups` a few times during the chaos, changes the image (a rolling
+/// update), or asks for a switchover;
 /// then the faults stop and every killed node comes back.
 async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
     let changes = plane.with(|w| w.rng.random_range(1..=3));
@@ -120,7 +121,13 @@ async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
         let wait = plane.with(|w| w.rng.random_range(3_000..CHAOS_MS / 3));
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         let mut stored = api.lock().unwrap();
-        // Now and then a switchover instead (the annotation on the PikaCluster).
+        // Now and then a new image instead (a rolling update).
+        if plane.with(|w| w.rng.random_bool(0.3)) {
+            stored.spec_image += 1;
+            plane.with(|w| w.log(format!("USER spec.image -> {}", stored.spec_image)));
+            continue;
+        }
+        // Or a switchover (the annotation on the PikaCluster).
         if plane.with(|w| w.rng.random_bool(0.4)) {
             let group = plane.with(|w| w.rng.random_range(0..stored.spec_groups));
             let value = format!("g{group}#{}", plane.now_ms());
@@ -134,7 +141,7 @@ async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
         plane.with(|w| {
             w.log(format!("USER spec.groups {now} -> {next}"));
             // New groups' pods start (the StatefulSets are applied in the same pass).
-            operator::apply_groups(w, next, replicas);
+            operator::apply_groups(w, next, replicas, stored.spec_image);
         });
     }
     let wait = CHAOS_MS.saturating_sub(plane.now_ms());
@@ -241,6 +248,9 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
             if last.is_none_or(|s| s.phase == pika_operator::crd::SwitchoverPhase::Running) {
                 r.failures.push(format!("switchover {asked} not finished at the end: {last:?}"));
             }
+        }
+        for n in w.nodes.values().filter(|n| n.image != stored.spec_image) {
+            r.failures.push(format!("{} still runs image {}, the spec's is {}", n.addr, n.image, stored.spec_image));
         }
         if stored.balanced != Some(true) {
             r.failures.push(format!("not balanced at the end (degraded: {:?})", stored.degraded));

@@ -15,6 +15,7 @@ use pika_operator::control::{self, Cluster, GroupRecord, InFlight, Member, NextB
 use pika_operator::crd::SwitchoverStatus;
 use pika_operator::cutover::{self, CutoverError, CutoverStep, Limits, Steps};
 use pika_operator::dataplane;
+use pika_operator::rollout::{self, Rolled};
 use pika_operator::switchover::{self, Driven};
 
 use crate::plane::SimPlane;
@@ -62,6 +63,8 @@ pub struct Stored {
     /// The switchover annotation, and the status of the last switchover.
     pub switchover: Option<String>,
     pub switchover_status: Option<SwitchoverStatus>,
+    /// `spec.image`: the template every group's pods should run.
+    pub spec_image: u32,
 }
 
 pub type Api = Arc<Mutex<Stored>>;
@@ -136,12 +139,14 @@ async fn renew(plane: &SimPlane, api: &Api) {
     }
 }
 
-/// Starts the nodes of groups `0..groups` that have none (as applying their StatefulSets).
-pub fn apply_groups(w: &mut World, groups: u32, replicas: u32) {
+/// Starts the nodes of groups `0..groups` that have none (as applying their StatefulSets), on
+/// the spec's image.
+pub fn apply_groups(w: &mut World, groups: u32, replicas: u32, image: u32) {
     for g in 0..groups {
         if !w.nodes.values().any(|n| n.group == g) {
             for m in 0..=replicas {
                 w.add_node(g, m);
+                w.nodes.get_mut(&crate::world::node_addr(g, m)).expect("added").image = image;
             }
         }
     }
@@ -155,7 +160,8 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
         let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
         for n in w.nodes.values() {
             let addr = n.alive.then(|| n.addr.clone());
-            members.entry(n.group).or_default().push(Member { name: n.addr.clone(), addr, outdated: false });
+            let outdated = n.image != stored.spec_image;
+            members.entry(n.group).or_default().push(Member { name: n.addr.clone(), addr, outdated });
         }
         let in_flight = stored
             .migrations
@@ -198,7 +204,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
             let stored = api.lock().expect("api");
             // Each reconcile applies the groups' StatefulSets: one retired by an instance that
             // read an older spec comes back (seed 2940 with every fault).
-            plane.with(|w| apply_groups(w, stored.spec_groups, stored.spec_replicas));
+            plane.with(|w| apply_groups(w, stored.spec_groups, stored.spec_replicas, stored.spec_image));
             record.groups = stored.groups.clone();
             stored.status_version
         };
@@ -229,6 +235,25 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
                 }
             }
         }
+        // The rolling update, as `k8s::cluster` drives it: after a healthy pass, with no
+        // migration or switchover going on; a restart deletes the pod (its node comes back on
+        // the spec's image after a while).
+        let rolling = rollout::current_group(&cluster).is_some();
+        let switching = switchover::next(asked.as_deref(), last.as_ref()) != switchover::Next::Nothing;
+        let healthy = result.as_ref().is_ok_and(|out| out.degraded.is_none() && out.waiting.is_none());
+        if rolling && healthy && cluster.in_flight.is_empty() && !switching && plane.op.authority.valid() {
+            let rolled = rollout::drive(&plane, &cluster, &mut record, &mut journal, epochs.after(now), limits()).await;
+            plane.with(|w| w.log(format!("rolling update: {rolled:?}")));
+            if let Rolled::Restart { member, .. } = &rolled {
+                let image = api.lock().expect("api").spec_image;
+                if plane.op.authority.valid() {
+                    plane.with(|w| {
+                        let down = w.rng.random_range(300..3_000);
+                        w.replace(member, image, down)
+                    });
+                }
+            }
+        }
         // The status write carries the resourceVersion read: another instance's write since
         // makes it fail (and this pass's decisions are dropped with it).
         let mut stored = api.lock().expect("api");
@@ -247,7 +272,8 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
                 for h in &out.happened {
                     plane.with(|w| w.log(format!("EVENT {h}")));
                 }
-                for mv in out.moves {
+                // No new migration while pods restart (as `k8s::cluster`).
+                for mv in out.moves.into_iter().filter(|_| !rolling) {
                     stored.created += 1;
                     let name = format!("rebalance-{}", stored.created);
                     plane.with(|w| w.log(format!("create {name}: {:?} from g{} to g{}", mv.slots, mv.from, mv.to)));

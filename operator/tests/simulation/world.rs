@@ -61,6 +61,8 @@ pub struct Node {
     /// Until when its master slots accept writes (every node starts with `start-fenced`, so
     /// it needs a lease before its first write as a master).
     pub lease_until: Option<u64>,
+    /// The spec it runs (its pod's template: an image), for the rolling update.
+    pub image: u32,
 }
 
 impl Node {
@@ -203,6 +205,7 @@ impl World {
             restart_at: None,
             // Started with start-fenced: needs a lease before its first write as a master.
             lease_until: Some(0),
+            image: 0,
         };
         self.nodes.insert(addr, node);
     }
@@ -711,14 +714,30 @@ impl World {
     }
 
     pub fn kill(&mut self, addr: &str, down_for_ms: u64) {
+        if self.stop(addr, down_for_ms) {
+            self.kills.push((addr.to_string(), self.now_ms));
+        }
+    }
+
+    /// The rolling update's restart of a node (its pod deleted and made again from the new
+    /// template): down for `down_for_ms`, then back on `image`. Not a fault: writes it
+    /// acknowledged are never excused as lost with it.
+    pub fn replace(&mut self, addr: &str, image: u32, down_for_ms: u64) {
+        if self.stop(addr, down_for_ms) {
+            self.nodes.get_mut(addr).expect("node").image = image;
+            self.log(format!("replace {addr} (image {image}), back in {down_for_ms}ms"));
+        }
+    }
+
+    /// Stops a node that runs, until `down_for_ms` from now; false if it was not running.
+    fn stop(&mut self, addr: &str, down_for_ms: u64) -> bool {
         let now = self.now_ms;
-        let Some(node) = self.nodes.get_mut(addr) else { return };
+        let Some(node) = self.nodes.get_mut(addr) else { return false };
         if !node.alive {
-            return;
+            return false;
         }
         node.alive = false;
         node.restart_at = Some(now + down_for_ms);
-        self.kills.push((addr.to_string(), now));
         // Its connections break: nothing streams from it any more.
         self.detach_everywhere(addr);
         for n in self.nodes.values_mut() {
@@ -726,6 +745,7 @@ impl World {
                 s.downstream.remove(addr);
             }
         }
+        true
     }
 
     /// A restarted node: its slots, roles, data and positions are what it persisted; its
