@@ -65,10 +65,11 @@ for _ in $(seq 1 120); do
 done
 KUBECONFIG="$dir/admin.kubeconfig" kubectl get --raw /readyz >/dev/null || { tail -20 "$dir/apiserver.log" >&2; exit 1; }
 
-# Garbage collection (owner references) and the workload controllers (StatefulSet -> Pods).
+# Garbage collection (owner references), the workload controllers (StatefulSet -> Pods) and the
+# volume binder (claims bound to the volumes a test creates, so that they can be resized).
 "$bin/kube-controller-manager" --kubeconfig "$dir/admin.kubeconfig" --authentication-kubeconfig "$dir/admin.kubeconfig" \
   --authorization-kubeconfig "$dir/admin.kubeconfig" --leader-elect=false --secure-port 0 \
-  --controllers garbagecollector,statefulset,deployment,replicaset,serviceaccount,serviceaccount-token,namespace,disruption \
+  --controllers garbagecollector,statefulset,deployment,replicaset,serviceaccount,serviceaccount-token,namespace,disruption,persistentvolume-binder \
   --service-account-private-key-file "$dir/sa.key" --root-ca-file "$dir/certs/apiserver.crt" \
   --use-service-account-credentials=false >"$dir/controller-manager.log" 2>&1 &
 echo $! > "$dir/controller-manager.pid"

@@ -10,7 +10,8 @@
 //! per group, then a new image: a rolling update under a writer and a reader, the operator
 //! restarted midway (each pod restarted once, masters last, no full sync, no failed request);
 //! config changes under load (a live option set on every node, an unknown one reported, one
-//! that needs a restart rolled out).
+//! that needs a restart rolled out); a larger storage size under load (claims bound to
+//! volumes the test creates are resized, no pod restarts).
 
 mod support;
 
@@ -415,7 +416,26 @@ spec:
   failoverAfterSeconds: 3
   proxy:
     replicas: 1
+  storage:
+    size: 1Gi
+    storageClassName: expandable
 ";
+
+/// A StorageClass that allows expansion, and volumes for every claim the test's StatefulSets
+/// make (bound by the control plane's volume binder: only a bound claim can be resized).
+fn volumes() -> String {
+    let mut yaml = String::from(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: expandable\n\
+         provisioner: kubernetes.io/no-provisioner\nallowVolumeExpansion: true\nvolumeBindingMode: Immediate\n",
+    );
+    for i in 0..10 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: pv{i}\nspec:\n  capacity: {{storage: 1Gi}}\n\
+             \n  accessModes: [ReadWriteOnce]\n  storageClassName: expandable\n  hostPath: {{path: /tmp/pv{i}}}\n"
+        ));
+    }
+    yaml
+}
 
 #[test]
 fn controllers_drive_real_nodes() {
@@ -425,6 +445,7 @@ fn controllers_drive_real_nodes() {
     env.kubectl(&["create", "namespace", "pika-system"]).unwrap();
     let token = env.admin_token();
     env.operator("op", &token, free_port());
+    env.apply(&volumes()).unwrap();
     env.apply(MANIFEST).unwrap();
 
     let kubelet = Arc::new(Mutex::new(Kubelet {
@@ -700,6 +721,45 @@ fn controllers_drive_real_nodes() {
     let restarts = kubelet.lock().unwrap().starts[started_before..].to_vec();
     assert_eq!(restarts.len(), 6, "each node pod restarted once for block-cache: {restarts:?}");
     assert!(nodes.iter().all(|n| config_get(n, "slowlog-max-len").as_deref() == Some("333")), "{c}");
+
+    // A larger storage size, under a writer and a reader: every claim asks for it, the
+    // StatefulSets are recreated with their pods left running (none restarts), Applied holds.
+    let started_before = kubelet.lock().unwrap().starts.len();
+    let writer = Writer::start(service.clone(), acked);
+    let reader = Reader::start(service.clone(), writer.acked.clone());
+    env.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "pikacluster",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
+    ])
+    .unwrap();
+    let claims = wait_for(Duration::from_secs(60), "every claim of the cluster resized to 2Gi", || {
+        let list = env.json(&["-n", "apps", "get", "pvc", "-l", "app.kubernetes.io/instance=demo"])?;
+        // Group 2's claims stay as they were: the group was retired (its claims are kept).
+        let claims: Vec<Value> = (list["items"].as_array()?.iter())
+            .filter(|c| !c["metadata"]["name"].as_str().unwrap_or("").contains("-g2-"))
+            .cloned()
+            .collect();
+        let resized = claims.iter().all(|c| c["spec"]["resources"]["requests"]["storage"] == "2Gi");
+        let c = cluster(&env);
+        let applied = condition(&c, "Applied").as_deref() == Some("True");
+        (resized && applied && c["status"]["observedGeneration"] == c["metadata"]["generation"]).then_some(claims)
+    });
+    thread::sleep(Duration::from_secs(2));
+    let (acked, write_errors) = writer.stop();
+    let (_, read_errors, _) = reader.stop();
+    assert!(write_errors.is_empty(), "writes failed during the storage change: {write_errors:?}");
+    assert!(read_errors.is_empty(), "reads failed during the storage change: {read_errors:?}");
+    check_all(&service.addr().expect("a proxy"), acked);
+    assert_eq!(claims.len(), 6, "{claims:?}");
+    assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a node pod restarted for the storage change");
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("StatefulSetRecreated"), "{events}");
 }
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.

@@ -79,6 +79,20 @@ fn selector(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Kubernetes' default for an image (Always for `:latest` or no tag, else IfNotPresent), set
+/// explicitly: the API server fills it in only when an object is created, so a StatefulSet
+/// recreated after an image change (`storage.size`) got a template that differed from its
+/// pods' and rolled them all for nothing.
+fn pull_policy(image: &str) -> &'static str {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let tag = name.split_once('@').map_or(name, |(n, _)| n).split_once(':').map(|(_, t)| t);
+    match (image.contains('@'), tag) {
+        (true, _) => "IfNotPresent",
+        (false, None | Some("latest")) => "Always",
+        _ => "IfNotPresent",
+    }
+}
+
 /// The proxy image: `spec.proxy.image`, or the node image with `pika-node` replaced by
 /// `pika-proxy` (both are built from one Dockerfile with one tag).
 pub fn proxy_image(cluster: &PikaCluster) -> String {
@@ -221,6 +235,7 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
                     "containers": [{
                         "name": "pika-node",
                         "image": cluster.spec.image,
+                        "imagePullPolicy": pull_policy(&cluster.spec.image),
                         "args": args,
                         "env": env,
                         "ports": [
@@ -322,6 +337,7 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
                     "containers": [{
                         "name": "pika-proxy",
                         "image": proxy_image(cluster),
+                        "imagePullPolicy": pull_policy(&proxy_image(cluster)),
                         "args": args,
                         "env": env,
                         "ports": [
@@ -456,6 +472,15 @@ mod tests {
         assert!(container.args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));
         let proxy = proxy_deployment(&c).spec.unwrap().template.spec.unwrap();
         assert!(proxy.containers[0].args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));
+    }
+
+    #[test]
+    fn pull_policies_follow_the_kubernetes_default() {
+        assert_eq!(pull_policy("r/pika-node"), "Always");
+        assert_eq!(pull_policy("r/pika-node:latest"), "Always");
+        assert_eq!(pull_policy("registry:5000/pika-node:1.2"), "IfNotPresent");
+        assert_eq!(pull_policy("registry:5000/pika-node"), "Always");
+        assert_eq!(pull_policy("r/pika-node@sha256:abc"), "IfNotPresent");
     }
 
     #[test]
