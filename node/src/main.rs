@@ -57,19 +57,19 @@ fn main() -> std::process::ExitCode {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    runtime.block_on(async move {
+    let (code, server) = runtime.block_on(async move {
         let server = match pika_node::server::Server::open(config) {
             Ok(s) => s,
             Err(err) => {
                 eprintln!("pika-node: {err}");
-                return std::process::ExitCode::from(1);
+                return (std::process::ExitCode::from(1), None);
             }
         };
         let listeners = match pika_node::listener::bind(&server).await {
             Ok(l) => l,
             Err(err) => {
                 eprintln!("pika-node: cannot listen: {err}");
-                return std::process::ExitCode::from(1);
+                return (std::process::ExitCode::from(1), None);
             }
         };
         {
@@ -81,11 +81,18 @@ fn main() -> std::process::ExitCode {
         }
         // On a worker thread: the accept loop then shares the runtime's threads instead of
         // waiting for the main thread to be scheduled for every connection.
-        match tokio::spawn(pika_node::listener::run(server, listeners)).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(_) => std::process::ExitCode::FAILURE,
+        match tokio::spawn(pika_node::listener::run(server.clone(), listeners)).await {
+            Ok(()) => (std::process::ExitCode::SUCCESS, Some(server)),
+            Err(_) => (std::process::ExitCode::FAILURE, None),
         }
-    })
+    });
+    // Every task stopped with the runtime: nothing writes any more. The master slots' logs are
+    // saved, so their replicas continue incrementally after the restart.
+    drop(runtime);
+    if let Some(server) = server {
+        pika_node::replication::save_masters(&server);
+    }
+    code
 }
 
 fn build_config(args: &Args) -> Result<Config, String> {

@@ -295,6 +295,57 @@ fn master_killed_mid_stream_and_mid_sync_loses_nothing_acknowledged() {
     wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
 }
 
+/// A master stopped cleanly (SIGTERM, as a rolling update or a node drain stops it) saves its
+/// slots' positions, histories and recent entries: after its restart its replicas continue
+/// incrementally, also one that was behind when it stopped. (After kill -9 they re-sync in
+/// full: `master_killed_mid_stream_and_mid_sync_loses_nothing_acknowledged`.)
+#[test]
+fn replicas_of_a_master_stopped_cleanly_continue_after_its_restart() {
+    let mut master = sharding(4, &[]);
+    let replica = sharding(4, &[]);
+    let mut behind = sharding(4, &[]);
+    replica.follow(&master, "0-3", false);
+    behind.follow(&master, "0-3", false);
+    load(&master, 2_000, 50);
+    wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
+    wait_in_sync(&master, &behind, "0-3", SYNC_TIMEOUT);
+    // One replica stops; the master takes writes it does not have, then stops cleanly.
+    behind.stop();
+    let mut c = master.conn();
+    for i in 0..500 {
+        let _: () = query(&mut c, &["SET", &format!("while-down:{i}"), &i.to_string()]);
+    }
+    drop(c);
+    let synced = master.info_field("sync_full");
+    assert_eq!(synced, "8", "two replicas of four slots, each synced once in full");
+    assert_eq!(master.stop().code(), Some(0));
+    master.spawn();
+    behind.spawn();
+    let mut c = master.conn();
+    for i in 0..500 {
+        let _: () = query(&mut c, &["SET", &format!("after:{i}"), &i.to_string()]);
+    }
+    wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
+    wait_in_sync(&master, &behind, "0-3", SYNC_TIMEOUT);
+    assert_eq!(master.info_field("sync_full"), "0", "no full sync after the clean restart");
+    for node in [&replica, &behind] {
+        let mut r = node.conn();
+        for i in (0..500).step_by(7) {
+            assert_eq!(int(&mut r, &["GET", &format!("while-down:{i}")]), i as i64);
+            assert_eq!(int(&mut r, &["GET", &format!("after:{i}")]), i as i64);
+        }
+    }
+    compare_sample(&master, &replica, 500);
+    // The saved log is used once: a crash after it brings back nothing stale (a fresh history,
+    // full syncs, the data still the same).
+    master.kill9();
+    master.spawn();
+    wait_in_sync(&master, &replica, "0-3", SYNC_TIMEOUT);
+    wait_in_sync(&master, &behind, "0-3", SYNC_TIMEOUT);
+    assert_eq!(master.info_field("sync_full"), "8", "after kill -9 both replicas re-sync in full");
+    compare_sample(&master, &replica, 500);
+}
+
 #[test]
 fn a_replica_behind_a_purged_log_resyncs_in_full() {
     let master = sharding(2, &[("slot-log-size", "64kb")]);

@@ -111,12 +111,54 @@ fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool)>> {
     Ok(Some((master.to_string(), mode != "inc")))
 }
 
-/// At startup: every slot persisted as a replica comes back read-only at its durable position
-/// and follows its master. Master slots start with a fresh history (their backlog was in
-/// memory), so their replicas re-sync in full.
-pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
+/// Backlog bytes a clean shutdown saves over all master slots (the newest entries of each slot
+/// up to `slot-log-size`, while this lasts; a slot beyond it saves its position alone, which
+/// still lets replicas at its head continue).
+const SAVE_BUDGET: usize = 256 << 20;
+
+/// At a clean shutdown, once nothing runs any more: every master slot's position, history and
+/// recent backlog, saved (`Store::save_master`) so that its replicas continue incrementally
+/// from the restarted node. After a crash there is nothing saved: they re-sync in full.
+pub fn save_masters(server: &Server) {
+    let per_slot = server.config.read().slot_log_size as usize;
+    let mut budget = SAVE_BUDGET;
+    let (mut slots, mut bytes) = (0, 0);
     let topology = server.slots.snapshot();
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
+        if slot.master_addr().is_some() || full_sync_pending(server, slot) {
+            continue;
+        }
+        let state = slot.lock.lock();
+        match server.store.save_master(slot.prefix, &state, per_slot.min(budget)) {
+            Ok(saved) => {
+                budget -= saved;
+                bytes += saved;
+                slots += 1;
+            }
+            Err(e) => tracing::error!(table = slot.table, slot = slot.id, error = %e, "master log not saved"),
+        }
+    }
+    if let Err(e) = server.store.flush_wal() {
+        tracing::error!(error = %e, "saved master logs not synced");
+    }
+    tracing::info!(slots, bytes, "master logs saved for the restart");
+}
+
+/// At startup: every slot persisted as a replica comes back read-only at its durable position
+/// and follows its master. A master slot takes back the log a clean shutdown saved (same
+/// history and position, recent entries), so its replicas continue; without one (a crash) it
+/// starts a fresh history and its replicas re-sync in full.
+pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
+    let topology = server.slots.snapshot();
+    let now = std::time::Instant::now();
+    for slot in topology.tables.values().flat_map(|t| t.owned()) {
+        let saved = server.store.take_saved_master(slot.prefix).map_err(|e| CmdError::err(e.to_string()))?;
+        if let Some(saved) = saved {
+            let mut state = slot.lock.lock();
+            state.log = saved.meta;
+            state.backlog = crate::storage::Backlog::restored(saved.base, saved.entries, now);
+            state.head.advance(saved.head);
+        }
         if let Some((master, full)) = load_role(&server.store, slot)? {
             tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
             server

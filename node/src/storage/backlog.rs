@@ -8,7 +8,9 @@
 //! about 2 s on loopback). Replica positions themselves are durable (see `slotlog`).
 //!
 //! A slot keeps entries only while it has replicas, or had one in the last [`KEEP_AFTER_DETACH`]
-//! (so a restarting replica can resume); otherwise its backlog is off and costs nothing.
+//! (so a restarting replica can resume); otherwise its backlog is off and costs nothing. A clean
+//! shutdown saves each master slot's backlog (`slotlog::save_master`), so that its replicas
+//! continue from the restarted master; after a crash they re-sync in full.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -75,6 +77,18 @@ impl Backlog {
         }
         self.bytes += entry.len();
         self.entries.push_back((pos, entry));
+    }
+
+    /// The retained entries, oldest first.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &(LogPos, Bytes)> {
+        self.entries.iter()
+    }
+
+    /// A backlog saved at a clean shutdown, back after the restart: logging from `base` with
+    /// `entries`, kept [`KEEP_AFTER_DETACH`] from `now` for the replicas to come back.
+    pub fn restored(base: LogPos, entries: Vec<(LogPos, Bytes)>, now: Instant) -> Backlog {
+        let bytes = entries.iter().map(|e| e.1.len()).sum();
+        Backlog { entries: entries.into(), bytes, base, logging: true, idle_since: Some(now) }
     }
 
     /// The end offset of entry `seq`, if it is the base or retained.

@@ -10,6 +10,24 @@ use super::changelog::{self, LogMeta, LogPos, Op};
 use super::encoding::{ranges_overlap, successor, SlotPrefix, TAG_META};
 use super::{ApplyError, Store, WriteState, CF_LOG};
 
+/// A master slot's log as a clean shutdown saved it.
+#[derive(Debug)]
+pub struct SavedMaster {
+    pub head: LogPos,
+    pub meta: LogMeta,
+    /// The position before the first entry.
+    pub base: LogPos,
+    pub entries: Vec<(LogPos, Bytes)>,
+}
+
+/// The key of a master slot's saved log in the log column family (a replica slot's position is
+/// at the 8-byte prefix itself).
+fn saved_master_key(prefix: SlotPrefix) -> [u8; 9] {
+    let mut key = [b'M'; 9];
+    key[..8].copy_from_slice(prefix.bytes());
+    key
+}
+
 /// Whether a key relative to its slot prefix is a meta record (the ones the cache holds).
 fn is_meta(relative: &[u8]) -> bool {
     relative.first() == Some(&TAG_META)
@@ -86,6 +104,74 @@ impl Store {
             Some(raw) => Ok(Some(changelog::decode_replica_state(&raw)?)),
             None => Ok(None),
         }
+    }
+
+    /// At a clean shutdown, under the slot's write lock (held until the process exits, so
+    /// nothing is written after): a master slot's position, history and the newest
+    /// `max_bytes` of its backlog, synced. Returns the bytes of entries saved.
+    pub fn save_master(
+        &self,
+        prefix: SlotPrefix,
+        state: &WriteState,
+        max_bytes: usize,
+    ) -> Result<usize, rocksdb::Error> {
+        let head = state.head.pos();
+        let mut kept: Vec<&(LogPos, Bytes)> = Vec::new();
+        let mut bytes = 0;
+        if state.backlog.is_logging() {
+            for entry in state.backlog.entries().rev() {
+                if bytes + entry.1.len() > max_bytes {
+                    break;
+                }
+                bytes += entry.1.len();
+                kept.push(entry);
+            }
+        }
+        kept.reverse();
+        // The position before the first entry kept: the base, or the entry skipped last.
+        let base = match kept.first() {
+            Some(first) if first.0.seq > state.backlog.base().seq + 1 => {
+                let before = first.0.seq - 1;
+                LogPos { seq: before, offset: state.backlog.offset_at(before).expect("retained") }
+            }
+            Some(_) => state.backlog.base(),
+            None => head,
+        };
+        let mut out = Vec::with_capacity(64 + bytes + 20 * kept.len());
+        out.extend_from_slice(&changelog::encode_replica_state(head, &state.log));
+        for v in [base.seq, base.offset, kept.len() as u64] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        for (pos, entry) in kept {
+            out.extend_from_slice(&pos.seq.to_be_bytes());
+            out.extend_from_slice(&pos.offset.to_be_bytes());
+            out.extend_from_slice(&(entry.len() as u64).to_be_bytes());
+            out.extend_from_slice(entry);
+        }
+        self.db.put_cf(&self.log_cf(), saved_master_key(prefix), out)?;
+        Ok(bytes)
+    }
+
+    /// At startup: a master slot's saved log (see [`Self::save_master`]), deleted as it is read
+    /// (synced: a crash later must not bring back a position the slot has moved past).
+    pub fn take_saved_master(&self, prefix: SlotPrefix) -> Result<Option<SavedMaster>, ApplyError> {
+        let key = saved_master_key(prefix);
+        let Some(raw) = self.db.get_cf(&self.log_cf(), &key)? else { return Ok(None) };
+        self.db.delete_cf(&self.log_cf(), &key)?;
+        self.flush_wal()?;
+        let (head, meta) = changelog::decode_replica_state(&raw)?;
+        let mut input = raw.get(40..).ok_or(changelog::Corrupt("saved master log"))?;
+        let base = LogPos { seq: changelog::take_u64(&mut input)?, offset: changelog::take_u64(&mut input)? };
+        let count = changelog::take_u64(&mut input)?;
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let pos = LogPos { seq: changelog::take_u64(&mut input)?, offset: changelog::take_u64(&mut input)? };
+            let len = changelog::take_u64(&mut input)? as usize;
+            let entry = input.get(..len).ok_or(changelog::Corrupt("saved master log entry"))?;
+            entries.push((pos, Bytes::copy_from_slice(entry)));
+            input = &input[len..];
+        }
+        Ok(Some(SavedMaster { head, meta, base, entries }))
     }
 
     /// Restores a replica slot's position and history at startup.
