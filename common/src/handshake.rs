@@ -65,6 +65,12 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, HandshakeError> {
     Ok(hello)
 }
 
+/// Whether `given` is one of the passwords a server accepts: `current`, or during a rotation
+/// `previous` (an empty one is none).
+pub fn password_accepted(given: &[u8], current: &str, previous: &str) -> bool {
+    (!current.is_empty() && given == current.as_bytes()) || (!previous.is_empty() && given == previous.as_bytes())
+}
+
 /// The password of `AUTH`'s arguments (without the command name): `<password>` or
 /// `default <password>`.
 pub fn auth_password(args: &[Bytes]) -> Result<Bytes, HandshakeError> {

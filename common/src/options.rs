@@ -45,6 +45,8 @@ const fn ignored(name: &'static str) -> Opt {
 /// Every option a pika.conf may hold.
 pub const OPTIONS: &[Opt] = &[
     opt("requirepass", true, Kind::Text, ""),
+    // Also accepted by AUTH while a password rotation runs (empty: none).
+    opt("requirepass-previous", true, Kind::Text, ""),
     opt("masterauth", true, Kind::Text, ""),
     opt("timeout", true, ANY, "0"),
     opt("maxclients", true, ANY, "20000"),

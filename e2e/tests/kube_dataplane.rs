@@ -11,7 +11,8 @@
 //! restarted midway (each pod restarted once, masters last, no full sync, no failed request);
 //! config changes under load (a live option set on every node, an unknown one reported, one
 //! that needs a restart rolled out); a larger storage size under load (claims bound to
-//! volumes the test creates are resized, no pod restarts).
+//! volumes the test creates are resized, no pod restarts); a password rotation under load (both
+//! accepted, then the old one retired; no pod restarts, replication and the operator go on).
 
 mod support;
 
@@ -80,8 +81,39 @@ impl Kubelet {
         ip
     }
 
+    /// A Secret's key, as the kubelet reads it for a container's env.
+    fn secret_value(&self, name: &str, key: &str) -> Option<String> {
+        let template = format!("go-template={{{{index .data \"{key}\" | base64decode}}}}");
+        self.kubectl.run(&["-n", "apps", "get", "secret", name, "-o", &template]).ok()
+    }
+
+    /// The pod's container args with `$(VAR)` expanded from its env (values and Secret keys),
+    /// as the kubelet does; the pod is read from the API server.
+    fn container_args(&self, pod: &str) -> Vec<String> {
+        let Some(pod) = self.kubectl.json(&["-n", "apps", "get", "pod", pod]) else { return Vec::new() };
+        let container = &pod["spec"]["containers"][0];
+        let mut env = HashMap::new();
+        for e in container["env"].as_array().cloned().unwrap_or_default() {
+            let from = &e["valueFrom"]["secretKeyRef"];
+            let value = match e["value"].as_str() {
+                Some(v) => Some(v.to_string()),
+                None => self.secret_value(from["name"].as_str().unwrap_or(""), from["key"].as_str().unwrap_or("")),
+            };
+            env.insert(format!("$({})", e["name"].as_str().unwrap_or("")), value.unwrap_or_default());
+        }
+        let args = container["args"].as_array().cloned().unwrap_or_default();
+        (args.iter().filter_map(Value::as_str))
+            .map(|a| env.iter().fold(a.to_string(), |a, (var, value)| a.replace(var.as_str(), value)))
+            .collect()
+    }
+
     fn start(&mut self, pod: &str, component: &str) -> Option<String> {
         let ip = self.ip(pod, component);
+        let args = self.container_args(pod);
+        // The password flags of the pod's args (the rest is the stand-in's own: addresses, paths).
+        let flags = ["--requirepass", "--masterauth", "--set", "--password", "--password-previous"];
+        let passwords: Vec<String> =
+            args.windows(2).filter(|w| flags.contains(&w[0].as_str())).flat_map(|w| w.to_vec()).collect();
         let dir = self.dir.join(pod);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).unwrap();
@@ -89,6 +121,7 @@ impl Kubelet {
         if component == "proxy" {
             cmd = Command::new(sibling("pika-proxy"));
             cmd.args(["--listen", &format!("{ip}:9221"), "--seed-nodes", "127.0.10.10:9221"]);
+            cmd.args(passwords);
         } else {
             let cm = self.kubectl.json(&["-n", "apps", "get", "configmap", "demo-config"])?;
             std::fs::write(dir.join("pika.conf"), cm["data"]["pika.conf"].as_str()?).unwrap();
@@ -96,6 +129,7 @@ impl Kubelet {
             cmd.arg("-c").arg(dir.join("pika.conf"));
             cmd.args(["--bind", &ip, "--http-port", "0", "--db-path"]).arg(dir.join("db"));
             cmd.arg("--set").arg(format!("log-path={}", dir.join("logs").display()));
+            cmd.args(passwords);
         }
         let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.running.insert(pod.into(), child);
@@ -210,8 +244,26 @@ fn sync_full(addr: &str) -> Option<u64> {
     info.lines().find_map(|l| l.strip_prefix("sync_full:"))?.trim().parse().ok()
 }
 
+/// The passwords clients know, the one to try first first (the cluster's Secret; during a
+/// rotation, the new one and the old one).
+static PASSWORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A connection authenticated with the first password the server takes.
 fn try_conn(addr: &str) -> Option<redis::Connection> {
-    redis::Client::open(format!("redis://{addr}/")).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
+    let passwords = PASSWORDS.lock().unwrap().clone();
+    let urls: Vec<String> = match passwords.is_empty() {
+        true => vec![format!("redis://{addr}/")],
+        false => passwords.iter().map(|pw| format!("redis://:{pw}@{addr}/")).collect(),
+    };
+    urls.iter().find_map(|url| {
+        redis::Client::open(url.as_str()).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
+    })
+}
+
+/// Whether `addr` takes AUTH with `password`.
+fn accepts(addr: &str, password: &str) -> bool {
+    let url = format!("redis://:{password}@{addr}/");
+    redis::Client::open(url).ok().and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)).ok()).is_some()
 }
 
 fn conn(addr: &str) -> redis::Connection {
@@ -220,8 +272,7 @@ fn conn(addr: &str) -> redis::Connection {
 
 /// Slots a node accepts writes for.
 fn writable(addr: &str) -> usize {
-    let Ok(client) = redis::Client::open(format!("redis://{addr}/")) else { return 0 };
-    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return 0 };
+    let Some(mut c) = try_conn(addr) else { return 0 };
     let tables: Vec<(i64, i64, String)> = redis::cmd("pkcluster").arg("writable").query(&mut c).unwrap_or_default();
     tables.iter().find(|t| t.0 == 0).map_or(0, |t| common::slotset::parse_slots(&t.2).map_or(0, |s| s.len()))
 }
@@ -419,7 +470,17 @@ spec:
   storage:
     size: 1Gi
     storageClassName: expandable
+  passwordSecretRef:
+    name: demo-password
+    rotationGraceSeconds: 5
 ";
+
+/// The cluster's password Secret.
+fn password_secret(password: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: demo-password\n  namespace: apps\nstringData:\n  password: {password}\n"
+    )
+}
 
 /// A StorageClass that allows expansion, and volumes for every claim the test's StatefulSets
 /// make (bound by the control plane's volume binder: only a bound claim can be resized).
@@ -446,6 +507,8 @@ fn controllers_drive_real_nodes() {
     let token = env.admin_token();
     env.operator("op", &token, free_port());
     env.apply(&volumes()).unwrap();
+    *PASSWORDS.lock().unwrap() = vec!["first-password".into()];
+    env.apply(&password_secret("first-password")).unwrap();
     env.apply(MANIFEST).unwrap();
 
     let kubelet = Arc::new(Mutex::new(Kubelet {
@@ -573,7 +636,7 @@ fn controllers_drive_real_nodes() {
     check_all(&proxy, acked);
 
     // A planned switchover back to demo-g0-0 under a writer: no request fails, no full sync.
-    let full_syncs = || pika_e2e::full_syncs_served("127.0.10.10:9221");
+    let full_syncs = || sync_full("127.0.10.10:9221").expect("demo-g0-0 answers");
     let before = full_syncs();
     let writer = Writer::start(service.clone(), acked);
     thread::sleep(Duration::from_millis(300));
@@ -760,6 +823,56 @@ fn controllers_drive_real_nodes() {
     assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a node pod restarted for the storage change");
     let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
     assert!(events.contains("StatefulSetRecreated"), "{events}");
+
+    // A password rotation under a writer and a reader (clients that reconnect try the new
+    // password, then the old one): both are accepted while the rotation runs, then the old one
+    // is retired after rotationGraceSeconds; no pod restarts, no request fails.
+    let started_before = kubelet.lock().unwrap().starts.len();
+    let writer = Writer::start(service.clone(), acked);
+    let reader = Reader::start(service.clone(), writer.acked.clone());
+    *PASSWORDS.lock().unwrap() = vec!["second-password".into(), "first-password".into()];
+    env.apply(&password_secret("second-password")).unwrap();
+    let auth_version =
+        || env.json(&["-n", "apps", "get", "secret", "demo-auth"]).map(|s| s["metadata"]["resourceVersion"].clone());
+    let proxy_addr = service.addr().expect("a proxy");
+    wait_for(Duration::from_secs(60), "both passwords accepted everywhere", || {
+        let c = cluster(&env);
+        let applied = c["status"]["password"]["appliedVersion"] == auth_version()?
+            && c["status"]["password"]["previousSince"].is_string();
+        applied.then_some(())
+    });
+    for addr in nodes.iter().chain([&proxy_addr]) {
+        assert!(accepts(addr, "first-password") && accepts(addr, "second-password"), "{addr} takes both");
+    }
+    wait_for(Duration::from_secs(60), "the old password retired", || {
+        let c = cluster(&env);
+        let retired = c["status"]["password"]["appliedVersion"] == auth_version()?
+            && c["status"]["password"]["previousSince"].is_null();
+        retired.then_some(())
+    });
+    let (acked, write_errors) = writer.stop();
+    let (_, read_errors, _) = reader.stop();
+    assert!(write_errors.is_empty(), "writes failed during the password rotation: {write_errors:?}");
+    assert!(read_errors.is_empty(), "reads failed during the password rotation: {read_errors:?}");
+    for addr in nodes.iter().chain([&proxy_addr]) {
+        assert!(!accepts(addr, "first-password") && accepts(addr, "second-password"), "{addr}: the new one only");
+    }
+    assert!(nodes.iter().all(|n| config_get(n, "masterauth").as_deref() == Some("second-password")));
+    assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a pod restarted for the password");
+    // A replica restarted now authenticates to its master with the new password, and the
+    // operator (its own connection on the new password) still runs the cluster.
+    kubelet.lock().unwrap().kill("demo-g1-1");
+    kubelet.lock().unwrap().restart("demo-g1-1");
+    let c = wait_for(Duration::from_secs(60), "the cluster settled", || settled(&env, 2));
+    let g1 = group_status(&c, 1);
+    let master = format!("{}:9221", ip_of(g1["master"].as_str().unwrap()).unwrap());
+    if g1["master"] != "demo-g1-1" {
+        wait_following(&format!("{}:9221", ip_of("demo-g1-1").unwrap()), &master, g1["slots"].as_str().unwrap());
+    }
+    *PASSWORDS.lock().unwrap() = vec!["second-password".into()];
+    check_all(&proxy_addr, acked);
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("PasswordRotation") && events.contains("PasswordRetired"), "{events}");
 }
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.

@@ -30,6 +30,8 @@ pub struct Config {
     /// Port of the HTTP endpoint (`/metrics`, `/health`); 0 turns it off.
     pub http_port: u16,
     pub requirepass: String,
+    /// Also accepted by AUTH during a password rotation (empty: none).
+    pub requirepass_previous: String,
     pub masterauth: String,
     pub instance_mode: InstanceMode,
     pub default_slot_num: u32,
@@ -70,6 +72,7 @@ impl Default for Config {
             port: 9221,
             http_port: 0,
             requirepass: String::new(),
+            requirepass_previous: String::new(),
             masterauth: String::new(),
             instance_mode: InstanceMode::Classic,
             default_slot_num: 1024,
@@ -137,6 +140,7 @@ impl Config {
         }
         match opt.name {
             "requirepass" => self.requirepass = v.text(),
+            "requirepass-previous" => self.requirepass_previous = v.text(),
             "masterauth" => self.masterauth = v.text(),
             "timeout" => self.timeout = v.int().max(0) as u64,
             "maxclients" => self.maxclients = v.int().clamp(1, 1_000_000) as usize,
@@ -177,6 +181,7 @@ impl Config {
         m.insert("port", self.port.to_string());
         m.insert("http-port", self.http_port.to_string());
         m.insert("requirepass", self.requirepass.clone());
+        m.insert("requirepass-previous", self.requirepass_previous.clone());
         m.insert("masterauth", self.masterauth.clone());
         m.insert("instance-mode", self.instance_mode.name().into());
         if self.instance_mode == InstanceMode::Sharding {

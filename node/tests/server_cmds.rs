@@ -56,6 +56,18 @@ fn config_get_set() {
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pw").query(&mut cc).unwrap();
     let mut fresh = classic.conn();
     assert!(q(&mut fresh, &["GET", "x"]).unwrap_err().contains("NOAUTH"));
+    // A rotation: the new password and the previous one are both accepted, until the previous
+    // one is retired; connections authenticated before stay so.
+    let _: () = redis::cmd("AUTH").arg("pw").query(&mut fresh).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass-previous").arg("pw").query(&mut fresh).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pw2").query(&mut fresh).unwrap();
+    for pw in ["pw", "pw2"] {
+        let _: () = redis::cmd("AUTH").arg(pw).query(&mut classic.conn()).unwrap();
+    }
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass-previous").arg("").query(&mut fresh).unwrap();
+    assert!(q(&mut classic.conn(), &["AUTH", "pw"]).unwrap_err().contains("invalid password"));
+    let _: () = redis::cmd("AUTH").arg("pw2").query(&mut classic.conn()).unwrap();
+    assert_eq!(redis::cmd("PING").query::<String>(&mut fresh).unwrap(), "PONG");
 }
 
 #[test]

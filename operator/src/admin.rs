@@ -181,6 +181,9 @@ pub trait DataPlane: Sync {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub password: Option<String>,
+    /// During a password rotation: the previous password, tried when the current one is refused
+    /// (a node or proxy not told of the new one yet).
+    pub previous: Option<String>,
     pub authority: Arc<Authority>,
 }
 
@@ -202,8 +205,13 @@ impl Admin {
         if !self.authority.valid() {
             return Err(lapsed());
         }
-        let sent =
-            common::client::request_if(addr, self.password.as_deref(), args, timeout, || self.authority.valid()).await;
+        let may_send = || self.authority.valid();
+        let mut sent = common::client::request_if(addr, self.password.as_deref(), args, timeout, may_send).await;
+        if let (Err(e), Some(previous)) = (&sent, &self.previous) {
+            if e.contains("invalid password") {
+                sent = common::client::request_if(addr, Some(previous), args, timeout, may_send).await;
+            }
+        }
         match sent {
             Ok(Some(Frame::Error(text))) => Err(AdminError::Refused { addr: addr.into(), text }),
             Ok(Some(frame)) => Ok(frame),

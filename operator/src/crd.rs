@@ -122,6 +122,14 @@ pub struct SecretKeyRef {
     pub name: String,
     #[serde(default = "default_secret_key")]
     pub key: String,
+    /// After the Secret's value changes (a password rotation): how long the previous password
+    /// is still accepted, so that clients can move to the new one.
+    #[serde(default = "default_rotation_grace")]
+    pub rotation_grace_seconds: u32,
+}
+
+fn default_rotation_grace() -> u32 {
+    300
 }
 
 fn default_secret_key() -> String {
@@ -220,6 +228,23 @@ pub struct PikaClusterStatus {
     /// node with CONFIG SET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_config: Option<String>,
+    /// Where the cluster's passwords stand (with `passwordSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordStatus>,
+}
+
+/// The passwords the nodes and proxies accept are those of the operator's Secret
+/// `<name>-auth` (`password`, and during a rotation `previous`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordStatus {
+    /// The resourceVersion of `<name>-auth` whose passwords every node and proxy has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_version: Option<String>,
+    /// Since when the previous password is accepted next to the new one (a rotation). Written
+    /// as null once it is retired (the status is a merge patch: an absent field would stay).
+    #[serde(default)]
+    pub previous_since: Option<Time>,
 }
 
 /// Where the rolling update stands (pods restart one at a time: replicas first, then the

@@ -275,7 +275,7 @@ impl Runtime {
             spec: cluster.spec,
             groups: BTreeMap::new(),
             proxy: None,
-            admin: Admin { password, authority: Arc::new(Authority::unlimited()) },
+            admin: Admin { password, previous: None, authority: Arc::new(Authority::unlimited()) },
             moving: None,
             switchover,
             switchover_status: None,

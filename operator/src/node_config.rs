@@ -27,6 +27,7 @@ pub const MANAGED: &[&str] = &[
     "log-path",
     "start-fenced",
     "requirepass",
+    "requirepass-previous",
     "masterauth",
 ];
 

@@ -150,14 +150,21 @@ pub fn config_map(cluster: &PikaCluster) -> ConfigMap {
     }))
 }
 
-/// The password as an env var from the Secret, and the flags that use it (Kubernetes expands
-/// `$(PIKA_PASSWORD)` in args).
+/// The operator's Secret of a cluster with a password: `password` (what every node and proxy
+/// uses) and `previous` (also accepted during a rotation; empty otherwise). It follows the
+/// user's Secret (`passwordSecretRef`) one step at a time (`k8s::password`).
+pub fn auth_secret_name(cluster: &str) -> String {
+    format!("{cluster}-auth")
+}
+
+/// The passwords as env vars from the operator's Secret, and whether there are any (the flags
+/// use them: Kubernetes expands `$(PIKA_PASSWORD)` in args).
 fn password_env(cluster: &PikaCluster) -> (Vec<Value>, bool) {
+    let secret = auth_secret_name(&cluster.name_any());
+    let var =
+        |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
     match &cluster.spec.password_secret_ref {
-        Some(r) => (
-            vec![json!({"name": "PIKA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": r.name, "key": r.key}}})],
-            true,
-        ),
+        Some(_) => (vec![var("PIKA_PASSWORD", "password"), var("PIKA_PASSWORD_PREVIOUS", "previous")], true),
         None => (Vec::new(), false),
     }
 }
@@ -180,6 +187,8 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
             "$(PIKA_PASSWORD)".into(),
             "--masterauth".into(),
             "$(PIKA_PASSWORD)".into(),
+            "--set".into(),
+            "requirepass-previous=$(PIKA_PASSWORD_PREVIOUS)".into(),
         ]);
     }
     let (node_selector, tolerations) = scheduling(cluster);
@@ -314,7 +323,12 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
         "--log-json".into(),
     ];
     if with_password {
-        args.extend(["--password".into(), "$(PIKA_PASSWORD)".into()]);
+        args.extend([
+            "--password".into(),
+            "$(PIKA_PASSWORD)".into(),
+            "--password-previous".into(),
+            "$(PIKA_PASSWORD_PREVIOUS)".into(),
+        ]);
     }
     let (node_selector, tolerations) = scheduling(cluster);
     typed(json!({
@@ -468,7 +482,8 @@ mod tests {
         let container = &sts.spec.unwrap().template.spec.unwrap().containers[0];
         let env = &container.env.as_ref().unwrap()[0];
         let from = env.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((from.name.as_str(), from.key.as_str()), ("pw", "password"));
+        // The operator's copy, which follows the user's Secret through a rotation.
+        assert_eq!((from.name.as_str(), from.key.as_str()), ("orders-auth", "password"));
         assert!(container.args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));
         let proxy = proxy_deployment(&c).spec.unwrap().template.spec.unwrap();
         assert!(proxy.containers[0].args.as_ref().unwrap().contains(&"$(PIKA_PASSWORD)".to_string()));

@@ -36,12 +36,18 @@ struct Conn {
 pub struct Pool {
     conns: Mutex<HashMap<(String, u32), Vec<Conn>>>,
     size: usize,
-    password: Option<String>,
+    /// The password new connections authenticate with (open ones stay authenticated when it
+    /// changes: a password rotation).
+    password: parking_lot::RwLock<Option<String>>,
 }
 
 impl Pool {
     pub fn new(size: usize, password: Option<String>) -> Pool {
-        Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), password }
+        Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), password: parking_lot::RwLock::new(password) }
+    }
+
+    pub fn set_password(&self, password: Option<String>) {
+        *self.password.write() = password;
     }
 
     /// Sends `request` to `addr` for `table` on the connection `client` always uses; the reply
@@ -66,7 +72,7 @@ impl Pool {
     fn open(&self, addr: &str, table: u32) -> Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(run(addr.to_string(), table, self.password.clone(), rx, alive.clone()));
+        tokio::spawn(run(addr.to_string(), table, self.password.read().clone(), rx, alive.clone()));
         Conn { tx, alive }
     }
 }

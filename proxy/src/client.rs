@@ -36,7 +36,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
         peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
         name: None,
         table: 0,
-        authed: proxy.config.password.is_none(),
+        authed: proxy.auth.load().password.is_none(),
         quit: false,
     };
     if let Err(e) = run(&proxy, &mut stream, &mut session).await {
@@ -172,16 +172,14 @@ fn handle_local(proxy: &Arc<Proxy>, session: &mut Session, local: Local, args: &
 
 /// AUTH's check, also HELLO's `AUTH` option.
 fn check_password(proxy: &Proxy, session: &mut Session, password: &[u8]) -> Result<Pending, Pending> {
-    match &proxy.config.password {
-        None => Err(err("ERR Client sent AUTH, but no password is set")),
-        Some(pw) if pw.as_bytes() == password => {
-            session.authed = true;
-            Ok(ok())
-        }
-        Some(_) => {
-            session.authed = false;
-            Err(err("ERR invalid password"))
-        }
+    let auth = proxy.auth.load();
+    if auth.password.is_none() {
+        return Err(err("ERR Client sent AUTH, but no password is set"));
+    }
+    session.authed = auth.accepts(password);
+    match session.authed {
+        true => Ok(ok()),
+        false => Err(err("ERR invalid password")),
     }
 }
 
@@ -260,7 +258,8 @@ fn info(proxy: &Proxy) -> String {
 }
 
 /// `PXROUTE SET ...` / `PXROUTE GET`, `PXHOLD <table> <slots>`, `PXRELEASE <table> <slots|all>`,
-/// `PXREFRESH`, `SHUTDOWN` (stops the proxy, as Redis's does the server).
+/// `PXREFRESH`, `PXPASSWORD <password> [<previous>]` (a password rotation), `SHUTDOWN` (stops
+/// the proxy, as Redis's does the server).
 async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending {
     let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
     let table_and_slots = || -> Result<(u32, Option<Vec<u32>>), String> {
@@ -302,6 +301,19 @@ async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending
                 ok()
             }
             Err(e) => err(&e),
+        },
+        "pxpassword" => match args.len() {
+            2 | 3 => {
+                let password = arg(1).filter(|p| !p.is_empty());
+                let previous = arg(2).filter(|p| !p.is_empty());
+                if password.is_none() {
+                    return err("ERR the password cannot be empty");
+                }
+                proxy.set_passwords(password, previous.clone());
+                tracing::info!(previous = previous.is_some(), "passwords changed");
+                ok()
+            }
+            _ => err("ERR usage: PXPASSWORD <password> [<previous password>]"),
         },
         "shutdown" => {
             tracing::info!("SHUTDOWN requested by a client");

@@ -106,7 +106,7 @@ pub fn classify(name: &str) -> Option<Kind> {
         "dbsize" => FanOut(self::FanOut::Sum),
         "flushdb" | "flushall" => FanOut(self::FanOut::AllOk),
         "time" => FanOut(self::FanOut::Any),
-        "pxroute" | "pxhold" | "pxrelease" | "pxrefresh" | "shutdown" => Admin,
+        "pxroute" | "pxhold" | "pxrelease" | "pxrefresh" | "pxpassword" | "shutdown" => Admin,
         "keys" | "scan" | "randomkey" | "multi" | "exec" | "discard" | "watch" | "unwatch" | "eval" | "evalsha"
         | "script" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "monitor" | "config"
         | "slowlog" | "pkcluster" | "slotsinfo" | "slotshashkey" | "slotsscan" | "slotsdel" | "bgsave" | "save"

@@ -12,6 +12,8 @@ pub struct Config {
     pub seed_nodes: Vec<String>,
     /// The cluster password: clients AUTH with it, and the proxy uses it with the nodes.
     pub password: Option<String>,
+    /// During a password rotation: the previous password, still accepted from clients.
+    pub password_previous: Option<String>,
     /// `/metrics` and `/health`; None: off.
     pub http_listen: Option<String>,
     /// Connections per node (and table).
@@ -33,6 +35,7 @@ impl Default for Config {
             listen: "127.0.0.1:9221".into(),
             seed_nodes: Vec::new(),
             password: None,
+            password_previous: None,
             http_listen: None,
             pool_size: 2,
             hold_timeout: Duration::from_secs(10),
@@ -65,6 +68,7 @@ impl Config {
                 self.seed_nodes = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
             }
             "password" => self.password = (!value.is_empty()).then(|| value.to_string()),
+            "password-previous" => self.password_previous = (!value.is_empty()).then(|| value.to_string()),
             "http-listen" => self.http_listen = (!value.is_empty()).then(|| value.to_string()),
             "pool-size" => self.pool_size = value.parse().map_err(|_| bad())?,
             "hold-timeout-ms" => self.hold_timeout = ms(value)?,

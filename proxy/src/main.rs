@@ -20,6 +20,9 @@ struct Args {
     /// The cluster password (clients' AUTH, and the nodes' requirepass).
     #[arg(long)]
     password: Option<String>,
+    /// During a password rotation: the previous password, still accepted from clients.
+    #[arg(long)]
+    password_previous: Option<String>,
     /// Address for /metrics and /health.
     #[arg(long)]
     http_listen: Option<String>,
@@ -79,6 +82,7 @@ fn build_config(args: &Args) -> Result<Config, String> {
         ("listen", args.listen.clone()),
         ("seed-nodes", args.seed_nodes.clone()),
         ("password", args.password.clone()),
+        ("password-previous", args.password_previous.clone()),
         ("http-listen", args.http_listen.clone()),
         ("pool-size", args.pool_size.map(|n| n.to_string())),
         ("hold-timeout-ms", args.hold_timeout_ms.map(|n| n.to_string())),

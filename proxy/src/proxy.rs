@@ -53,6 +53,24 @@ pub struct Proxy {
     pub draining: tokio::sync::watch::Sender<bool>,
     /// Client connections open.
     pub open: std::sync::atomic::AtomicUsize,
+    /// The passwords clients may AUTH with; the current one is also the nodes'.
+    pub auth: ArcSwap<Auth>,
+}
+
+/// The proxy's passwords: `password` (clients and nodes), and during a rotation `previous`,
+/// still accepted from clients (`PXPASSWORD` changes them on a running proxy).
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub password: Option<String>,
+    pub previous: Option<String>,
+}
+
+impl Auth {
+    /// Whether a client's AUTH password is accepted.
+    pub fn accepts(&self, given: &[u8]) -> bool {
+        let (current, previous) = (self.password.as_deref().unwrap_or(""), self.previous.as_deref().unwrap_or(""));
+        common::handshake::password_accepted(given, current, previous)
+    }
 }
 
 pub fn error(text: &str) -> Bytes {
@@ -81,6 +99,7 @@ fn refused(reply: &[u8]) -> bool {
 impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
         let pool = Pool::new(config.pool_size, config.password.clone());
+        let auth = Auth { password: config.password.clone(), previous: config.password_previous.clone() };
         let holds = Mutex::new(Holds::new(config.hold_max_bytes));
         Arc::new(Proxy {
             config,
@@ -93,7 +112,15 @@ impl Proxy {
             stop: tokio::sync::Notify::new(),
             draining: tokio::sync::watch::Sender::new(false),
             open: std::sync::atomic::AtomicUsize::new(0),
+            auth: ArcSwap::from_pointee(auth),
         })
+    }
+
+    /// A password rotation: clients may AUTH with `password` or `previous`; new connections to
+    /// the nodes use `password`.
+    pub fn set_passwords(&self, password: Option<String>, previous: Option<String>) {
+        self.pool.set_password(password.clone());
+        self.auth.store(Arc::new(Auth { password, previous }));
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -151,7 +178,7 @@ impl Proxy {
         }
         let mut reports = Vec::new();
         for addr in &addrs {
-            match node_report(addr, self.config.password.as_deref()).await {
+            match node_report(addr, self.auth.load().password.as_deref()).await {
                 Ok(r) => reports.push(r),
                 Err(e) => tracing::debug!(%addr, error = %e, "node did not report"),
             }
@@ -292,7 +319,7 @@ impl Proxy {
     /// stall every request queued behind it (the push that would wake it included).
     fn blocking(self: &Arc<Self>, table: u32, addr: Option<String>, args: Vec<Bytes>) -> Pending {
         let Some(addr) = addr else { return Pending::Ready(error("ERR no node serves this slot")) };
-        let password = self.config.password.clone();
+        let password = self.auth.load().password.clone();
         let proxy = self.clone();
         Pending::Later(Box::pin(async move {
             match common::client::request_raw(&addr, table, password.as_deref(), &args, None).await {

@@ -385,6 +385,35 @@ fn passwords_and_admin_commands_are_checked() {
     proxy.wait_routed_authed(&mut c);
     let _: () = query(&mut c, &["SET", "k", "v"]);
     assert_eq!(query::<String>(&mut admin, &["GET", "k"]), "v", "the proxy authenticates to the node");
+
+    // A password rotation: the node, then the proxy, accept the old and the new password; the
+    // proxy reaches the node with the new one (a backend connection opened after the change);
+    // once the old one is retired only the new one is accepted. No connection is dropped.
+    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass-previous", "secret"]);
+    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass", "rotated"]);
+    let _: () = query(&mut c, &["PXPASSWORD", "rotated", "secret"]);
+    for pw in ["secret", "rotated"] {
+        let mut fresh = proxy.conn();
+        let _: () = query(&mut fresh, &["AUTH", pw]);
+        let _: () = query(&mut fresh, &["SET", "k", pw]);
+    }
+    // The proxy's connections to the node go: the ones it opens next authenticate anew.
+    let me: i64 = query(&mut admin, &["CLIENT", "ID"]);
+    let list: String = query(&mut admin, &["CLIENT", "LIST"]);
+    let ids = list.lines().filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id="))?.parse().ok());
+    for id in ids.filter(|id: &i64| *id != me) {
+        let _: i64 = query(&mut admin, &["CLIENT", "KILL", "ID", &id.to_string()]);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass-previous", ""]);
+    let _: () = query(&mut c, &["PXPASSWORD", "rotated"]);
+    assert_eq!(err(&mut proxy.conn(), &["AUTH", "secret"]), "ERR invalid password");
+    let mut fresh = proxy.conn();
+    let _: () = query(&mut fresh, &["AUTH", "rotated"]);
+    let _: () = query(&mut fresh, &["SET", "k", "after"]);
+    let _: () = query(&mut c, &["SET", "k", "still-authenticated"]);
+    assert_eq!(query::<String>(&mut admin, &["GET", "k"]), "still-authenticated");
+    assert!(err(&mut c, &["PXPASSWORD"]).contains("usage"));
     fn route(epoch: &str) -> Vec<&str> {
         vec!["pxroute", "set", epoch, "0", "1024", "g", "127.0.0.1:1", "0-1023"]
     }

@@ -30,11 +30,14 @@ fn auth(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 
 /// AUTH's check, also HELLO's `AUTH` option.
 fn check_password(ctx: &mut ConnCtx, password: &[u8]) -> CmdResult<Reply> {
-    let required = ctx.server.config.read().requirepass.clone();
+    let (required, previous) = {
+        let c = ctx.server.config.read();
+        (c.requirepass.clone(), c.requirepass_previous.clone())
+    };
     if required.is_empty() {
         return Err(CmdError::err("Client sent AUTH, but no password is set"));
     }
-    if password == required.as_bytes() {
+    if handshake::password_accepted(password, &required, &previous) {
         ctx.session.authed = true;
         Ok(Reply::Ok)
     } else {

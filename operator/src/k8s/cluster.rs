@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::conditions::{self, APPLIED, CONFIG_VALID, DEGRADED, MONITORING, PAUSED, PROGRESSING, READY};
 use super::observe;
+use super::password;
 use super::{poll, Context, Error};
 use crate::control::{self, Happened};
 use crate::crd::{
@@ -106,11 +107,12 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     if was_paused {
         ctx.event(&*cluster, false, "Resumed", "reconciliation resumed".into()).await;
     }
+    let passwords = password::follow_user_secret(ctx, &cluster, &mut status).await?;
     let failed = apply_children(ctx, &cluster, &status).await;
     report_applied(ctx, &cluster, &mut status, &failed).await;
     report_config(ctx, &cluster, &mut status).await;
     apply_monitor(ctx, &cluster, &mut status).await;
-    let health = match data_plane(ctx, &cluster, &mut version, &mut status).await {
+    let health = match data_plane(ctx, &cluster, &mut version, &mut status, passwords.as_ref()).await {
         Ok(h) => h,
         Err(e @ (Error::Node(_) | Error::Cutover(_))) => {
             // The nodes' trouble is the cluster's status, not only a log line.
@@ -393,6 +395,7 @@ async fn data_plane(
     cluster: &PikaCluster,
     version: &mut Option<String>,
     status: &mut PikaClusterStatus,
+    passwords: Option<&password::Passwords>,
 ) -> Result<Health, Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
     let key = format!("{ns}/{name}");
@@ -443,8 +446,10 @@ async fn data_plane(
     // Live options: set on every node once they change (every member must run for it).
     let node_config = NodeConfig::check(&cluster.spec.config);
     let live = node_config.live_checksum();
-    let nodes: Option<Vec<String>> = input.members.values().flatten().map(|m| m.addr.clone()).collect();
-    if let Some(nodes) = nodes.filter(|_| status.live_config.as_ref() != Some(&live) && ctx.authority.valid()) {
+    let all_nodes: Option<Vec<String>> = input.members.values().flatten().map(|m| m.addr.clone()).collect();
+    if let Some(nodes) =
+        all_nodes.clone().filter(|_| status.live_config.as_ref() != Some(&live) && ctx.authority.valid())
+    {
         match node_config::apply_live(&admin, &nodes, &node_config).await {
             Ok(()) => {
                 if status.live_config.is_some() {
@@ -454,6 +459,20 @@ async fn data_plane(
                 status.live_config = Some(live);
             }
             Err(e) => tracing::warn!(cluster = %name, error = %e, "live options not applied yet"),
+        }
+    }
+    // A new password (or the previous one retired): every node and proxy gets it.
+    if let Some(p) = passwords.filter(|_| ctx.authority.valid()) {
+        match password::apply(&admin, all_nodes.clone(), &input.proxies, p, status).await {
+            Ok(true) => {
+                let note = match &p.previous {
+                    Some(_) => "every node and proxy accepts the new and the previous password",
+                    None => "every node and proxy accepts the current password only",
+                };
+                ctx.event(cluster, false, "PasswordApplied", note.into()).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(cluster = %name, error = %e, "passwords not applied yet"),
         }
     }
     // The rolling update: one step per pass, after a healthy pass, with nothing else moving.

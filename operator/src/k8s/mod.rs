@@ -13,6 +13,7 @@ pub mod conditions;
 pub mod lease;
 pub mod migration;
 pub mod observe;
+pub mod password;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -21,7 +22,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -119,17 +119,13 @@ impl Context {
         }
     }
 
-    /// The admin client for a cluster's nodes and proxies (with its password, from the Secret).
+    /// The admin client for a cluster's nodes and proxies, with its passwords (the operator's
+    /// Secret, brought in line with the user's first: `password::passwords`).
     pub async fn admin(&self, cluster: &PikaCluster) -> Result<Admin, Error> {
         let authority = self.authority.clone();
-        let Some(r) = &cluster.spec.password_secret_ref else { return Ok(Admin { password: None, authority }) };
-        let ns = cluster.metadata.namespace.as_deref().unwrap_or("default");
-        let secret = Api::<Secret>::namespaced(self.client.clone(), ns).get(&r.name).await?;
-        let value =
-            secret.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
-        match value {
-            Some(pw) => Ok(Admin { password: Some(pw), authority }),
-            None => Err(Error::Invalid(format!("secret {} has no key {}", r.name, r.key))),
+        match password::passwords(self, cluster).await? {
+            None => Ok(Admin { password: None, previous: None, authority }),
+            Some(p) => Ok(Admin { password: Some(p.current), previous: p.previous, authority }),
         }
     }
 
