@@ -324,96 +324,79 @@ impl Client {
     }
 }
 
-/// Reads back, through the proxies until stopped, keys the writer has had acknowledged
-/// (cycling over `key0..key<acked>`); records failed requests and wrong values.
-struct Reader {
+/// A client thread through the proxies until stopped: `step(client, n)` makes one request
+/// (`n` counts the successes so far, from `first`); a failure is recorded and retried.
+struct Load {
     stop: Arc<AtomicBool>,
-    reads: Arc<AtomicU64>,
+    /// `first` plus the successful requests.
+    progress: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
     handle: Option<thread::JoinHandle<u64>>,
 }
 
-impl Reader {
-    fn start(service: Service, acked: Arc<AtomicU64>) -> Reader {
-        let (stop, reads, errors) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())));
-        let (s, r, e) = (stop.clone(), reads.clone(), errors.clone());
-        let handle = thread::spawn(move || {
-            let mut c = Client::new(service);
-            let mut i = 0;
-            while !s.load(Ordering::SeqCst) {
-                let upto = acked.load(Ordering::SeqCst);
-                i = if i + 1 >= upto { 0 } else { i + 1 };
-                match c.request::<Option<u64>>(redis::cmd("GET").arg(format!("key{i}"))) {
-                    Ok(v) if v == Some(i) => {
-                        r.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(v) => e.lock().unwrap().push(format!("key{i}: read {v:?}")),
-                    Err(err) => {
-                        e.lock().unwrap().push(format!("key{i}: {err}"));
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-            c.reconnects
-        });
-        Reader { stop, reads, errors, handle: Some(handle) }
-    }
-
-    /// Stops; returns the reads that returned the acknowledged value, the failures, and how
-    /// often the client had to reconnect.
-    fn stop(mut self) -> (u64, Vec<String>, u64) {
-        self.stop.store(true, Ordering::SeqCst);
-        let reconnects = self.handle.take().unwrap().join().unwrap();
-        (self.reads.load(Ordering::SeqCst), self.errors.lock().unwrap().clone(), reconnects)
-    }
-}
-
-/// Writes `key<i>` = i through the proxies until stopped; records what was acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<AtomicU64>,
-    errors: Arc<Mutex<Vec<String>>>,
-    handle: Option<thread::JoinHandle<u64>>,
-}
-
-impl Writer {
-    fn start(service: Service, first: u64) -> Writer {
-        let (stop, acked, errors) =
+impl Load {
+    fn start(
+        service: Service,
+        first: u64,
+        mut step: impl FnMut(&mut Client, u64) -> Result<(), String> + Send + 'static,
+    ) -> Load {
+        let (stop, progress, errors) =
             (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(first)), Arc::new(Mutex::new(Vec::new())));
-        let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
+        let (s, p, e) = (stop.clone(), progress.clone(), errors.clone());
         let handle = thread::spawn(move || {
             let mut c = Client::new(service);
-            let mut i = first;
+            let mut n = first;
             while !s.load(Ordering::SeqCst) {
-                match c.request::<()>(redis::cmd("SET").arg(format!("key{i}")).arg(i)) {
+                match step(&mut c, n) {
                     Ok(()) => {
-                        i += 1;
-                        a.store(i, Ordering::SeqCst);
+                        n += 1;
+                        p.store(n, Ordering::SeqCst);
                     }
                     Err(err) => {
-                        e.lock().unwrap().push(format!("key{i}: {err}"));
+                        e.lock().unwrap().push(err);
                         thread::sleep(Duration::from_millis(50));
                     }
                 }
             }
             c.reconnects
         });
-        Writer { stop, acked, errors, handle: Some(handle) }
+        Load { stop, progress, errors, handle: Some(handle) }
     }
 
-    /// Stops; returns the keys acknowledged (`key<first>..key<n>`) and the errors seen.
+    /// Stops; returns the progress (for a writer: keys `key<first>..key<n>` acknowledged) and
+    /// the failures.
     fn stop(self) -> (u64, Vec<String>) {
-        let (acked, errors, _) = self.stop_counting();
-        (acked, errors)
+        let (progress, errors, _) = self.stop_counting();
+        (progress, errors)
     }
 
-    /// [`Writer::stop`], and how often the client had to reconnect.
+    /// [`Load::stop`], and how often the client had to reconnect.
     fn stop_counting(mut self) -> (u64, Vec<String>, u64) {
         self.stop.store(true, Ordering::SeqCst);
         let reconnects = self.handle.take().unwrap().join().unwrap();
-        (self.acked.load(Ordering::SeqCst), self.errors.lock().unwrap().clone(), reconnects)
+        (self.progress.load(Ordering::SeqCst), self.errors.lock().unwrap().clone(), reconnects)
     }
+}
+
+/// Writes `key<i>` = i, from `key<first>` on.
+fn start_writer(service: &Service, first: u64) -> Load {
+    Load::start(service.clone(), first, |c, i| {
+        c.request::<()>(redis::cmd("SET").arg(format!("key{i}")).arg(i)).map_err(|e| format!("key{i}: {e}"))
+    })
+}
+
+/// Reads back keys the writer has had acknowledged (cycling over `key0..key<acked>`): a failed
+/// request or a wrong value is a failure.
+fn start_reader(service: &Service, writer: &Load) -> Load {
+    let acked = writer.progress.clone();
+    Load::start(service.clone(), 0, move |c, n| {
+        let i = n % acked.load(Ordering::SeqCst).max(1);
+        match c.request::<Option<u64>>(redis::cmd("GET").arg(format!("key{i}"))) {
+            Ok(Some(v)) if v == i => Ok(()),
+            Ok(v) => Err(format!("key{i}: read {v:?}")),
+            Err(e) => Err(format!("key{i}: {e}")),
+        }
+    })
 }
 
 fn check_all(proxy: &str, upto: u64) {
@@ -554,7 +537,7 @@ fn controllers_drive_real_nodes() {
     check_no_partition_errors(&proxy);
 
     // Scale out under a steady writer.
-    let writer = Writer::start(service.clone(), 0);
+    let writer = start_writer(&service, 0);
     thread::sleep(Duration::from_millis(500));
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#])
         .unwrap();
@@ -581,7 +564,7 @@ fn controllers_drive_real_nodes() {
         let _ = op.wait();
     }
     env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
-    let writer = Writer::start(service.clone(), acked);
+    let writer = start_writer(&service, acked);
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#])
         .unwrap();
     wait_for(Duration::from_secs(60), "the operator to stop at the fence step", || {
@@ -638,7 +621,7 @@ fn controllers_drive_real_nodes() {
     // A planned switchover back to demo-g0-0 under a writer: no request fails, no full sync.
     let full_syncs = || sync_full("127.0.10.10:9221").expect("demo-g0-0 answers");
     let before = full_syncs();
-    let writer = Writer::start(service.clone(), acked);
+    let writer = start_writer(&service, acked);
     thread::sleep(Duration::from_millis(300));
     env.kubectl(&["-n", "apps", "annotate", "pikacluster", "demo", "pika.sharding.io/switchover=g0=demo-g0-0"])
         .unwrap();
@@ -692,8 +675,8 @@ fn controllers_drive_real_nodes() {
     }
     let full_syncs_before = kubelet.lock().unwrap().full_syncs();
     let started_before = kubelet.lock().unwrap().starts.len();
-    let writer = Writer::start(service.clone(), acked);
-    let reader = Reader::start(service.clone(), writer.acked.clone());
+    let writer = start_writer(&service, acked);
+    let reader = start_reader(&service, &writer);
     thread::sleep(Duration::from_millis(300));
     let rolled_at = Instant::now();
     env.kubectl(&[
@@ -722,7 +705,7 @@ fn controllers_drive_real_nodes() {
     });
     let took = rolled_at.elapsed();
     let (acked, write_errors, write_reconnects) = writer.stop_counting();
-    let (reads, read_errors, read_reconnects) = reader.stop();
+    let (reads, read_errors, read_reconnects) = reader.stop_counting();
     eprintln!(
         "rolling update of 6 node pods (and the proxy) took {took:?}; {reads} reads, writes up to key{acked}; \
          reconnects to another proxy: writer {write_reconnects}, reader {read_reconnects}"
@@ -756,8 +739,8 @@ fn controllers_drive_real_nodes() {
         kv.get(1).cloned()
     };
     let started_before = kubelet.lock().unwrap().starts.len();
-    let writer = Writer::start(service.clone(), acked);
-    let reader = Reader::start(service.clone(), writer.acked.clone());
+    let writer = start_writer(&service, acked);
+    let reader = start_reader(&service, &writer);
     let live = r#"{"spec":{"config":{"slowlog-max-len":"333","no-such-option":"x"}}}"#;
     env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", live]).unwrap();
     let c = wait_for(Duration::from_secs(60), "the live option on every node", || {
@@ -777,7 +760,7 @@ fn controllers_drive_real_nodes() {
         (rolled && nodes.iter().all(|n| config_get(n, "block-cache").as_deref() == Some("67108864"))).then_some(c)
     });
     let (acked, write_errors) = writer.stop();
-    let (_, read_errors, _) = reader.stop();
+    let (_, read_errors) = reader.stop();
     assert!(write_errors.is_empty(), "writes failed during the config changes: {write_errors:?}");
     assert!(read_errors.is_empty(), "reads failed during the config changes: {read_errors:?}");
     check_all(&service.addr().expect("a proxy"), acked);
@@ -788,8 +771,8 @@ fn controllers_drive_real_nodes() {
     // A larger storage size, under a writer and a reader: every claim asks for it, the
     // StatefulSets are recreated with their pods left running (none restarts), Applied holds.
     let started_before = kubelet.lock().unwrap().starts.len();
-    let writer = Writer::start(service.clone(), acked);
-    let reader = Reader::start(service.clone(), writer.acked.clone());
+    let writer = start_writer(&service, acked);
+    let reader = start_reader(&service, &writer);
     env.kubectl(&[
         "-n",
         "apps",
@@ -815,7 +798,7 @@ fn controllers_drive_real_nodes() {
     });
     thread::sleep(Duration::from_secs(2));
     let (acked, write_errors) = writer.stop();
-    let (_, read_errors, _) = reader.stop();
+    let (_, read_errors) = reader.stop();
     assert!(write_errors.is_empty(), "writes failed during the storage change: {write_errors:?}");
     assert!(read_errors.is_empty(), "reads failed during the storage change: {read_errors:?}");
     check_all(&service.addr().expect("a proxy"), acked);
@@ -828,8 +811,8 @@ fn controllers_drive_real_nodes() {
     // password, then the old one): both are accepted while the rotation runs, then the old one
     // is retired after rotationGraceSeconds; no pod restarts, no request fails.
     let started_before = kubelet.lock().unwrap().starts.len();
-    let writer = Writer::start(service.clone(), acked);
-    let reader = Reader::start(service.clone(), writer.acked.clone());
+    let writer = start_writer(&service, acked);
+    let reader = start_reader(&service, &writer);
     *PASSWORDS.lock().unwrap() = vec!["second-password".into(), "first-password".into()];
     env.apply(&password_secret("second-password")).unwrap();
     let auth_version =
@@ -851,7 +834,7 @@ fn controllers_drive_real_nodes() {
         retired.then_some(())
     });
     let (acked, write_errors) = writer.stop();
-    let (_, read_errors, _) = reader.stop();
+    let (_, read_errors) = reader.stop();
     assert!(write_errors.is_empty(), "writes failed during the password rotation: {write_errors:?}");
     assert!(read_errors.is_empty(), "reads failed during the password rotation: {read_errors:?}");
     for addr in nodes.iter().chain([&proxy_addr]) {

@@ -384,6 +384,25 @@ fn replica_count_changes_add_and_remove_replicas() {
     terminate(&mut operator, &[proxy, base, base + 1]);
 }
 
+/// The start of the tests that change a running cluster: a runtime (nodes from `node_bin`) in
+/// a fresh directory, with two groups serving and balanced. Returns the directory, the
+/// manifest, the first node port, the proxy port and the runtime.
+fn two_balanced_groups(node_bin: &Path) -> (tempfile::TempDir, PathBuf, u16, u16, Operator) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, manifest(2)).unwrap();
+    let (base, proxy) = pika_e2e::free_ports();
+    let operator = start_with(&file, dir.path(), base, proxy, &[], node_bin);
+    wait_serving(proxy);
+    wait_balanced(base, 2, &|| log_of(dir.path()));
+    (dir, file, base, proxy, operator)
+}
+
+/// The runtime's log in `dir`.
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("operator.log")).unwrap_or_default()
+}
+
 /// Full syncs each node on `ports` served so far.
 fn full_syncs(ports: &[u16]) -> Vec<u64> {
     ports.iter().map(|p| pika_e2e::full_syncs_served(&format!("127.0.0.1:{p}"))).collect()
@@ -395,14 +414,8 @@ fn full_syncs(ports: &[u16]) -> Vec<u64> {
 #[test]
 fn a_switchover_annotation_hands_a_master_over_without_a_failed_request() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, manifest(2)).unwrap();
-    let (base, proxy) = pika_e2e::free_ports();
-    let mut operator = start(&file, dir.path(), base, proxy, &[]);
-    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
-    wait_serving(proxy);
-    wait_balanced(base, 2, &operator_log);
+    let (dir, file, base, proxy, mut operator) = two_balanced_groups(&sibling("pika-node"));
+    let operator_log = || log_of(dir.path());
     let nodes = [base, base + 1, base + 10, base + 11];
     let full_before = full_syncs(&nodes);
     let stop = Arc::new(AtomicBool::new(false));
@@ -450,21 +463,14 @@ fn full_syncs_done(dir: &Path) -> usize {
 #[test]
 fn a_new_node_binary_rolls_every_member_replicas_first_without_a_failed_request() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, manifest(2)).unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    let bin = tempfile::tempdir().unwrap();
     let install = || {
-        std::fs::copy(sibling("pika-node"), bin.join("pika-node.new")).unwrap();
-        std::fs::rename(bin.join("pika-node.new"), bin.join("pika-node")).unwrap();
+        std::fs::copy(sibling("pika-node"), bin.path().join("pika-node.new")).unwrap();
+        std::fs::rename(bin.path().join("pika-node.new"), bin.path().join("pika-node")).unwrap();
     };
     install();
-    let (base, proxy) = pika_e2e::free_ports();
-    let mut operator = start_with(&file, dir.path(), base, proxy, &[], &bin.join("pika-node"));
-    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
-    wait_serving(proxy);
-    wait_balanced(base, 2, &operator_log);
+    let (dir, _file, base, proxy, mut operator) = two_balanced_groups(&bin.path().join("pika-node"));
+    let operator_log = || log_of(dir.path());
     let nodes = [base, base + 1, base + 10, base + 11];
     assert_eq!((writable(base), writable(base + 10)), (Some(32), Some(32)), "member 0 of each group is master");
     let pids: Vec<Option<u32>> = nodes.iter().map(|&p| pid(p)).collect();
@@ -504,14 +510,8 @@ fn config_get(port: u16, name: &str) -> Option<String> {
 #[test]
 fn config_changes_are_set_live_or_rolled_out() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, manifest(2)).unwrap();
-    let (base, proxy) = pika_e2e::free_ports();
-    let mut operator = start(&file, dir.path(), base, proxy, &[]);
-    let operator_log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
-    wait_serving(proxy);
-    wait_balanced(base, 2, &operator_log);
+    let (dir, file, base, proxy, mut operator) = two_balanced_groups(&sibling("pika-node"));
+    let operator_log = || log_of(dir.path());
     let nodes = [base, base + 1, base + 10, base + 11];
     let pids: Vec<Option<u32>> = nodes.iter().map(|&p| pid(p)).collect();
     let stop = Arc::new(AtomicBool::new(false));
