@@ -539,8 +539,7 @@ fn controllers_drive_real_nodes() {
     // Scale out under a steady writer.
     let writer = start_writer(&service, 0);
     thread::sleep(Duration::from_millis(500));
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":3}}"#])
-        .unwrap();
+    patch_demo(&env, r#"{"spec":{"groups":3}}"#);
     let c = wait_for(Duration::from_secs(120), "3 settled groups", || settled(&env, 3));
     let (acked, errors) = writer.stop();
     assert!(errors.is_empty(), "requests failed during the scale-out: {errors:?}");
@@ -565,8 +564,7 @@ fn controllers_drive_real_nodes() {
     }
     env.operator_with("op", &token, free_port(), &[("PIKA_OPERATOR_CRASH_AT", "fence")]);
     let writer = start_writer(&service, acked);
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", r#"{"spec":{"groups":2}}"#])
-        .unwrap();
+    patch_demo(&env, r#"{"spec":{"groups":2}}"#);
     wait_for(Duration::from_secs(60), "the operator to stop at the fence step", || {
         env.operators.last_mut().unwrap().try_wait().unwrap().map(|_| ())
     });
@@ -646,17 +644,7 @@ fn controllers_drive_real_nodes() {
 
     // Two replicas per group, then a new image: the rolling update, under a writer and a
     // reader, with the operator restarted midway.
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicasPerGroup":2}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"replicasPerGroup":2}}"#);
     let members = |g: u64| (0..3).map(|m| format!("demo-g{g}-{m}")).collect::<Vec<_>>();
     let ip_of = |pod: &str| kubelet.lock().unwrap().ips.get(pod).cloned();
     let mut masters = BTreeMap::new();
@@ -679,17 +667,7 @@ fn controllers_drive_real_nodes() {
     let reader = start_reader(&service, &writer);
     thread::sleep(Duration::from_millis(300));
     let rolled_at = Instant::now();
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"image":"pika-node:rolled"}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"image":"pika-node:rolled"}}"#);
     // The operator stops (as in an upgrade of its own: SIGTERM) once the first pod restarted.
     wait_for(Duration::from_secs(60), "the first restart", || {
         (kubelet.lock().unwrap().starts.len() > started_before).then_some(())
@@ -742,7 +720,7 @@ fn controllers_drive_real_nodes() {
     let writer = start_writer(&service, acked);
     let reader = start_reader(&service, &writer);
     let live = r#"{"spec":{"config":{"slowlog-max-len":"333","no-such-option":"x"}}}"#;
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", live]).unwrap();
+    patch_demo(&env, live);
     let c = wait_for(Duration::from_secs(60), "the live option on every node", || {
         nodes.iter().all(|n| config_get(n, "slowlog-max-len").as_deref() == Some("333")).then(|| cluster(&env))
     });
@@ -752,7 +730,7 @@ fn controllers_drive_real_nodes() {
     assert!(invalid["message"].as_str().unwrap().contains("no-such-option: \"x\": unknown option"), "{invalid}");
     assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a live option restarted a pod");
     let restart = r#"{"spec":{"config":{"slowlog-max-len":"333","no-such-option":null,"block-cache":"64mb"}}}"#;
-    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", restart]).unwrap();
+    patch_demo(&env, restart);
     let c = wait_for(Duration::from_secs(240), "every pod restarted with the new block-cache", || {
         let c = settled(&env, 2)?;
         let rolled =
@@ -773,17 +751,7 @@ fn controllers_drive_real_nodes() {
     let started_before = kubelet.lock().unwrap().starts.len();
     let writer = start_writer(&service, acked);
     let reader = start_reader(&service, &writer);
-    env.kubectl(&[
-        "-n",
-        "apps",
-        "patch",
-        "pikacluster",
-        "demo",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
-    ])
-    .unwrap();
+    patch_demo(&env, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     let claims = wait_for(Duration::from_secs(60), "every claim of the cluster resized to 2Gi", || {
         let list = env.json(&["-n", "apps", "get", "pvc", "-l", "app.kubernetes.io/instance=demo"])?;
         // Group 2's claims stay as they were: the group was retired (its claims are kept).
@@ -856,6 +824,11 @@ fn controllers_drive_real_nodes() {
     check_all(&proxy_addr, acked);
     let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
     assert!(events.contains("PasswordRotation") && events.contains("PasswordRetired"), "{events}");
+}
+
+/// A merge patch of the PikaCluster (as a user's `kubectl patch`).
+fn patch_demo(env: &Env, patch: &str) {
+    env.kubectl(&["-n", "apps", "patch", "pikacluster", "demo", "--type=merge", "-p", patch]).unwrap();
 }
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.
