@@ -338,6 +338,12 @@ mod tests {
         }
     }
 
+    /// Whether `key` is cached, without counting as a hit (no second chance given).
+    fn held(cache: &SlotCache, key: &[u8]) -> bool {
+        let (hash, inner) = cache.shard(key);
+        inner.table.find(hash, |e| e.key() == key).is_some()
+    }
+
     fn ticket(cache: &SlotCache, key: &[u8]) -> Ticket {
         match cache.lookup(key) {
             Lookup::Miss(t) => t,
@@ -447,7 +453,10 @@ mod tests {
             assert!(hit(&cache, b"k00").is_some(), "k00 evicted before k{i}");
             cache.update(format!("k{i:02}").as_bytes(), Some(b"v"));
             assert!(budget.used() <= budget.limit());
-            assert!(hit(&cache, format!("k{i:02}").as_bytes()).is_some(), "a new entry is kept");
+            // Looked at without a hit: had the new entries been hit too, every entry could hold
+            // a reference bit when the hand sweeps, and CLOCK then evicts the first it meets
+            // twice, k00 included (1 run in many, by the random hasher's bucket order).
+            assert!(held(&cache, format!("k{i:02}").as_bytes()), "a new entry is kept");
         }
         assert_eq!(cache.usage().0, 10);
         assert_eq!(cache.usage().1, budget.used());
