@@ -38,7 +38,11 @@ pub fn free_ports() -> (u16, u16) {
 /// Full syncs the node at `addr` (`host:port`) has served so far (`INFO stats`, `sync_full`).
 pub fn full_syncs_served(addr: &str) -> u64 {
     let mut c = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
-    let line = info.lines().find_map(|l| l.strip_prefix("sync_full:")).expect("INFO stats has sync_full");
-    line.trim().parse().unwrap()
+    full_syncs_served_on(&mut c).expect("INFO stats has sync_full")
+}
+
+/// [`full_syncs_served`] on an open connection (None: no answer, or no such field).
+pub fn full_syncs_served_on(c: &mut redis::Connection) -> Option<u64> {
+    let info: String = redis::cmd("INFO").arg("stats").query(c).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("sync_full:"))?.trim().parse().ok()
 }

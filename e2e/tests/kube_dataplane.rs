@@ -240,8 +240,7 @@ impl Kubelet {
 
 /// A node's `sync_full` (full syncs it served as a master), if it answers.
 fn sync_full(addr: &str) -> Option<u64> {
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut try_conn(addr)?).ok()?;
-    info.lines().find_map(|l| l.strip_prefix("sync_full:"))?.trim().parse().ok()
+    pika_e2e::full_syncs_served_on(&mut try_conn(addr)?)
 }
 
 /// The passwords clients know, the one to try first first (the cluster's Secret; during a

@@ -220,8 +220,6 @@ impl Config {
     }
 }
 
-pub use common::options::parse_size;
-
 #[cfg(test)]
 mod tests {
     use super::*;

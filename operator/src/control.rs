@@ -546,11 +546,11 @@ async fn failover_slots(
         // restarted master's fenced slots, moved to it just before, were taken over by the
         // group they had left; seed 587: a master whose lease ran out).
         let held = match addr {
-            Some(addr) => dp.slot_info(&addr, &all).await.ok(),
+            Some(addr) => dataplane::held_as_master(dp, &addr, cluster.slots).await.ok(),
             None => None,
         };
         let theirs: BTreeSet<u32> = match held {
-            Some(info) => info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect(),
+            Some(slots) => slots.into_iter().collect(),
             // That master cannot be asked: the slots recorded as its group's may still be
             // writable there, and are not taken (the target side of an abandoned move, still
             // replicating from a former master, was taken for an interrupted failover and

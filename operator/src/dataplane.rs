@@ -29,6 +29,13 @@ pub fn all_slots(count: u32) -> String {
     format!("0-{}", count.saturating_sub(1))
 }
 
+/// The slots `node` holds as a master, writable or fenced (a master whose lease has not been
+/// renewed lists none as writable, yet takes writes for them again once it is).
+pub async fn held_as_master(admin: &impl DataPlane, node: &str, slot_count: u32) -> Result<Vec<u32>, AdminError> {
+    let info = admin.slot_info(node, &all_slots(slot_count)).await?;
+    Ok(info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect())
+}
+
 impl Topology {
     pub fn all_slots(&self) -> String {
         all_slots(self.slots)

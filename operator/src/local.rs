@@ -213,7 +213,6 @@ impl switchover::Progress for LocalJournal<'_> {
     }
 }
 
-/// Writes `text` to `path` through a temporary file, so a crash leaves the old or the new.
 /// Entries of `spec.config` the nodes would not take (they are left out of pika.conf).
 fn report_config(cluster: &PikaCluster) {
     for problem in NodeConfig::check(&cluster.spec.config).problems {
@@ -221,6 +220,7 @@ fn report_config(cluster: &PikaCluster) {
     }
 }
 
+/// Writes `text` to `path` through a temporary file, so a crash leaves the old or the new.
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
@@ -363,19 +363,27 @@ impl Runtime {
         conf
     }
 
-    /// What a member started now would run: a checksum of its config (but the live options,
-    /// which are set with CONFIG SET) and of the node binary (its size and modification time,
-    /// so a rebuilt or replaced binary is a new revision, as a new image is in Kubernetes).
-    fn revision(&self, group: u32, member: u32) -> String {
+    /// What every member started now would run, whatever its place: the options that need a
+    /// restart and the node binary (its size and modification time, so a rebuilt or replaced
+    /// binary is a new revision, as a new image is in Kubernetes). Live options are left out:
+    /// they are set with CONFIG SET.
+    fn spec_revision(&self) -> Vec<u8> {
+        let mut spec = NodeConfig::check(&self.spec.config).restart_checksum().into_bytes();
+        spec.extend_from_slice(self.spec.image.as_bytes());
+        if let Ok(meta) = std::fs::metadata(&self.config.node_bin) {
+            spec.extend_from_slice(&meta.len().to_le_bytes());
+            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            spec.extend_from_slice(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
+        }
+        spec
+    }
+
+    /// What a member started now would run: its managed options and `spec` (from
+    /// [`Self::spec_revision`]), as a checksum.
+    fn revision(&self, group: u32, member: u32, spec: &[u8]) -> String {
         let mut hash = crc32fast::Hasher::new();
         hash.update(self.managed_conf(group, member).as_bytes());
-        hash.update(NodeConfig::check(&self.spec.config).restart_checksum().as_bytes());
-        hash.update(self.spec.image.as_bytes());
-        if let Ok(meta) = std::fs::metadata(&self.config.node_bin) {
-            hash.update(&meta.len().to_le_bytes());
-            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            hash.update(&mtime.unwrap_or_default().as_nanos().to_le_bytes());
-        }
+        hash.update(spec);
         format!("{:08x}", hash.finalize())
     }
 
@@ -405,7 +413,7 @@ impl Runtime {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let conf_path = dir.join("pika.conf");
         std::fs::write(&conf_path, self.node_conf(group, member)).map_err(|e| e.to_string())?;
-        let revision = self.revision(group, member);
+        let revision = self.revision(group, member, &self.spec_revision());
         let mut cmd = Command::new(&self.config.node_bin);
         cmd.arg("-c").arg(&conf_path);
         let child = spawn_logged(cmd, &dir.join("node.log"), port).await?;
@@ -461,9 +469,10 @@ impl Runtime {
 
     /// The cluster as the pass sees it: a member whose process exited has no address.
     fn observed(&mut self) -> control::Cluster {
+        let spec = self.spec_revision();
         let revisions: BTreeMap<(u32, u32), String> = (self.groups.iter())
             .flat_map(|(&g, procs)| (0..procs.len() as u32).map(move |m| (g, m)))
-            .map(|(g, m)| ((g, m), self.revision(g, m)))
+            .map(|(g, m)| ((g, m), self.revision(g, m, &spec)))
             .collect();
         let mut members = BTreeMap::new();
         for (&g, procs) in self.groups.iter_mut() {
@@ -629,9 +638,8 @@ impl Runtime {
         // The rolling update, as in Kubernetes (`rollout`): one restart or switchover per pass,
         // after a healthy pass, with no move or switchover going on; no new move meanwhile.
         let rolling = rollout::current_group(&cluster).is_some();
-        let switching =
-            switchover::next(self.switchover.as_deref(), self.switchover_status.as_ref()) != switchover::Next::Nothing;
-        if rolling && out.degraded.is_none() && out.waiting.is_none() && self.moving.is_none() && !switching {
+        let switching = switchover::pending(self.switchover.as_deref(), self.switchover_status.as_ref());
+        if rolling && rollout::may_step(Some(&out), &cluster, switching) {
             let (epoch, limits) = (self.epochs.next(), self.limits());
             let rolled =
                 rollout::drive(&self.admin, &cluster, &mut self.record, &mut control::Unrecorded, epoch, limits).await;

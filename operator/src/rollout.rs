@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 
 use crate::admin::{AdminError, DataPlane};
-use crate::control::{Cluster, Journal, Member, Record};
+use crate::control::{Cluster, Journal, Member, Outcome, Record};
 use crate::cutover::Limits;
 use crate::switchover::{self, SwitchoverError};
 use common::protocol::SyncStatus;
@@ -49,6 +49,15 @@ pub fn progress(cluster: &Cluster) -> (u32, u32) {
 /// The first group with an outdated member.
 pub fn current_group(cluster: &Cluster) -> Option<u32> {
     cluster.members.iter().find(|(_, ms)| ms.iter().any(|m| m.outdated)).map(|(&g, _)| g)
+}
+
+/// Whether the rolling update may take a step after `pass` (None: the pass failed): every
+/// group had its master and nothing was waited for, no migration is in flight and no
+/// switchover asked for is unfinished (`switching`). The same rule in every runtime.
+pub fn may_step(pass: Option<&Outcome>, cluster: &Cluster, switching: bool) -> bool {
+    pass.is_some_and(|out| out.degraded.is_none() && out.waiting.is_none())
+        && cluster.in_flight.is_empty()
+        && !switching
 }
 
 /// The next step, given the members not caught up with their master (`behind`, by name). Pure.
@@ -138,8 +147,7 @@ pub enum Rolled {
 }
 
 /// The rolling update's next step, acted on where it is the data plane's (the switchover);
-/// a restart is the runtime's to do. Call it after a pass that found the cluster healthy, with
-/// no migration in flight.
+/// a restart is the runtime's to do. Call it when [`may_step`] says so.
 pub async fn drive(
     dp: &impl DataPlane,
     cluster: &Cluster,

@@ -110,7 +110,7 @@ pub async fn choose(
             None => format!("group {g} has no running replica"),
         });
     }
-    let slots = mastered(dp, &master_addr, cluster.slots).await?;
+    let slots = dataplane::held_as_master(dp, &master_addr, cluster.slots).await?;
     if slots.is_empty() {
         // Nothing to hand over (a new group before its first move): any member will do (the
         // rolling update waited for a new group's empty master: simulation, seed 32).
@@ -120,13 +120,6 @@ pub async fn choose(
         Some(i) => Ok(members[i].name.clone()),
         None => not_now(format!("no replica of group {g} streams every slot of it yet (full sync, or missing slots)")),
     }
-}
-
-/// The slots `master` holds as a master (writable or fenced: all of them are handed over; a
-/// master whose lease has not been renewed yet lists none as writable).
-async fn mastered(dp: &impl DataPlane, master: &str, slot_count: u32) -> Result<Vec<u32>, AdminError> {
-    let info = dp.slot_info(master, &dataplane::all_slots(slot_count)).await?;
-    Ok(info.iter().filter(|s| s.slave.is_none()).map(|s| s.slot).collect())
 }
 
 /// Moves group `g`'s master to member `to` (see the module's steps). Returns the old master's
@@ -157,7 +150,7 @@ pub async fn switchover(
     let (Some(master_addr), Some(new_addr)) = (addr_of(&master), addr_of(to)) else {
         return Err(SwitchoverError::NotNow("a member stopped running".into()));
     };
-    let slots = mastered(dp, &master_addr, cluster.slots).await?;
+    let slots = dataplane::held_as_master(dp, &master_addr, cluster.slots).await?;
     let ranges = format_slots(&slots);
     let from = GroupNodes { master: master_addr.clone(), replicas: vec![new_addr.clone()], size: members.len() };
     if !slots.is_empty() {
@@ -232,6 +225,12 @@ pub fn next(annotation: Option<&str>, last: Option<&SwitchoverStatus>) -> Next {
         Ok(req) => Next::Start(req),
         Err(why) => Next::Invalid(why),
     }
+}
+
+/// Whether the annotation asks for a switchover that is not done yet (the rolling update waits
+/// for it).
+pub fn pending(annotation: Option<&str>, last: Option<&SwitchoverStatus>) -> bool {
+    next(annotation, last) != Next::Nothing
 }
 
 /// Where a runtime keeps the switchover's status (the Kubernetes runtime: the PikaCluster's

@@ -8,10 +8,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::proxy::Auth;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("backend {addr} unavailable: {why}")]
@@ -36,18 +39,14 @@ struct Conn {
 pub struct Pool {
     conns: Mutex<HashMap<(String, u32), Vec<Conn>>>,
     size: usize,
-    /// The password new connections authenticate with (open ones stay authenticated when it
-    /// changes: a password rotation).
-    password: parking_lot::RwLock<Option<String>>,
+    /// The proxy's passwords: new connections authenticate with the current one (open ones
+    /// stay authenticated when it changes: a password rotation).
+    auth: Arc<ArcSwap<Auth>>,
 }
 
 impl Pool {
-    pub fn new(size: usize, password: Option<String>) -> Pool {
-        Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), password: parking_lot::RwLock::new(password) }
-    }
-
-    pub fn set_password(&self, password: Option<String>) {
-        *self.password.write() = password;
+    pub fn new(size: usize, auth: Arc<ArcSwap<Auth>>) -> Pool {
+        Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), auth }
     }
 
     /// Sends `request` to `addr` for `table` on the connection `client` always uses; the reply
@@ -72,7 +71,7 @@ impl Pool {
     fn open(&self, addr: &str, table: u32) -> Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(run(addr.to_string(), table, self.password.read().clone(), rx, alive.clone()));
+        tokio::spawn(run(addr.to_string(), table, self.auth.load().password.clone(), rx, alive.clone()));
         Conn { tx, alive }
     }
 }

@@ -30,7 +30,6 @@ struct Session {
 pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     proxy.metrics.connections.inc();
-    proxy.open.fetch_add(1, Ordering::SeqCst);
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
         peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -43,7 +42,6 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
         tracing::debug!(error = %e, "client connection closed");
     }
     proxy.metrics.connections.dec();
-    proxy.open.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {

@@ -51,10 +51,9 @@ pub struct Proxy {
     /// True once the proxy stops (SIGTERM): nothing new is accepted, and each connection
     /// closes as soon as it has no request unanswered (`client::run`).
     pub draining: tokio::sync::watch::Sender<bool>,
-    /// Client connections open.
-    pub open: std::sync::atomic::AtomicUsize,
-    /// The passwords clients may AUTH with; the current one is also the nodes'.
-    pub auth: ArcSwap<Auth>,
+    /// The passwords clients may AUTH with; the current one is also the nodes' (the pool's
+    /// new connections read it here).
+    pub auth: Arc<ArcSwap<Auth>>,
 }
 
 /// The proxy's passwords: `password` (clients and nodes), and during a rotation `previous`,
@@ -98,8 +97,11 @@ fn refused(reply: &[u8]) -> bool {
 
 impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
-        let pool = Pool::new(config.pool_size, config.password.clone());
-        let auth = Auth { password: config.password.clone(), previous: config.password_previous.clone() };
+        let auth = Arc::new(ArcSwap::from_pointee(Auth {
+            password: config.password.clone(),
+            previous: config.password_previous.clone(),
+        }));
+        let pool = Pool::new(config.pool_size, auth.clone());
         let holds = Mutex::new(Holds::new(config.hold_max_bytes));
         Arc::new(Proxy {
             config,
@@ -111,15 +113,13 @@ impl Proxy {
             shutdown: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
             draining: tokio::sync::watch::Sender::new(false),
-            open: std::sync::atomic::AtomicUsize::new(0),
-            auth: ArcSwap::from_pointee(auth),
+            auth,
         })
     }
 
     /// A password rotation: clients may AUTH with `password` or `previous`; new connections to
     /// the nodes use `password`.
     pub fn set_passwords(&self, password: Option<String>, previous: Option<String>) {
-        self.pool.set_password(password.clone());
         self.auth.store(Arc::new(Auth { password, previous }));
     }
 

@@ -1,6 +1,5 @@
 //! The proxy process: listeners, the first routing table, background timers, shutdown.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,15 +45,15 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
         // A rolling update stops proxies with SIGTERM: the clients' requests in flight are
         // answered, each connection then closes, and the clients reconnect (through the
         // Service) to another proxy.
-        let open = proxy.open.load(Ordering::SeqCst);
+        let open = proxy.metrics.connections.get();
         tracing::info!(open, timeout = ?proxy.config.drain_timeout, "draining: no new connections");
         proxy.draining.send_replace(true);
         let deadline = tokio::time::Instant::now() + proxy.config.drain_timeout;
-        while proxy.open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        while proxy.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    tracing::info!(open = proxy.open.load(Ordering::SeqCst), "shutting down");
+    tracing::info!(open = proxy.metrics.connections.get(), "shutting down");
     proxy.shutdown.notify_waiters();
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -125,7 +125,8 @@ pub fn save_masters(server: &Server) {
     let (mut slots, mut bytes) = (0, 0);
     let topology = server.slots.snapshot();
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
-        if slot.master_addr().is_some() || full_sync_pending(server, slot) {
+        // A master slot has no role record, hence no full sync pending: replicas are skipped.
+        if slot.master_addr().is_some() {
             continue;
         }
         let state = slot.lock.lock();
@@ -151,14 +152,19 @@ pub fn save_masters(server: &Server) {
 pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
     let topology = server.slots.snapshot();
     let now = std::time::Instant::now();
+    let mut taken = Vec::new();
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
-        let saved = server.store.take_saved_master(slot.prefix).map_err(|e| CmdError::err(e.to_string()))?;
+        let saved = server.store.saved_master(slot.prefix).map_err(|e| CmdError::err(e.to_string()))?;
         if let Some(saved) = saved {
             let mut state = slot.lock.lock();
             state.log = saved.meta;
             state.backlog = crate::storage::Backlog::restored(saved.base, saved.entries, now);
             state.head.advance(saved.head);
+            taken.push(slot.prefix);
         }
+    }
+    server.store.drop_saved_masters(&taken).map_err(|e| CmdError::err(e.to_string()))?;
+    for slot in topology.tables.values().flat_map(|t| t.owned()) {
         if let Some((master, full)) = load_role(&server.store, slot)? {
             tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
             server

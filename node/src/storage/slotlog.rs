@@ -106,9 +106,9 @@ impl Store {
         }
     }
 
-    /// At a clean shutdown, under the slot's write lock (held until the process exits, so
-    /// nothing is written after): a master slot's position, history and the newest
-    /// `max_bytes` of its backlog, synced. Returns the bytes of entries saved.
+    /// At a clean shutdown, once every task has stopped (nothing writes after): a master
+    /// slot's position, history and the newest `max_bytes` of its backlog (the caller syncs).
+    /// Returns the bytes of entries saved.
     pub fn save_master(
         &self,
         prefix: SlotPrefix,
@@ -152,13 +152,10 @@ impl Store {
         Ok(bytes)
     }
 
-    /// At startup: a master slot's saved log (see [`Self::save_master`]), deleted as it is read
-    /// (synced: a crash later must not bring back a position the slot has moved past).
-    pub fn take_saved_master(&self, prefix: SlotPrefix) -> Result<Option<SavedMaster>, ApplyError> {
-        let key = saved_master_key(prefix);
-        let Some(raw) = self.db.get_cf(&self.log_cf(), &key)? else { return Ok(None) };
-        self.db.delete_cf(&self.log_cf(), &key)?;
-        self.flush_wal()?;
+    /// At startup: a master slot's saved log (see [`Self::save_master`]). The caller drops
+    /// them all once read ([`Self::drop_saved_masters`]).
+    pub fn saved_master(&self, prefix: SlotPrefix) -> Result<Option<SavedMaster>, ApplyError> {
+        let Some(raw) = self.db.get_cf(&self.log_cf(), saved_master_key(prefix))? else { return Ok(None) };
         let (head, meta) = changelog::decode_replica_state(&raw)?;
         let mut input = raw.get(40..).ok_or(changelog::Corrupt("saved master log"))?;
         let base = LogPos { seq: changelog::take_u64(&mut input)?, offset: changelog::take_u64(&mut input)? };
@@ -172,6 +169,20 @@ impl Store {
             input = &input[len..];
         }
         Ok(Some(SavedMaster { head, meta, base, entries }))
+    }
+
+    /// Deletes the saved logs of `prefixes`, in one synced write, before the node takes a
+    /// write: a crash later must not bring back a position the slots have moved past.
+    pub fn drop_saved_masters(&self, prefixes: &[SlotPrefix]) -> Result<(), rocksdb::Error> {
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for prefix in prefixes {
+            batch.delete_cf(&self.log_cf(), saved_master_key(*prefix));
+        }
+        self.db.write(batch)?;
+        self.flush_wal()
     }
 
     /// Restores a replica slot's position and history at startup.

@@ -424,7 +424,8 @@ async fn data_plane(
         .filter(|s| sizes.contains_key(&s.index))
         .map(|s| (s.index, group_record(s)))
         .collect();
-    let admin = ctx.admin(cluster).await?;
+    // The passwords this reconcile brought `<name>-auth` to (read once, not again).
+    let admin = ctx.admin_with(passwords);
     let result = {
         let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
         control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await
@@ -485,10 +486,10 @@ async fn data_plane(
         message: None,
     };
     if rolling.group.is_some() {
-        let switching = switchover::next(asked, status.switchover.as_ref()) != switchover::Next::Nothing;
+        let switching = switchover::pending(asked, status.switchover.as_ref());
         rolling.message = Some(if unknown > 0 {
             "waiting for the StatefulSet controller to see the new template".into()
-        } else if !healthy || !input.in_flight.is_empty() || switching {
+        } else if !rollout::may_step(result.as_ref().ok(), &input, switching) {
             "waiting for the cluster to settle (no member down, no migration or switchover)".into()
         } else if ctx.authority.valid() {
             let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };

@@ -122,10 +122,15 @@ impl Context {
     /// The admin client for a cluster's nodes and proxies, with its passwords (the operator's
     /// Secret, brought in line with the user's first: `password::passwords`).
     pub async fn admin(&self, cluster: &PikaCluster) -> Result<Admin, Error> {
+        Ok(self.admin_with(password::passwords(self, cluster).await?.as_ref()))
+    }
+
+    /// The admin client with `passwords` (None: the cluster has none).
+    pub fn admin_with(&self, passwords: Option<&password::Passwords>) -> Admin {
         let authority = self.authority.clone();
-        match password::passwords(self, cluster).await? {
-            None => Ok(Admin { password: None, previous: None, authority }),
-            Some(p) => Ok(Admin { password: Some(p.current), previous: p.previous, authority }),
+        match passwords {
+            None => Admin { password: None, previous: None, authority },
+            Some(p) => Admin { password: Some(p.current.clone()), previous: p.previous.clone(), authority },
         }
     }
 

@@ -51,17 +51,24 @@ async fn wanted(ctx: &Context, cluster: &PikaCluster) -> Result<Option<String>, 
     }
 }
 
+impl Passwords {
+    /// What `<name>-auth` holds (`current` when it has no password: the user's).
+    fn of(secret: &Secret, current: String) -> Passwords {
+        Passwords {
+            current: value(secret, "password").unwrap_or(current),
+            previous: value(secret, "previous").filter(|p| !p.is_empty()),
+            version: secret.metadata.resource_version.clone(),
+        }
+    }
+}
+
 /// The passwords the cluster runs with (`<name>-auth`; before it exists, the user's).
 pub async fn passwords(ctx: &Context, cluster: &PikaCluster) -> Result<Option<Passwords>, Error> {
     let Some(wanted) = wanted(ctx, cluster).await? else { return Ok(None) };
     let ns = cluster.namespace().unwrap_or_default();
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
     Ok(Some(match api.get_opt(&auth_secret_name(&cluster.name_any())).await? {
-        Some(s) => Passwords {
-            current: value(&s, "password").unwrap_or(wanted),
-            previous: value(&s, "previous").filter(|p| !p.is_empty()),
-            version: s.metadata.resource_version.clone(),
-        },
+        Some(s) => Passwords::of(&s, wanted),
         None => Passwords { current: wanted, previous: None, version: None },
     }))
 }
@@ -73,11 +80,10 @@ pub async fn follow_user_secret(
     cluster: &PikaCluster,
     status: &mut PikaClusterStatus,
 ) -> Result<Option<Passwords>, Error> {
-    let Some(r) = &cluster.spec.password_secret_ref else {
+    let (Some(r), Some(wanted)) = (&cluster.spec.password_secret_ref, wanted(ctx, cluster).await?) else {
         status.password = None;
         return Ok(None);
     };
-    let Some(wanted) = wanted(ctx, cluster).await? else { return Ok(None) };
     let ns = cluster.namespace().unwrap_or_default();
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
     let name = auth_secret_name(&cluster.name_any());
@@ -120,11 +126,7 @@ pub async fn follow_user_secret(
         secret.data = Some(next);
         secret = api.replace(&name, &PostParams::default(), &secret).await?;
     }
-    Ok(Some(Passwords {
-        current: value(&secret, "password").unwrap_or_default(),
-        previous: value(&secret, "previous").filter(|p| !p.is_empty()),
-        version: secret.metadata.resource_version.clone(),
-    }))
+    Ok(Some(Passwords::of(&secret, wanted)))
 }
 
 fn data(password: &str, previous: &str) -> BTreeMap<String, ByteString> {

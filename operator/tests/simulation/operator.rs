@@ -239,9 +239,8 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         // migration or switchover going on; a restart deletes the pod (its node comes back on
         // the spec's image after a while).
         let rolling = rollout::current_group(&cluster).is_some();
-        let switching = switchover::next(asked.as_deref(), last.as_ref()) != switchover::Next::Nothing;
-        let healthy = result.as_ref().is_ok_and(|out| out.degraded.is_none() && out.waiting.is_none());
-        if rolling && healthy && cluster.in_flight.is_empty() && !switching && plane.op.authority.valid() {
+        let switching = switchover::pending(asked.as_deref(), last.as_ref());
+        if rolling && rollout::may_step(result.as_ref().ok(), &cluster, switching) && plane.op.authority.valid() {
             let rolled = rollout::drive(&plane, &cluster, &mut record, &mut journal, epochs.after(now), limits()).await;
             plane.with(|w| w.log(format!("rolling update: {rolled:?}")));
             if let Rolled::Restart { member, .. } = &rolled {
