@@ -55,6 +55,10 @@ pub const OPTIONS: &[Opt] = &[
     opt("slot-log-size", true, Kind::Size, "4mb"),
     opt("slot-log-max", true, Kind::Size, "64mb"),
     opt("cache-maxmemory", true, Kind::Size, "128mb"),
+    // Replicated acknowledgement: a write to a master slot is answered once this many of the
+    // slot's replicas have it durable (0: asynchronous replication).
+    opt("min-replica-acks", true, Kind::Int { min: 0, max: 16 }, "0"),
+    opt("replica-ack-timeout-ms", true, Kind::Int { min: 1, max: 600_000 }, "2000"),
     opt("port", false, Kind::Port, "9221"),
     opt("bind", false, Kind::Text, "0.0.0.0"),
     opt("http-port", false, Kind::Port, "0"),

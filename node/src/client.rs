@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::dispatch;
+use crate::durability::Awaiting;
 use crate::server::{Server, Session};
 
 /// Flush replies early once this much is buffered, so a long pipeline does not hold them all.
@@ -27,7 +28,7 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     server.metrics.connections.inc();
     let authed = server.config.read().requirepass.is_empty();
     let mut session =
-        Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false };
+        Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false, writes: Default::default() };
     let result = run(&server, &mut stream, &mut session).await;
     if let Err(err) = result {
         tracing::debug!(client = %addr, error = %err, "connection closed");
@@ -39,6 +40,9 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
 async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
+    // Replicated acknowledgement: replies from the first write on wait here, in order, until
+    // the replicas confirm (see `durability`).
+    let mut awaiting = Awaiting::default();
     let mut decoder = resp::RequestDecoder::default();
     loop {
         // Execute everything already buffered.
@@ -51,38 +55,42 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                         resp::write_error(&mut output, "ERR NOAUTH Authentication required.");
                         continue;
                     }
-                    write_out(server, stream, &mut output).await?;
+                    write_out(server, stream, &mut output, &mut awaiting).await?;
                     let rest = std::mem::take(&mut input);
                     crate::replication::master::serve(server, stream, rest, &args).await;
                     return Ok(());
                 }
                 Ok(Some(args)) => {
                     let reply = dispatch::execute(server, session, &args).await;
-                    reply.encode(&mut output);
+                    if session.writes.fresh.is_empty() && awaiting.is_empty() {
+                        reply.encode(&mut output);
+                    } else {
+                        awaiting.push(reply, std::mem::take(&mut session.writes.fresh));
+                    }
                     if session.quit || server.is_shutting_down() || session.info.killed.load(Ordering::Acquire) {
-                        write_out(server, stream, &mut output).await?;
+                        write_out(server, stream, &mut output, &mut awaiting).await?;
                         return Ok(());
                     }
-                    if output.len() >= FLUSH_AT {
-                        write_out(server, stream, &mut output).await?;
+                    if output.len() >= FLUSH_AT || awaiting.len() >= Awaiting::MAX {
+                        write_out(server, stream, &mut output, &mut awaiting).await?;
                     }
                 }
                 Ok(None) => break,
                 Err(err) => {
                     // The stream cannot be framed any more: answer and close, as Redis does.
-                    resp::write_error(&mut output, &format!("ERR {err}"));
-                    write_out(server, stream, &mut output).await?;
+                    awaiting.push(crate::reply::Reply::Error(format!("ERR {err}")), Vec::new());
+                    write_out(server, stream, &mut output, &mut awaiting).await?;
                     return Ok(());
                 }
             }
         }
-        if !output.is_empty() {
+        if !output.is_empty() || !awaiting.is_empty() {
             // Let every other connection with input run its commands before this one writes:
             // replies then leave in a burst, as from Redis's event loop, and the client is
             // woken while busy rather than from idle (on loopback the wake-up of an idle peer
             // is the dominant cost of a reply: pipelined GET went from 330k to 465k/s).
             tokio::task::yield_now().await;
-            write_out(server, stream, &mut output).await?;
+            write_out(server, stream, &mut output, &mut awaiting).await?;
         }
         // Wait for more input without holding a buffer: idle connections stay cheap.
         let idle = server.config.read().timeout;
@@ -115,10 +123,19 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
     }
 }
 
-/// Sends the buffered replies, after the writes they acknowledge are durable (group commit).
-async fn write_out(server: &Server, stream: &mut TcpStream, output: &mut BytesMut) -> std::io::Result<()> {
+/// Sends the buffered replies, after the writes they acknowledge are durable (group commit)
+/// and, in replicated mode, confirmed by the replicas.
+async fn write_out(
+    server: &Server,
+    stream: &mut TcpStream,
+    output: &mut BytesMut,
+    awaiting: &mut Awaiting,
+) -> std::io::Result<()> {
     if server.store.wal_pending() {
         server.store.commit_wal().await.map_err(std::io::Error::other)?;
+    }
+    if !awaiting.is_empty() {
+        awaiting.settle(output).await;
     }
     server.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
     stream.write_all(output).await?;

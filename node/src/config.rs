@@ -59,6 +59,10 @@ pub struct Config {
     /// Backlog bytes kept per slot (in memory) for replicas that reconnect; a replica further
     /// behind re-syncs in full.
     pub slot_log_size: u64,
+    /// Replicas that must have a write durable before a master slot answers it (0: async).
+    pub min_replica_acks: u32,
+    /// How long a write waits for those acknowledgements before it fails.
+    pub replica_ack_timeout_ms: u64,
     /// Backlog bytes a slot may hold for replicas still catching up (a full sync in progress).
     pub slot_log_max: u64,
     /// The file the config came from, for CONFIG REWRITE-style reporting.
@@ -91,6 +95,8 @@ impl Default for Config {
             slowlog_max_len: 128,
             start_fenced: false,
             slot_log_size: 4 << 20,
+            min_replica_acks: 0,
+            replica_ack_timeout_ms: 2000,
             slot_log_max: 64 << 20,
             source: None,
         }
@@ -147,6 +153,8 @@ impl Config {
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = v.int(),
             "slowlog-max-len" => self.slowlog_max_len = v.int().max(0) as usize,
             "slot-log-size" => self.slot_log_size = v.size().max(1),
+            "min-replica-acks" => self.min_replica_acks = v.int() as u32,
+            "replica-ack-timeout-ms" => self.replica_ack_timeout_ms = v.int() as u64,
             "slot-log-max" => self.slot_log_max = v.size().max(1),
             "cache-maxmemory" => self.cache_maxmemory = v.size() as usize,
             "port" => self.port = v.port(),
@@ -204,6 +212,8 @@ impl Config {
         m.insert("slowlog-log-slower-than", self.slowlog_log_slower_than.to_string());
         m.insert("slowlog-max-len", self.slowlog_max_len.to_string());
         m.insert("slot-log-size", self.slot_log_size.to_string());
+        m.insert("min-replica-acks", self.min_replica_acks.to_string());
+        m.insert("replica-ack-timeout-ms", self.replica_ack_timeout_ms.to_string());
         m.insert("slot-log-max", self.slot_log_max.to_string());
         m.insert("daemonize", "no".into());
         m

@@ -107,23 +107,32 @@ async fn run(
             }
             f(&mut ConnCtx { server, session }, args)
         }
+        Handler::Wait(f) => f(server, session, args).await,
         Handler::Slot(f) => {
             let topology = server.slots.snapshot();
             let table = topology.table(session.table).ok_or_else(|| CmdError::err("Table not found"))?;
             count_table_stats(table, spec);
             if let Some(first) = one_slot(table, spec, args) {
                 let slot = routed_slot(table, first, spec)?;
-                if spec.flags & BLOCKING != 0 {
-                    return run_blocking(server, table, slot, f, args, &spec.keys_of(args)).await;
+                let blocking = spec.flags & BLOCKING != 0;
+                let reply = if blocking {
+                    run_blocking(server, table, slot, f, args, &spec.keys_of(args)).await?
+                } else {
+                    f(&Exec { server, table, slot, group: None }, args)?
+                };
+                // (A blocking pop that timed out wrote nothing.)
+                let popped_nothing = blocking && matches!(reply, Reply::Nil | Reply::NilArray);
+                if spec.is_write() && !reply.is_error() && !popped_nothing {
+                    session.writes.note(slot);
                 }
-                return f(&Exec { server, table, slot, group: None }, args);
+                return Ok(reply);
             }
             match spec.split {
                 Split::No if HASHTAG_CHECKED.contains(&name) => {
                     Err(CmdError::err("parameters hashtag is inconsistent"))
                 }
                 Split::No => Err(CmdError::NotSupportedInSharding),
-                split => run_split(server, table, spec, f, args, split),
+                split => run_split(server, session, table, spec, f, args, split),
             }
         }
     }
@@ -169,6 +178,7 @@ fn routed_slot<'t>(table: &'t Table, slot: u32, spec: &Spec) -> CmdResult<&'t Ar
 /// nothing across a crash.
 fn run_split(
     server: &Server,
+    session: &mut Session,
     table: &Arc<Table>,
     spec: &Spec,
     f: commands::SlotFn,
@@ -201,6 +211,7 @@ fn run_split(
     let writes = spec.is_write().then_some(&writes);
     let mut sum = 0i64;
     let mut per_key = vec![Reply::Nil; (args.len() - 1) / per_item];
+    let slots_written = slots.clone();
     for (group, slot) in groups.iter().zip(slots) {
         let reply = f(&Exec { server, table, slot, group: writes }, &group.2)?;
         match (split, reply) {
@@ -216,6 +227,9 @@ fn run_split(
     }
     if let Some(writes) = writes {
         crate::storage::commit_group(&server.store, writes.take())?;
+        for slot in slots_written {
+            session.writes.note(slot);
+        }
     }
     Ok(match split {
         Split::Sum => Reply::Int(sum),

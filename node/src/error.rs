@@ -31,6 +31,10 @@ pub enum CmdError {
     /// another node has taken over.
     #[error("TRYAGAIN slot {0}: this master's lease expired, retry later")]
     LeaseExpired(u32),
+    /// Replicated acknowledgement (`min-replica-acks`) with fewer replicas streaming from the
+    /// slot than it needs: refused before it ran, so it may be retried.
+    #[error("TRYAGAIN slot {slot}: {streaming} of the {need} replicas a write must reach are streaming, retry later")]
+    TooFewReplicas { slot: u32, streaming: usize, need: usize },
     #[error("ERR This command is not supported in current configuration")]
     NotSupportedInSharding,
     /// Any other message, already including its `ERR `-style prefix.

@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod dispatch;
+pub mod durability;
 pub mod error;
 pub mod expire;
 pub mod glob;

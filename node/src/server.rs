@@ -67,6 +67,7 @@ impl Server {
             config.start_fenced,
         )
         .map_err(StartError::Slots)?;
+        crate::durability::configure(&config);
         if config.start_fenced {
             // Run by the operator: a restarted node takes no write as a master before the
             // operator grants it a lease again (the lease it had died with the process).
@@ -146,6 +147,8 @@ pub struct Session {
     /// Set by QUIT: close after the reply is written.
     pub quit: bool,
     pub resp3: bool,
+    /// The writes this connection made (WAIT; replicated acknowledgement).
+    pub writes: crate::durability::Writes,
 }
 
 /// A client as CLIENT LIST shows it; shared with the registry.

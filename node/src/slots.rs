@@ -18,7 +18,7 @@ use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::replication::{Downstream, LinkState};
 use crate::storage::cache::{CacheBudget, SlotCache};
-use crate::storage::{LogMeta, SlotPrefix, Store, Txn, WriteLock, WriteState};
+use crate::storage::{LogHead, LogMeta, SlotPrefix, Store, Txn, WriteLock, WriteState};
 use common::protocol::SlotError;
 
 /// One owned slot.
@@ -41,6 +41,10 @@ pub struct Slot {
     pub upstream: Mutex<Option<CancellationToken>>,
     /// Master side: the replicas attached to this slot.
     pub downstream: Mutex<Vec<Downstream>>,
+    /// The slot's log position, readable without the write lock (the same as the lock's).
+    pub head: Arc<LogHead>,
+    /// Woken whenever a replica acknowledges a position (replicated acknowledgement, WAIT).
+    pub acks: tokio::sync::Notify,
 }
 
 /// A slot's replication role: a writable master (which may have replicas), or a read-only replica
@@ -53,16 +57,19 @@ pub enum Role {
 
 impl Slot {
     fn new(table: u32, id: u32, fenced: bool, cache: &Arc<CacheBudget>, cache_shards: usize) -> Slot {
+        let state = WriteState {
+            log: LogMeta { history: crate::replication::new_history(), ..Default::default() },
+            ..Default::default()
+        };
         Slot {
+            head: state.head.clone(),
+            acks: tokio::sync::Notify::new(),
             table,
             id,
             prefix: SlotPrefix::new(table, id),
             // Every slot starts as a master with a history of its own; a replica slot's is
             // restored from its persisted position (replication::restore).
-            lock: Arc::new(Mutex::new(WriteState {
-                log: LogMeta { history: crate::replication::new_history(), ..Default::default() },
-                ..Default::default()
-            })),
+            lock: Arc::new(Mutex::new(state)),
             cache: SlotCache::new(cache.clone(), cache_shards),
             role: RwLock::new(Role::Master),
             fenced: AtomicBool::new(fenced),
@@ -120,7 +127,7 @@ impl Slot {
         } else if crate::lease::expired() {
             Some(CmdError::LeaseExpired(self.id))
         } else {
-            None
+            crate::durability::refusal(self)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Connection commands: AUTH, PING, ECHO, SELECT, QUIT, HELLO, CLIENT.
+//! Connection commands: AUTH, PING, ECHO, SELECT, QUIT, HELLO, CLIENT, WAIT.
 
 use std::sync::atomic::Ordering;
 
@@ -20,6 +20,7 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("quit", -1, NO_AUTH, quit),
         Spec::conn("hello", -1, NO_AUTH, hello),
         Spec::conn("client", -2, 0, client),
+        Spec::wait("wait", 3, 0, crate::durability::wait),
     ]
 }
 

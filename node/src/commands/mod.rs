@@ -71,11 +71,18 @@ pub struct ConnCtx<'a> {
 
 pub type SlotFn = fn(&Exec, &[Bytes]) -> CmdResult<Reply>;
 pub type ConnFn = fn(&mut ConnCtx, &[Bytes]) -> CmdResult<Reply>;
+/// A keyless command that waits (WAIT): its reply is a future.
+pub type WaitFn = for<'a> fn(
+    &'a Arc<Server>,
+    &'a Session,
+    &'a [Bytes],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = CmdResult<Reply>> + Send + 'a>>;
 
 #[derive(Clone, Copy)]
 pub enum Handler {
     Slot(SlotFn),
     Conn(ConnFn),
+    Wait(WaitFn),
 }
 
 /// Where a command's keys are.
@@ -132,6 +139,10 @@ impl Spec {
 
     pub const fn conn(name: &'static str, arity: i32, flags: u32, run: ConnFn) -> Spec {
         Spec { name, arity, flags, keys: Keys::None, split: Split::No, handler: Handler::Conn(run) }
+    }
+
+    pub const fn wait(name: &'static str, arity: i32, flags: u32, run: WaitFn) -> Spec {
+        Spec { name, arity, flags, keys: Keys::None, split: Split::No, handler: Handler::Wait(run) }
     }
 
     pub const fn split(mut self, split: Split) -> Spec {

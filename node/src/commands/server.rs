@@ -59,6 +59,7 @@ fn config(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
                 next.set(&key, &value, false).map_err(|e| CmdError::err(format!("CONFIG SET failed: {e}")))?;
             }
             ctx.server.store.cache().set_limit(next.cache_maxmemory);
+            crate::durability::configure(&next);
             *config = next;
             Ok(Reply::Ok)
         }
@@ -139,7 +140,7 @@ fn command(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
             Keys::None => (0, 0, 0),
         };
         let mut flags = vec![Reply::simple(if spec.is_write() { "write" } else { "readonly" })];
-        if matches!(spec.handler, Handler::Conn(_)) {
+        if matches!(spec.handler, Handler::Conn(_) | Handler::Wait(_)) {
             flags.push(Reply::simple("fast"));
         }
         Reply::Array(vec![

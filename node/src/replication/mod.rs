@@ -64,15 +64,19 @@ pub fn detach(slot: &Slot, session: u64) {
 
 /// Updates an attached replica's progress; false when the session is no longer attached.
 pub fn record(slot: &Slot, session: u64, status: SyncStatus, acked: LogPos) -> bool {
-    let mut list = slot.downstream.lock();
-    match list.iter_mut().find(|d| d.session == session) {
-        Some(d) => {
-            d.status = status;
-            d.acked = acked;
-            true
+    let found = {
+        let mut list = slot.downstream.lock();
+        match list.iter_mut().find(|d| d.session == session) {
+            Some(d) => {
+                d.status = status;
+                d.acked = acked;
+                true
+            }
+            None => false,
         }
-        None => false,
-    }
+    };
+    slot.acks.notify_waiters();
+    found
 }
 
 /// Whether `addr` (`host:port`) is a replica attached to this slot (codis's migration probe).

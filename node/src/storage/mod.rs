@@ -274,7 +274,15 @@ impl Store {
             return Ok(());
         }
         let covered = self.wal.written.load(Acquire);
-        self.db.flush_wal(self.wal.fsync)?;
+        if self.wal.fsync {
+            // An fsync may take long (a busy disk): the worker thread hands its other tasks to
+            // another thread meanwhile, so PING and reads are answered and the node does not
+            // look dead to the operator. A flush without it is one write(2): not worth the
+            // hand-off.
+            tokio::task::block_in_place(|| self.db.flush_wal(true))?;
+        } else {
+            self.db.flush_wal(false)?;
+        }
         self.wal.flushed.fetch_max(covered, AcqRel);
         Ok(())
     }
