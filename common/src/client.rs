@@ -19,6 +19,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// life.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a liveness probe waits, connection included.
+pub const ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a process answers at all: a PING, without AUTH, on a fresh connection, within
+/// [`ALIVE_TIMEOUT`]. Any reply proves life: an error (NOAUTH with a password set, a client
+/// limit reached) as much as PONG. A process that accepts connections but does not answer
+/// (stopped, hung) does not.
+pub async fn alive(addr: &str) -> bool {
+    let probe = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        exchange(stream, addr, &["PING"], None).await
+    };
+    matches!(tokio::time::timeout(ALIVE_TIMEOUT, probe).await, Ok(Ok(_)))
+}
+
 /// Opens a connection, authenticates and selects the table.
 pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::resp;
+use std::os::fd::AsRawFd;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -27,8 +28,16 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     let info = server.clients.register(addr, local, default_table);
     server.metrics.connections.inc();
     let authed = server.config.read().requirepass.is_empty();
-    let mut session =
-        Session { id: info.id, table: default_table, authed, info: info.clone(), quit: false, resp3: false, writes: Default::default() };
+    let mut session = Session {
+        id: info.id,
+        table: default_table,
+        authed,
+        info: info.clone(),
+        quit: false,
+        resp3: false,
+        writes: Default::default(),
+        socket: Some(stream.as_raw_fd()),
+    };
     let result = run(&server, &mut stream, &mut session).await;
     if let Err(err) = result {
         tracing::debug!(client = %addr, error = %err, "connection closed");

@@ -184,12 +184,8 @@ pub fn wait<'a>(
             return Err(CmdError::err("timeout is negative"));
         }
         let deadline = (ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64));
-        let targets: Vec<&Written> = session
-            .writes
-            .last
-            .values()
-            .filter(|(s, _)| s.alive.load(Ordering::Acquire) && !s.is_replica())
-            .collect();
+        let targets: Vec<&Written> =
+            session.writes.last.values().filter(|(s, _)| s.alive.load(Ordering::Acquire) && !s.is_replica()).collect();
         if targets.is_empty() {
             return Ok(Reply::Int(streaming_replicas(server, session.table) as i64));
         }

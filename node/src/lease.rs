@@ -44,6 +44,30 @@ pub fn expired() -> bool {
     GRANTED.load(Ordering::Acquire) && now_ms() >= UNTIL_MS.load(Ordering::Acquire)
 }
 
+/// How long ago the kernel received the last bytes of a connection's input: a grant counts
+/// from there, not from when this process read it. A renewal that waited in the socket buffer
+/// while the process was stopped (SIGSTOP, a frozen VM) would otherwise extend the lease from
+/// the moment it resumes, long after the operator gave up on it and promoted a replica. None
+/// where the kernel does not say (not Linux, not TCP).
+pub fn input_age_ms(fd: std::os::fd::RawFd) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: `info` and `len` are valid for writes of the sizes given; a bad descriptor
+        // only makes the call fail.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len)
+        };
+        (rc == 0).then_some(info.tcpi_last_data_recv as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// Milliseconds left (None: never granted), for INFO.
 pub fn remaining_ms() -> Option<u64> {
     GRANTED.load(Ordering::Acquire).then(|| UNTIL_MS.load(Ordering::Acquire).saturating_sub(now_ms()))

@@ -147,6 +147,8 @@ pub struct Session {
     /// Set by QUIT: close after the reply is written.
     pub quit: bool,
     pub resp3: bool,
+    /// The connection's socket (the lease asks the kernel when its request arrived).
+    pub socket: Option<std::os::fd::RawFd>,
     /// The writes this connection made (WAIT; replicated acknowledgement).
     pub writes: crate::durability::Writes,
 }

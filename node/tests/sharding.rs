@@ -410,3 +410,32 @@ fn an_expired_master_lease_stops_writes_until_renewed() {
     assert!(q(&mut c, &["pkcluster", "lease", "-1"]).is_err());
     assert!(q(&mut c, &["pkcluster", "lease"]).is_err());
 }
+
+/// A lease renewal that reached a stopped node (it waited in the socket buffer) counts from
+/// when it arrived, not from when the node, resumed, read it: otherwise a master the operator
+/// gave up on, and replaced, would take writes again for a whole lease.
+#[test]
+fn a_lease_renewal_read_late_counts_from_its_arrival() {
+    let node = Node::sharding_all(16);
+    let mut c = node.conn();
+    let key = key_in_slot(3, 16);
+    let _: () = redis::cmd("pkcluster").arg("lease").arg("10000").query(&mut c).unwrap();
+    let _: () = c.set(&key, "leased").unwrap();
+    let mut late = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    let _: () = redis::cmd("pkcluster").arg("lease").arg("0").query(&mut c).unwrap();
+    let pid = node.pid().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    use std::io::{Read, Write};
+    late.write_all(b"*3\r\n$9\r\npkcluster\r\n$5\r\nlease\r\n$4\r\n1500\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    signal("-CONT");
+    let mut reply = [0u8; 5];
+    late.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
+    let err = q(&mut c, &["SET", &key, "late"]).unwrap_err();
+    assert!(err.starts_with("TRYAGAIN") && err.contains("lease expired"), "{err}");
+    // A renewal read at once still counts in full.
+    let _: () = redis::cmd("pkcluster").arg("lease").arg("1500").query(&mut c).unwrap();
+    let _: () = c.set(&key, "renewed").unwrap();
+}

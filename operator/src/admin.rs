@@ -89,7 +89,7 @@ impl RouteTable {
 /// the provided methods add the operator's "a retried step is done" rules once, for every
 /// implementation.
 pub trait DataPlane: Sync {
-    /// Whether a node or proxy answers PING (with the password) right now.
+    /// Whether a node or proxy answers at all right now (any reply, an error too, proves life).
     fn answers(&self, addr: &str) -> impl Future<Output = bool> + Send;
     /// `pkcluster addslots`: new master slots (an owned one is [`SlotError::Exists`]).
     fn add_slots_once(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
@@ -227,7 +227,8 @@ impl Admin {
 
 impl DataPlane for Admin {
     async fn answers(&self, addr: &str) -> bool {
-        self.probe(addr, &["ping"]).await.is_ok()
+        // A lapsed instance decides nothing, not even that a master is down.
+        self.authority.valid() && common::client::alive(addr).await
     }
 
     async fn add_slots_once(&self, node: &str, slots: &str) -> AdminResult<()> {

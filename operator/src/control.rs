@@ -61,6 +61,9 @@ pub struct Cluster {
     /// `spec.groups`: groups beyond it are drained and retired.
     pub groups: u32,
     pub failover_after: Duration,
+    /// `spec.durability`: replicas that acknowledge each write (0: asynchronous). A failover
+    /// then promotes only a replica shown to hold every acknowledged write.
+    pub min_replica_acks: u32,
     /// Members per group, by index (groups still running beyond `groups` included).
     pub members: BTreeMap<u32, Vec<Member>>,
     /// Running proxies' addresses.
@@ -89,6 +92,9 @@ pub struct Record {
     pub groups: BTreeMap<u32, GroupRecord>,
     /// Members not answering, since when.
     pub down_since: BTreeMap<String, Instant>,
+    /// When each master was last asked to renew its lease (the request's end): it may hold one
+    /// until a lease after that.
+    pub lease_asked: BTreeMap<String, Instant>,
     /// The routes last pushed to the proxies and their epoch.
     pub routes: Option<(u64, Routes)>,
 }
@@ -198,19 +204,33 @@ impl Journal for Unrecorded {
     }
 }
 
-/// How long a master's lease lasts (`pkcluster lease`): `failoverAfterSeconds`, and at least
-/// three times the runtimes' pass interval (2 s), so a renewal missed by one slow pass does not
-/// stop the writes.
+/// How long a master's lease lasts (`pkcluster lease`): short enough that, with a tenth more
+/// for clocks that run at slightly different rates and half a second for the renewal's own
+/// trip, it has run out when a master silent for `failoverAfterSeconds` is replaced; at least a
+/// second. Renewed on every pass, four times per lease ([`pass_interval`]).
 pub fn lease_for(failover_after: Duration) -> Duration {
-    failover_after.max(Duration::from_secs(6))
+    (failover_after.saturating_sub(Duration::from_millis(500)) * 10 / 11).max(Duration::from_secs(1))
 }
 
-/// How long a master must not answer before a replica replaces it: its lease plus a margin for
-/// clocks that run at slightly different rates, so the old master has stopped acknowledging
-/// writes (its lease ran out) before another node starts.
+/// How long a master must not answer (since its last lease renewal was asked, too) before a
+/// replica replaces it: `failoverAfterSeconds`, and at least its lease plus a tenth and half a
+/// second, so the old master has stopped acknowledging writes before another node starts.
 pub fn failover_wait(failover_after: Duration) -> Duration {
     let lease = lease_for(failover_after);
-    lease + lease / 10 + Duration::from_millis(500)
+    (lease + lease / 10 + Duration::from_millis(500)).max(failover_after)
+}
+
+/// How long a proxy holds requests for a slot (`hold-timeout-ms`): a cutover's pause, or a
+/// failover's wait and the pass that carries it out (a proxy holds the slots of a master it
+/// cannot reach until they are routed to its successor).
+pub fn proxy_hold_timeout(failover_after: Duration) -> Duration {
+    (failover_wait(failover_after) + Duration::from_secs(5)).max(Duration::from_secs(10))
+}
+
+/// How often the runtimes run a pass (and so renew the leases): four times per lease, so one
+/// or two slow passes do not let a healthy master's lease run out; at most every 2 s.
+pub fn pass_interval(failover_after: Duration) -> Duration {
+    (lease_for(failover_after) / 4).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 /// One pass over the data plane. `next_epoch` gives a route epoch newer than every earlier one.
@@ -255,8 +275,9 @@ pub async fn pass(
     // Leases first: a master whose lease ran out (the operator was down longer than a lease,
     // or the master was cut off and is back) reports none of its slots writable until renewed,
     // and a failover must not take them from it meanwhile.
-    let unrenewed = renew_leases(dp, cluster, record).await;
-    watch_masters(dp, cluster, record, journal, &unrenewed, &mut out).await?;
+    let renewals = renew_leases(dp, cluster, record).await;
+    renewals.note(record);
+    watch_masters(dp, cluster, record, journal, &renewals, &mut out).await?;
     if out.degraded.is_some() {
         return Ok(out); // no slot moves while a group has no master
     }
@@ -316,20 +337,52 @@ pub async fn pass(
     Ok(out)
 }
 
-/// Renews the lease of every group's master (one that does not answer is being watched by
-/// `watch_masters`); returns the addresses of those not renewed. Runtimes that act between
-/// passes for long (the local runtime's moves) call it meanwhile.
-pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Record) -> BTreeSet<String> {
-    let ms = lease_for(cluster.failover_after).as_millis() as u64;
-    let mut unrenewed = BTreeSet::new();
-    for rec in record.groups.values() {
-        let Some(addr) = rec.master.as_deref().and_then(|m| member_addr(cluster, m)) else { continue };
-        if let Err(e) = dp.lease(&addr, ms).await {
-            tracing::debug!(master = %addr, error = %e, "lease not renewed");
-            unrenewed.insert(addr);
+/// What [`renew_leases`] found.
+#[derive(Debug, Default)]
+pub struct Renewals {
+    /// Masters (addresses) that did not answer at all: not asked to renew. (A renewal sent to
+    /// a stopped process would keep it leased, as far as the operator can tell, for as long as
+    /// it keeps being sent.)
+    pub down: BTreeSet<String>,
+    /// Masters that answered but were not renewed.
+    pub unrenewed: BTreeSet<String>,
+    /// Masters (names) asked to renew, and when the request ended: whatever its outcome, such a
+    /// master may hold a lease until then plus a lease.
+    pub asked: Vec<(String, Instant)>,
+}
+
+impl Renewals {
+    /// Records when each master was last asked: [`watch_masters`] waits from there.
+    pub fn note(&self, record: &mut Record) {
+        for (master, at) in &self.asked {
+            let last = record.lease_asked.entry(master.clone()).or_insert(*at);
+            *last = (*last).max(*at);
         }
     }
-    unrenewed
+}
+
+/// Renews the lease of every group's master that answers (one that does not is being watched
+/// by `watch_masters`). Runtimes that act between passes for long (the local runtime's moves)
+/// call it meanwhile, and [`Renewals::note`] what it asked.
+pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Record) -> Renewals {
+    let ms = lease_for(cluster.failover_after).as_millis() as u64;
+    let mut out = Renewals::default();
+    for rec in record.groups.values() {
+        let Some(master) = rec.master.as_deref() else { continue };
+        let Some(addr) = member_addr(cluster, master) else { continue };
+        if !dp.answers(&addr).await {
+            out.down.insert(addr.clone());
+            out.unrenewed.insert(addr);
+            continue;
+        }
+        let renewed = dp.lease(&addr, ms).await;
+        out.asked.push((master.to_string(), Instant::now()));
+        if let Err(e) = renewed {
+            tracing::debug!(master = %addr, error = %e, "lease not renewed");
+            out.unrenewed.insert(addr);
+        }
+    }
+    out
 }
 
 /// The data plane's view, given each group's master: None while a master has no address.
@@ -369,7 +422,7 @@ async fn watch_masters(
     cluster: &Cluster,
     record: &mut Record,
     journal: &mut impl Journal,
-    unrenewed: &BTreeSet<String>,
+    renewals: &Renewals,
     out: &mut Outcome,
 ) -> Result<(), PassError> {
     let addr_of = |name: &str| member_addr(cluster, name);
@@ -381,17 +434,17 @@ async fn watch_masters(
         // writes for a whole lease from now (seed 1177 with every fault: a master back from a
         // cut-off only for its renewal was failed over 2 s later, counted from its first
         // silence, and accepted writes next to its successor).
-        if addr.as_ref().is_some_and(|a| !unrenewed.contains(a)) {
+        if addr.as_ref().is_some_and(|a| !renewals.unrenewed.contains(a)) {
             record.down_since.remove(&master);
         }
-        let up = match &addr {
-            Some(a) => dp.answers(a).await,
-            None => false,
-        };
+        // Any reply proves life (an error too): asked once per pass, by `renew_leases`.
+        let up = addr.as_ref().is_some_and(|a| !renewals.down.contains(a));
         if !up {
             let since = *record.down_since.entry(master.clone()).or_insert_with(Instant::now);
             let down_for = since.elapsed();
-            if down_for < failover_wait(cluster.failover_after) {
+            // Counted from its last renewal request too, answered or not: it may have taken it.
+            let quiet_since = record.lease_asked.get(&master).map_or(since, |&asked| asked.max(since));
+            if quiet_since.elapsed() < failover_wait(cluster.failover_after) {
                 out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
                 continue;
             }
@@ -413,10 +466,17 @@ async fn watch_masters(
                 out.unreplaceable.push(master.clone());
                 continue;
             }
-            let Some(new) = dataplane::choose_successor(dp, &survivors, &slots, cluster.slots).await else {
-                out.degraded = Some(format!("group {g}: master {master} down and no replica can safely replace it"));
-                out.unreplaceable.push(master.clone());
-                continue;
+            // Replicas that may have acknowledged the master's writes: all but former masters
+            // (not following anyone until they are re-synced), reachable or not.
+            let ackers = members.iter().filter(|m| m.name != master && !demoted.contains(&m.name)).count();
+            let acks = dataplane::Acks { min_acks: cluster.min_replica_acks, ackers };
+            let new = match dataplane::choose_successor(dp, &survivors, &slots, cluster.slots, acks).await {
+                Ok(new) => new,
+                Err(why) => {
+                    out.degraded = Some(format!("group {g}: master {master} down and not replaced: {why}"));
+                    out.unreplaceable.push(master.clone());
+                    continue;
+                }
             };
             let new_addr = members[new].addr.clone().expect("a survivor has an address");
             // An old master that is alive but unreachable from here must not keep taking writes:
@@ -469,7 +529,7 @@ async fn watch_masters(
         // finished, promoted again on a replica that had missed their cleanup at the source).
         // Its fenced slots are left out, as in a whole pass: the source side of a promoted
         // batch is not this group's any more (seed 375 with master kills).
-        if !unrenewed.contains(&master_addr) {
+        if !renewals.unrenewed.contains(&master_addr) {
             if let Ok(writable) = dp.writable(&master_addr).await {
                 record.groups.get_mut(&g).expect("recorded").slots = writable;
             }

@@ -32,6 +32,11 @@ pub const GROUP: &str = "pika.sharding.io";
     printcolumn = r#"{"name":"Lag","type":"integer","priority":1,"description":"Largest replication lag (bytes)","jsonPath":".status.maxLag"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.durability) || !has(self.durability.mode) || self.durability.mode == 'async' || \
+     (has(self.durability.minReplicaAcks) ? self.durability.minReplicaAcks : 1) <= \
+     (has(self.replicasPerGroup) ? self.replicasPerGroup : 1)"
+).message("durability.minReplicaAcks cannot exceed replicasPerGroup: no write could be acknowledged"))]
 pub struct PikaClusterSpec {
     /// Number of shards (groups). Raising it adds groups and moves slots to them; lowering it
     /// drains the leaving groups first.
@@ -69,6 +74,10 @@ pub struct PikaClusterSpec {
     #[serde(default = "default_failover_after")]
     #[schemars(range(min = 1))]
     pub failover_after_seconds: u32,
+    /// When a write is acknowledged: once on its master's disk (`async`, the default), or also
+    /// on `minReplicaAcks` of its replicas (`replicated`); a failover then loses nothing.
+    #[serde(default, skip_serializing_if = "DurabilitySpec::is_default")]
+    pub durability: DurabilitySpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<SchedulingSpec>,
     #[serde(default, skip_serializing_if = "MonitoringSpec::is_off")]
@@ -162,6 +171,66 @@ pub struct SchedulingSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// Replicated acknowledgement (docs/operator.md, "Durability").
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DurabilitySpec {
+    #[serde(default)]
+    pub mode: DurabilityMode,
+    /// In `replicated` mode: replicas of a slot that must have a write durable before its
+    /// master answers it.
+    #[serde(default = "default_min_replica_acks")]
+    #[schemars(range(min = 1, max = 8))]
+    pub min_replica_acks: u32,
+    /// In `replicated` mode: how long a write waits for them; then the client gets an error
+    /// (the write may or may not survive a failover), never a silent downgrade.
+    #[serde(default = "default_ack_timeout_ms")]
+    #[schemars(range(min = 1, max = 600000))]
+    pub ack_timeout_ms: u32,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Acknowledged once on the master's disk; replicas follow asynchronously (a failover may
+    /// lose what they had not received).
+    #[default]
+    Async,
+    /// Acknowledged once also on `minReplicaAcks` replicas.
+    Replicated,
+}
+
+fn default_min_replica_acks() -> u32 {
+    1
+}
+fn default_ack_timeout_ms() -> u32 {
+    2000
+}
+
+impl Default for DurabilitySpec {
+    fn default() -> Self {
+        DurabilitySpec {
+            mode: DurabilityMode::Async,
+            min_replica_acks: default_min_replica_acks(),
+            ack_timeout_ms: default_ack_timeout_ms(),
+        }
+    }
+}
+
+impl DurabilitySpec {
+    pub fn is_default(&self) -> bool {
+        *self == DurabilitySpec::default()
+    }
+
+    /// Replica acknowledgements a write needs (0: asynchronous).
+    pub fn min_acks(&self) -> u32 {
+        match self.mode {
+            DurabilityMode::Async => 0,
+            DurabilityMode::Replicated => self.min_replica_acks,
+        }
+    }
 }
 
 /// Scraping by the Prometheus Operator.

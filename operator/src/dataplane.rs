@@ -318,7 +318,8 @@ pub async fn choose_successor(
     members: &[(usize, String)],
     slots: &[u32],
     slot_count: u32,
-) -> Option<usize> {
+    acks: Acks,
+) -> Result<usize, String> {
     let all = all_slots(slot_count);
     let mut candidates = Vec::new();
     for (i, node) in members {
@@ -326,16 +327,28 @@ pub async fn choose_successor(
         let full_sync = info.iter().any(|s| s.slave.as_ref().is_some_and(|r| r.state.in_full_sync()));
         // Held as a replica: a copy it holds as a (fenced) master was never synced from anyone.
         let mine: Vec<_> = info.iter().filter(|s| slots.contains(&s.slot) && s.slave.is_some()).collect();
-        let acked = mine.iter().map(|s| s.position()).sum();
         candidates.push(planner::Candidate {
             name: i.to_string(),
             reachable: true,
             full_sync,
             empty: info.is_empty() || mine.len() < slots.len(),
-            acked,
+            acked: mine.iter().map(|s| s.position()).sum(),
+            positions: mine.iter().map(|s| (s.slot, s.position())).collect(),
         });
     }
-    planner::choose_new_master(&candidates).map(|c| c.name.parse().expect("an index"))
+    let chosen = match acks.min_acks {
+        0 => planner::choose_new_master(&candidates).ok_or_else(|| "no replica can safely replace it".to_string()),
+        n => planner::choose_complete(&candidates, acks.ackers, n as usize),
+    };
+    chosen.map(|c| c.name.parse().expect("an index"))
+}
+
+/// What a failover needs to know of replicated acknowledgement: each write was acknowledged by
+/// `min_acks` (0: asynchronous replication) of the group's `ackers` replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct Acks {
+    pub min_acks: u32,
+    pub ackers: usize,
 }
 
 /// Makes `new` the master of `slots` (promote, accept writes). The group's other members follow

@@ -215,7 +215,7 @@ impl switchover::Progress for LocalJournal<'_> {
 
 /// Entries of `spec.config` the nodes would not take (they are left out of pika.conf).
 fn report_config(cluster: &PikaCluster) {
-    for problem in NodeConfig::check(&cluster.spec.config).problems {
+    for problem in NodeConfig::of(&cluster.spec).problems {
         tracing::error!(%problem, "spec.config entry left out of pika.conf");
     }
 }
@@ -357,7 +357,7 @@ impl Runtime {
     /// A member's pika.conf: the managed options and the valid entries of `spec.config`.
     fn node_conf(&self, group: u32, member: u32) -> String {
         let mut conf = self.managed_conf(group, member);
-        for (k, v) in NodeConfig::check(&self.spec.config).entries() {
+        for (k, v) in NodeConfig::of(&self.spec).entries() {
             conf.push_str(&format!("{k} : {v}\n"));
         }
         conf
@@ -368,7 +368,7 @@ impl Runtime {
     /// binary is a new revision, as a new image is in Kubernetes). Live options are left out:
     /// they are set with CONFIG SET.
     fn spec_revision(&self) -> Vec<u8> {
-        let mut spec = NodeConfig::check(&self.spec.config).restart_checksum().into_bytes();
+        let mut spec = NodeConfig::of(&self.spec).restart_checksum().into_bytes();
         spec.extend_from_slice(self.spec.image.as_bytes());
         if let Ok(meta) = std::fs::metadata(&self.config.node_bin) {
             spec.extend_from_slice(&meta.len().to_le_bytes());
@@ -491,6 +491,7 @@ impl Runtime {
             slots: self.spec.slots,
             groups: self.spec.groups,
             failover_after: Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64),
+            min_replica_acks: self.spec.durability.min_acks(),
             members,
             // A proxy that died is started again after the pass; until then it is not asked.
             proxies: self
@@ -567,7 +568,16 @@ impl Runtime {
         }
         let seeds: Vec<String> = self.groups.keys().map(|&g| self.nodes(g).master).collect();
         let mut cmd = Command::new(&self.config.proxy_bin);
-        cmd.args(["--listen", &self.config.proxy_listen, "--seed-nodes", &seeds.join(",")]);
+        let failover_after = Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64);
+        let hold_ms = control::proxy_hold_timeout(failover_after).as_millis().to_string();
+        cmd.args([
+            "--listen",
+            &self.config.proxy_listen,
+            "--seed-nodes",
+            &seeds.join(","),
+            "--hold-timeout-ms",
+            &hold_ms,
+        ]);
         if let Some(pw) = &self.admin.password {
             cmd.args(["--password", pw]);
         }
@@ -669,7 +679,7 @@ impl Runtime {
     /// Sets the live options of `spec.config` on every node when they changed (as in
     /// Kubernetes; the others roll the members through their revision).
     async fn apply_live_config(&mut self, cluster: &control::Cluster) {
-        let config = NodeConfig::check(&self.spec.config);
+        let config = NodeConfig::of(&self.spec);
         let live = config.live_checksum();
         let nodes: Option<Vec<String>> = cluster.members.values().flatten().map(|m| m.addr.clone()).collect();
         let Some(nodes) = nodes.filter(|_| self.live_config.as_ref() != Some(&live)) else { return };
@@ -834,12 +844,16 @@ impl Runtime {
         let mut steps = FileSteps { path: &path, moving };
         // No pass runs while this runtime moves slots: the masters' leases are renewed
         // meanwhile, or every write would stop once they ran out.
+        let asked = Arc::new(std::sync::Mutex::new(control::Record::default()));
         let renewal = {
             let (admin, cluster, record) = (self.admin.clone(), self.observed(), self.record.clone());
+            let asked = asked.clone();
             tokio::spawn(async move {
                 loop {
-                    control::renew_leases(&admin, &cluster, &record).await;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    control::renew_leases(&admin, &cluster, &record)
+                        .await
+                        .note(&mut asked.lock().expect("not poisoned"));
+                    tokio::time::sleep(control::pass_interval(cluster.failover_after)).await;
                 }
             })
         };
@@ -856,6 +870,11 @@ impl Runtime {
         )
         .await;
         renewal.abort();
+        // A failover waits from the last renewal asked of a master, these included.
+        for (master, at) in std::mem::take(&mut asked.lock().expect("not poisoned").lease_asked) {
+            let last = self.record.lease_asked.entry(master).or_insert(at);
+            *last = (*last).max(at);
+        }
         let outcome = outcome.map_err(|e| format!("moving {ranges} from g{from} to g{to}: {e}"))?;
         let pause_ms = outcome.pause.map(|p| p.as_millis() as u64);
         tracing::info!(slots = %ranges, from, to, pause_ms, attempts = outcome.attempts, "slots moved");
@@ -899,8 +918,9 @@ impl Runtime {
                     tracing::error!(error = %e, "reconcile failed; retrying");
                 }
             }
+            let interval = control::pass_interval(Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64));
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(interval) => {}
                 _ = &mut signals => break,
             }
         }

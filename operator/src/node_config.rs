@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use common::options::{self, Kind};
 
 use crate::admin::Admin;
+use crate::crd::PikaClusterSpec;
 
-/// Options the operator sets itself (the layout, the paths, the password): `spec.config`
-/// cannot change them.
+/// Options the operator sets itself (the layout, the paths, the password; `spec.durability`'s,
+/// which it sets like live `spec.config` entries): `spec.config` cannot change them.
 pub const MANAGED: &[&str] = &[
     "port",
     "bind",
@@ -29,6 +30,8 @@ pub const MANAGED: &[&str] = &[
     "requirepass",
     "requirepass-previous",
     "masterauth",
+    "min-replica-acks",
+    "replica-ack-timeout-ms",
 ];
 
 /// `spec.config`, checked.
@@ -43,6 +46,22 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// What every node of the cluster gets: `spec.config`, checked, and the options
+    /// `spec.durability` stands for (live ones: a change reaches running nodes at once).
+    pub fn of(spec: &PikaClusterSpec) -> NodeConfig {
+        let mut checked = NodeConfig::check(&spec.config);
+        let durability = &spec.durability;
+        if durability.min_acks() > spec.replicas_per_group {
+            checked.problems.push(format!(
+                "durability.minReplicaAcks {} exceeds replicasPerGroup {}: no write can be acknowledged",
+                durability.min_replica_acks, spec.replicas_per_group
+            ));
+        }
+        checked.live.insert("min-replica-acks".into(), durability.min_acks().to_string());
+        checked.live.insert("replica-ack-timeout-ms".into(), durability.ack_timeout_ms.to_string());
+        checked
+    }
+
     pub fn check(config: &BTreeMap<String, String>) -> NodeConfig {
         let mut checked = NodeConfig::default();
         for (key, value) in config {
@@ -81,7 +100,7 @@ impl NodeConfig {
     pub fn live_settings(&self) -> Vec<(&'static str, String)> {
         options::OPTIONS
             .iter()
-            .filter(|o| o.live && !MANAGED.contains(&o.name))
+            .filter(|o| o.live && (!MANAGED.contains(&o.name) || self.live.contains_key(o.name)))
             .map(|o| (o.name, self.live.get(o.name).cloned().unwrap_or_else(|| o.default.to_string())))
             .collect()
     }

@@ -72,6 +72,8 @@ pub struct Candidate {
     pub empty: bool,
     /// Bytes acknowledged to the master, summed over the group's slots.
     pub acked: u64,
+    /// Each of the group's slots it holds as a replica, and its position there.
+    pub positions: BTreeMap<u32, u64>,
 }
 
 /// The replica to promote: reachable, not in a full sync, holding every slot, and the one that
@@ -83,10 +85,79 @@ pub fn choose_new_master(candidates: &[Candidate]) -> Option<&Candidate> {
         .max_by(|a, b| a.acked.cmp(&b.acked).then_with(|| b.name.cmp(&a.name)))
 }
 
+/// The replica to promote in replicated mode (`min_acks` > 0), or why none can be: every
+/// acknowledged write of a slot is on `min_acks` of the group's `ackers` replicas, so any
+/// `ackers - min_acks + 1` of them include one that has it, and the highest position among that
+/// many holds every acknowledged write. A replica in a full sync counts as not answering (its
+/// data was wiped). The successor must be the highest on every slot; otherwise the group waits
+/// (unavailable, not wrong).
+pub fn choose_complete(candidates: &[Candidate], ackers: usize, min_acks: usize) -> Result<&Candidate, String> {
+    let answering: Vec<&Candidate> = candidates.iter().filter(|c| c.reachable && !c.full_sync).collect();
+    let needed = (ackers + 1).saturating_sub(min_acks).max(1);
+    if answering.len() < needed {
+        return Err(format!(
+            "{} of its {ackers} replicas answer with whole data; {needed} are needed to know every acknowledged write",
+            answering.len()
+        ));
+    }
+    let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
+    for c in &answering {
+        for (&slot, &pos) in &c.positions {
+            let h = highest.entry(slot).or_insert(pos);
+            *h = (*h).max(pos);
+        }
+    }
+    let complete = |c: &&Candidate| !c.empty && highest.iter().all(|(s, h)| c.positions.get(s) == Some(h));
+    answering.iter().copied().filter(complete).max_by(|a, b| b.name.cmp(&a.name)).ok_or_else(|| {
+        let behind: Vec<String> = answering
+            .iter()
+            .map(|c| {
+                let short = highest.iter().filter(|(s, h)| c.positions.get(s) != Some(h)).count();
+                format!("{} behind on {short} slots", c.name)
+            })
+            .collect();
+        format!("no replica holds every acknowledged write ({})", behind.join(", "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn candidate(name: &str, positions: &[(u32, u64)]) -> Candidate {
+        Candidate {
+            name: name.into(),
+            reachable: true,
+            full_sync: false,
+            empty: false,
+            acked: positions.iter().map(|p| p.1).sum(),
+            positions: positions.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn replicated_mode_promotes_only_a_replica_shown_complete() {
+        let a = candidate("a", &[(0, 10), (1, 20)]);
+        let b = candidate("b", &[(0, 12), (1, 20)]);
+        // Both answer: b is highest on every slot.
+        assert_eq!(choose_complete(&[a.clone(), b.clone()], 2, 1).unwrap().name, "b");
+        // One of two answers with one ack per write: the other may hold what it lacks.
+        let err = choose_complete(std::slice::from_ref(&a), 2, 1).unwrap_err();
+        assert!(err.contains("1 of its 2 replicas") && err.contains("2 are needed"), "{err}");
+        // Every replica acknowledges every write: any one that answers will do.
+        assert_eq!(choose_complete(std::slice::from_ref(&a), 2, 2).unwrap().name, "a");
+        // Each is ahead on a different slot: nobody is complete.
+        let c = candidate("c", &[(0, 9), (1, 25)]);
+        let err = choose_complete(&[b.clone(), c], 2, 1).unwrap_err();
+        assert!(err.contains("no replica holds every acknowledged write"), "{err}");
+        // A replica in a full sync counts as not answering.
+        let syncing = Candidate { full_sync: true, ..b.clone() };
+        assert!(choose_complete(&[a.clone(), syncing], 2, 1).is_err());
+        // One lacking a slot cannot be promoted, but its position still counts.
+        let lacking = Candidate { empty: true, positions: [(0, 30)].into(), ..b.clone() };
+        assert!(choose_complete(&[a, lacking], 2, 1).is_err());
+    }
 
     fn counts(owned: &BTreeMap<u32, Vec<u32>>) -> BTreeMap<u32, usize> {
         owned.iter().map(|(g, s)| (*g, s.len())).collect()
@@ -153,6 +224,7 @@ mod tests {
             full_sync,
             empty,
             acked,
+            positions: BTreeMap::new(),
         };
         let list = vec![
             c("r0", 100, false, false, true),

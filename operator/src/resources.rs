@@ -121,7 +121,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
 pub fn pika_conf(cluster: &PikaCluster) -> String {
     let mut conf = String::new();
     conf.push_str("# Written by pika-operator from the PikaCluster spec.\n");
-    for (k, v) in NodeConfig::check(&cluster.spec.config).entries() {
+    for (k, v) in NodeConfig::of(&cluster.spec).entries() {
         conf.push_str(&format!("{k} : {v}\n"));
     }
     let fixed = [
@@ -227,7 +227,7 @@ pub fn stateful_set(cluster: &PikaCluster, group: u32) -> StatefulSet {
                     "labels": labels,
                     // Options that need a restart: a change makes a new revision, which the
                     // rolling update rolls out (live options are set with CONFIG SET).
-                    "annotations": { CONFIG_CHECKSUM_ANNOTATION: NodeConfig::check(&cluster.spec.config).restart_checksum() },
+                    "annotations": { CONFIG_CHECKSUM_ANNOTATION: NodeConfig::of(&cluster.spec).restart_checksum() },
                 },
                 "spec": {
                     "affinity": { "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -305,6 +305,12 @@ pub fn disruption_budget(cluster: &PikaCluster, group: u32) -> PodDisruptionBudg
     }))
 }
 
+/// The proxies' `hold-timeout-ms` for this cluster (`control::proxy_hold_timeout`).
+pub fn hold_timeout_ms(cluster: &PikaCluster) -> u128 {
+    let failover_after = std::time::Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64);
+    crate::control::proxy_hold_timeout(failover_after).as_millis()
+}
+
 pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
     let name = cluster.name_any();
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
@@ -320,6 +326,8 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
         format!("0.0.0.0:{PROXY_HTTP_PORT}"),
         "--seed-nodes".into(),
         seeds.join(","),
+        "--hold-timeout-ms".into(),
+        hold_timeout_ms(cluster).to_string(),
         "--log-json".into(),
     ];
     if with_password {

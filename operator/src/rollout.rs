@@ -193,6 +193,7 @@ mod tests {
             slots: 16,
             groups: groups.len() as u32,
             failover_after: Duration::from_secs(3),
+            min_replica_acks: 0,
             members: groups.into_iter().enumerate().map(|(g, ms)| (g as u32, ms)).collect(),
             proxies: vec![],
             in_flight: vec![],

@@ -116,9 +116,14 @@ pub async fn choose(
         // rolling update waited for a new group's empty master: simulation, seed 32).
         return Ok(members[candidates[0].0].name.clone());
     }
-    match dataplane::choose_successor(dp, &candidates, &slots, cluster.slots).await {
-        Some(i) => Ok(members[i].name.clone()),
-        None => not_now(format!("no replica of group {g} streams every slot of it yet (full sync, or missing slots)")),
+    // A planned switchover drains the master (lag 0) before it promotes: the replica that
+    // streams best will have everything, in either durability mode.
+    let acks = dataplane::Acks { min_acks: 0, ackers: candidates.len() };
+    match dataplane::choose_successor(dp, &candidates, &slots, cluster.slots, acks).await {
+        Ok(i) => Ok(members[i].name.clone()),
+        Err(_) => {
+            not_now(format!("no replica of group {g} streams every slot of it yet (full sync, or missing slots)"))
+        }
     }
 }
 

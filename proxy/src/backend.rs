@@ -21,6 +21,9 @@ use crate::proxy::Auth;
 pub struct BackendError {
     pub addr: String,
     pub why: String,
+    /// Whether the request may have reached the node (its outcome is then unknown); false
+    /// when it was never written (no connection): safe to send again, elsewhere too.
+    pub sent: bool,
 }
 
 pub type BackendReply = Result<Bytes, BackendError>;
@@ -63,7 +66,8 @@ impl Pool {
             list[i] = self.open(addr, table);
         }
         if let Err(mpsc::error::SendError(call)) = list[i].tx.send(Call { request, reply }) {
-            let _ = call.reply.send(Err(BackendError { addr: addr.into(), why: "connection closed".into() }));
+            let _ =
+                call.reply.send(Err(BackendError { addr: addr.into(), why: "connection closed".into(), sent: false }));
         }
         rx
     }
@@ -138,12 +142,13 @@ async fn run(
     };
     alive.store(false, Ordering::Release);
     tracing::debug!(%addr, %why, "backend connection ended");
-    let err = BackendError { addr: addr.clone(), why };
+    let err = BackendError { addr: addr.clone(), why, sent: true };
     for reply in inflight.lock().drain(..) {
         let _ = reply.send(Err(err.clone()));
     }
     rx.close();
+    let unsent = BackendError { sent: false, ..err };
     while let Ok(call) = rx.try_recv() {
-        let _ = call.reply.send(Err(err.clone()));
+        let _ = call.reply.send(Err(unsent.clone()));
     }
 }

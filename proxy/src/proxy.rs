@@ -5,6 +5,11 @@
 //! `-TRYAGAIN` (the slot is fenced for a cutover) did not execute the request, so the proxy
 //! rebuilds its table from the nodes and sends it again, with back-off, for up to
 //! [`RETRY_FOR`]. A request that reached a node and failed otherwise is never re-sent.
+//!
+//! A node that cannot be connected to (killed, its host gone) got nothing: its slot is held,
+//! as for a cutover, with the request parked on it, until the slot is routed elsewhere (a
+//! failover) or the node answers again; then the parked requests go on in arrival order. A
+//! client sees a pause, not `Connection refused`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,6 +59,9 @@ pub struct Proxy {
     /// The passwords clients may AUTH with; the current one is also the nodes' (the pool's
     /// new connections read it here).
     pub auth: Arc<ArcSwap<Auth>>,
+    /// Slots held because their node could not be reached, by node address; each address has
+    /// one watcher task while it has any.
+    unreachable: Mutex<std::collections::HashMap<String, std::collections::BTreeSet<(u32, u32)>>>,
 }
 
 /// The proxy's passwords: `password` (clients and nodes), and during a rotation `previous`,
@@ -114,6 +122,7 @@ impl Proxy {
             stop: tokio::sync::Notify::new(),
             draining: tokio::sync::watch::Sender::new(false),
             auth,
+            unreachable: Mutex::new(Default::default()),
         })
     }
 
@@ -192,7 +201,13 @@ impl Proxy {
         if !conflicts.is_empty() {
             tracing::warn!(?conflicts, "several nodes accept writes for the same slots");
         }
-        self.publish(next);
+        // Only over the table it was built from: an operator's route update that came in while
+        // the nodes were asked is newer (a failover's routes were overwritten by a rebuild from
+        // reports gathered before the successor was promoted).
+        let previous = self.routes.compare_and_swap(&current, Arc::new(next));
+        if Arc::ptr_eq(&*previous, &current) {
+            self.metrics.route_epoch.set(self.routes().epoch as i64);
+        }
         Ok(())
     }
 
@@ -225,7 +240,7 @@ impl Proxy {
             (holds.expired(now), holds.stale(self.config.hold_expire, now))
         };
         for (slot, p) in expired {
-            let text = format!("TRYAGAIN slot {slot} is held for a cutover; timed out");
+            let text = format!("TRYAGAIN slot {slot} is held (a cutover or failover); timed out");
             let _ = p.reply.send(error(&text));
         }
         for (table, slot) in stale {
@@ -233,6 +248,84 @@ impl Proxy {
             self.release(table, Some(&[slot]));
         }
         self.update_hold_gauges();
+    }
+
+    /// Holds `slot` because its node `addr` cannot be reached, and watches that node: the slot
+    /// is released once it is routed elsewhere (the operator's route push, or the nodes' own
+    /// report after a failover) or the node answers again. Held requests that wait longer than
+    /// `hold-timeout-ms` fail as for a cutover.
+    fn hold_unreachable(self: &Arc<Self>, table: u32, slot: u32, addr: &str) {
+        self.hold(table, &[slot]);
+        let first = {
+            let mut unreachable = self.unreachable.lock();
+            let slots = unreachable.entry(addr.to_string()).or_default();
+            let first = slots.is_empty();
+            slots.insert((table, slot));
+            first
+        };
+        if first {
+            tracing::warn!(%addr, "node unreachable (or none routed): holding its slots until they are served");
+            tokio::spawn(self.clone().watch_unreachable(addr.to_string()));
+        }
+    }
+
+    /// [`Self::hold_unreachable`] and parks the request there (None: released meanwhile).
+    fn park_unreachable(
+        self: &Arc<Self>,
+        table: u32,
+        slot: u32,
+        client: u64,
+        args: &[Bytes],
+        started: Instant,
+        addr: &str,
+    ) -> Option<Pending> {
+        self.hold_unreachable(table, slot, addr);
+        self.try_park(table, &[slot], client, args.to_vec(), started).ok()
+    }
+
+    /// Releases `addr`'s held slots once they are routed to another node, or all of them once
+    /// it answers. (`addr` "" stands for "routed nowhere": released once routed anywhere.)
+    async fn watch_unreachable(self: Arc<Self>, addr: String) {
+        let mut back = false;
+        while !back {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            back = !addr.is_empty() && common::client::alive(&addr).await;
+            if !back {
+                if let Err(e) = self.refresh().await {
+                    tracing::debug!(error = %e, "refresh failed");
+                }
+            }
+            let routes = self.routes();
+            let (moved, done) = {
+                let mut unreachable = self.unreachable.lock();
+                let slots = unreachable.entry(addr.clone()).or_default();
+                // Released by someone else (PXRELEASE, a route push): no longer ours.
+                slots.retain(|&(t, s)| self.holds.lock().is_held(t, s));
+                let moved: Vec<(u32, u32)> = slots
+                    .iter()
+                    .copied()
+                    .filter(|&(t, s)| {
+                        // Routed to another node. (A rebuilt table may route it nowhere for a
+                        // while: the dead master does not report it, its successor not yet.)
+                        let routed = routes.table(t).and_then(|r| r.addr(s));
+                        back || routed.is_some_and(|other| other != addr)
+                    })
+                    .collect();
+                slots.retain(|k| !moved.contains(k));
+                let done = slots.is_empty();
+                if done {
+                    unreachable.remove(&addr);
+                }
+                (moved, done)
+            };
+            for (table, slot) in moved {
+                self.release(table, Some(&[slot]));
+            }
+            if done {
+                tracing::info!(%addr, answers = back, "slots held for an unreachable node released");
+                return;
+            }
+        }
     }
 
     fn update_hold_gauges(&self) {
@@ -261,7 +354,9 @@ impl Proxy {
             Ok(()) => {
                 Pending::Later(Box::pin(async move { rx.await.unwrap_or_else(|_| error("ERR proxy shutting down")) }))
             }
-            Err(_) => Pending::Ready(error(&format!("TRYAGAIN slot {slot} is held for a cutover; hold queue full"))),
+            Err(_) => {
+                Pending::Ready(error(&format!("TRYAGAIN slot {slot} is held (a cutover or failover); hold queue full")))
+            }
         };
         drop(holds);
         self.update_hold_gauges();
@@ -347,13 +442,26 @@ impl Proxy {
             let reply = match attempt.take() {
                 Some(rx) => match rx.await {
                     Ok(Ok(frame)) => Some(frame),
+                    Ok(Err(e)) if !e.sent => {
+                        // Nothing reached the node: wait on its slot for a failover or its return.
+                        self.metrics.backend_errors.inc();
+                        if let Some(parked) = self.park_unreachable(table, slot, client, &args, started, &e.addr) {
+                            return resolve(parked).await;
+                        }
+                        None // released meanwhile: route again
+                    }
                     Ok(Err(e)) => {
                         self.metrics.backend_errors.inc();
                         return error(&format!("ERR {e}"));
                     }
                     Err(_) => return error("ERR proxy shutting down"),
                 },
-                None => None, // no route: treated like a refusal
+                // Routed nowhere (a rebuilt table while a failed master's successor is not
+                // promoted yet): wait for a route as for an unreachable node.
+                None => match self.park_unreachable(table, slot, client, &args, started, "") {
+                    Some(parked) => return resolve(parked).await,
+                    None => None,
+                },
             };
             match reply {
                 Some(frame) if !refused(&frame) => return frame,

@@ -350,24 +350,61 @@ fn a_stopping_proxy_answers_what_it_was_sent_then_closes() {
     wait_until(Duration::from_secs(5), "the proxy to exit", || matches!(child.try_wait(), Ok(Some(_))));
 }
 
+/// A node that cannot be connected to (killed) got nothing: requests for its slots wait, as
+/// for a cutover, until it answers again or its slots are routed to another node (a failover),
+/// and only a hold that outlasts `hold-timeout-ms` fails, with a clear error. Other slots are
+/// served meanwhile.
 #[test]
-fn a_killed_backend_gives_a_clear_error_and_is_used_again_after_its_restart() {
+fn requests_for_a_killed_node_wait_for_its_return_or_its_successor() {
     let a = node("0-511", &[]);
     let mut b = node("512-1023", &[]);
-    let proxy = Proxy::start(&[&a, &b], &[]);
+    let proxy = Proxy::start(&[&a, &b], &["--hold-timeout-ms", "3000"]);
     proxy.wait_routed();
     let mut c = proxy.conn();
     let on_b = (0..).map(|i| format!("k{i}")).find(|k| slot_of(k) >= 512).unwrap();
     let on_a = (0..).map(|i| format!("k{i}")).find(|k| slot_of(k) < 512).unwrap();
     let _: () = query(&mut c, &["SET", &on_b, "1"]);
+    let in_background = |args: Vec<String>| {
+        let port = proxy.port;
+        thread::spawn(move || {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+            let started = Instant::now();
+            (redis::cmd(&args[0]).arg(&args[1..]).query::<Option<String>>(&mut c), started.elapsed())
+        })
+    };
+
+    // Back on its own: the request waits for it.
     b.kill9();
-    let text = err(&mut c, &["GET", &on_b]);
-    assert!(text.contains("unavailable"), "{text}");
+    thread::sleep(Duration::from_millis(200));
+    let waiting = in_background(vec!["GET".into(), on_b.clone()]);
+    thread::sleep(Duration::from_millis(500));
     let _: () = query(&mut c, &["SET", &on_a, "still served"]);
+    assert!(!waiting.is_finished(), "answered while its node was down");
     b.spawn();
-    wait_until(Duration::from_secs(10), "the proxy to use the restarted node", || {
-        q(&mut c, &["GET", &on_b]) == Ok(redis::Value::BulkString(b"1".to_vec()))
-    });
+    let (reply, waited) = waiting.join().unwrap();
+    assert_eq!(reply.expect("held, then served"), Some("1".into()));
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+
+    // Replaced: the slots are routed to another node, which takes the held write.
+    let successor = node("512-1023", &[]);
+    b.kill9();
+    thread::sleep(Duration::from_millis(200));
+    let waiting = in_background(vec!["SET".into(), on_b.clone(), "2".into()]);
+    thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "answered while its node was down");
+    let route = ["pxroute", "set", "1", "0", "1024", "ga", &a.addr(), "0-511", "gb", &successor.addr(), "512-1023"];
+    let _: () = query(&mut c, &route);
+    let (reply, _) = waiting.join().unwrap();
+    reply.expect("held, then sent to the successor");
+    assert_eq!(query::<String>(&mut successor.conn(), &["GET", &on_b]), "2");
+
+    // Neither: the hold times out with a clear error.
+    drop(successor);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let text = err(&mut c, &["GET", &on_b]);
+    assert!(text.starts_with("TRYAGAIN slot") && text.contains("timed out"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -404,14 +404,15 @@ fn writable(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     Ok(Reply::Array(tables.collect()))
 }
 
-/// pkcluster lease <ms>: master slots accept writes for `ms` more milliseconds (0: stop now);
-/// see `crate::lease`.
+/// pkcluster lease <ms>: master slots accept writes for `ms` milliseconds from when the request
+/// reached this host (0: stop now); see `crate::lease`.
 fn lease(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterLease")?;
     let ms = args::int(&args[2])?;
     if ms < 0 {
         return Err(CmdError::NotInteger);
     }
-    crate::lease::grant(ms as u64);
+    let age = ctx.session.socket.and_then(crate::lease::input_age_ms).unwrap_or(0);
+    crate::lease::grant((ms as u64).saturating_sub(age));
     Ok(Reply::Ok)
 }

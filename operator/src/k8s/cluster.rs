@@ -122,7 +122,8 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     };
     set_conditions(&mut status, &health, cluster.spec.slots as usize, generation);
     patch_status(ctx, &cluster, &mut version, &status).await?;
-    Ok(poll(health.running > 0 || health.degraded.is_some()))
+    let failover_after = Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64);
+    Ok(poll(health.running > 0 || health.degraded.is_some(), failover_after))
 }
 
 fn set_conditions(status: &mut PikaClusterStatus, h: &Health, slots: usize, generation: Option<i64>) {
@@ -292,7 +293,7 @@ async fn report_applied(ctx: &Context, cluster: &PikaCluster, status: &mut PikaC
 /// The `ConfigValid` condition: entries of `spec.config` the nodes would not take (left out of
 /// pika.conf) are named, with a warning Event when they change.
 async fn report_config(ctx: &Context, cluster: &PikaCluster, status: &mut PikaClusterStatus) {
-    let problems = NodeConfig::check(&cluster.spec.config).problems;
+    let problems = NodeConfig::of(&cluster.spec).problems;
     let (ok, reason, message) = match problems.as_slice() {
         [] => (true, "Valid", String::new()),
         _ => (false, "InvalidConfig", format!("left out of pika.conf: {}", problems.join("; "))),
@@ -413,6 +414,7 @@ async fn data_plane(
         slots: cluster.spec.slots,
         groups: cluster.spec.groups,
         failover_after: Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64),
+        min_replica_acks: cluster.spec.durability.min_acks(),
         members: observed.groups.clone(),
         proxies: observed.proxies.clone(),
         in_flight: in_flight.iter().map(super::migration::in_flight).collect(),
@@ -445,7 +447,7 @@ async fn data_plane(
         report_switchover(ctx, cluster, driven).await;
     }
     // Live options: set on every node once they change (every member must run for it).
-    let node_config = NodeConfig::check(&cluster.spec.config);
+    let node_config = NodeConfig::of(&cluster.spec);
     let live = node_config.live_checksum();
     let all_nodes: Option<Vec<String>> = input.members.values().flatten().map(|m| m.addr.clone()).collect();
     if let Some(nodes) =

@@ -355,9 +355,9 @@ where
 }
 
 /// How long until the next pass when nothing changes: the data plane is polled (failures are
-/// not announced by any watch).
-pub fn poll(has_pods: bool) -> Action {
-    Action::requeue(Duration::from_secs(if has_pods { 2 } else { 30 }))
+/// not announced by any watch), as often as the masters' leases need renewing.
+pub fn poll(has_pods: bool, failover_after: Duration) -> Action {
+    Action::requeue(if has_pods { crate::control::pass_interval(failover_after) } else { Duration::from_secs(30) })
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
             // while its lease still ran), so that a failover replaced it by a replica that
             // lacked the write (one that was down meanwhile).
             let killed = w.kills.iter().any(|(addr, at)| *addr == ack.node && *at >= ack.at);
-            let lease = pika_operator::control::lease_for(std::time::Duration::from_secs(3)).as_millis() as u64;
+            let lease = pika_operator::control::lease_for(operator::FAILOVER_AFTER).as_millis() as u64;
             let cut_off =
                 w.cut_offs.iter().any(|(addr, at)| *addr == ack.node && ack.at <= at + lease && *at <= ack.at + 10_000);
             if killed || cut_off {

@@ -179,13 +179,17 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
         Cluster {
             slots: w.slot_count,
             groups: stored.spec_groups,
-            failover_after: Duration::from_secs(3),
+            failover_after: FAILOVER_AFTER,
+            min_replica_acks: 0,
             members,
             proxies: w.proxies.iter().filter(|p| p.alive).map(|p| p.addr.clone()).collect(),
             in_flight,
         }
     })
 }
+
+/// The simulated cluster's `failoverAfterSeconds`.
+pub const FAILOVER_AFTER: Duration = Duration::from_secs(3);
 
 /// One operator process: both controllers until `until_ms`.
 pub async fn run(plane: SimPlane, api: Api, until_ms: u64) {
@@ -259,7 +263,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         if stored.status_version != journal.version || !plane.op.authority.valid() {
             drop(stored);
             plane.with(|w| w.log(format!("operator {}: status not written (conflict or lapsed)", plane.op.id)));
-            tokio::time::sleep(Duration::from_millis(1000)).await;
+            tokio::time::sleep(control::pass_interval(FAILOVER_AFTER)).await;
             continue;
         }
         stored.status_version += 1;
@@ -303,7 +307,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
             }
         }
         drop(stored);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(control::pass_interval(FAILOVER_AFTER)).await;
     }
 }
 

@@ -178,6 +178,7 @@ fn two_groups(p: &SimPlane) -> Cluster {
         slots: crate::SLOTS,
         groups: 2,
         failover_after: Duration::from_secs(3),
+        min_replica_acks: 0,
         members: [(0, vec![member(0, 0), member(0, 1)]), (1, vec![member(1, 0), member(1, 1)])].into(),
         proxies: vec![],
         in_flight: vec![],
