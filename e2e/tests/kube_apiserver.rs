@@ -74,6 +74,9 @@ fn operator_on_a_real_apiserver() {
         .apply("apiVersion: pika.sharding.io/v1alpha1\nkind: SlotMigration\nmetadata: {name: m, namespace: apps}\nspec: {cluster: demo, slots: '0-x', targetGroup: 1}\n")
         .unwrap_err();
     assert!(err.contains("spec.slots"), "{err}");
+    let more_acks_than_replicas = format!("{CLUSTER}  durability:\n    mode: replicated\n    minReplicaAcks: 2\n");
+    let err = env.apply(&more_acks_than_replicas).unwrap_err();
+    assert!(err.contains("minReplicaAcks cannot exceed replicasPerGroup"), "{err}");
 
     // A cluster becomes its objects, all owned by it.
     env.apply(CLUSTER).expect("apply the cluster");

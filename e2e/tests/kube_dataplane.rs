@@ -5,7 +5,8 @@
 //! bootstrap through the proxy; scale 2 -> 3 groups under a steady writer (SlotMigrations
 //! created and run, no request fails, every acknowledged write readable); scale 3 -> 2 with
 //! the operator killed as a cutover fences (it resumes, rolls the batch back, finishes, and the
-//! drained group is retired); kill -9 of a group master (failover, then the old master returns
+//! drained group is retired); replicated acknowledgement switched on at runtime, then kill -9 of
+//! a group master under a writer (failover losing nothing, then the old master returns
 //! and is demoted); a planned switchover back to it (annotation) under a writer; two replicas
 //! per group, then a new image: a rolling update under a writer and a reader, the operator
 //! restarted midway (each pod restarted once, masters last, no full sync, no failed request);
@@ -584,10 +585,31 @@ fn controllers_drive_real_nodes() {
         tail(&env.log("op"), 30)
     );
 
-    // Failover: the master of group 0 dies once its replica has everything.
-    wait_for(Duration::from_secs(30), "group 0 in sync", || {
-        (group_status(&cluster(&env), 0)["maxLag"] == 0).then_some(())
-    });
+    // Replicated acknowledgement, switched on at runtime: every node takes it without a restart.
+    patch_demo(&env, r#"{"spec":{"durability":{"mode":"replicated","minReplicaAcks":1}}}"#);
+    let on = |addr: &str| {
+        let setting: Vec<String> =
+            redis::cmd("CONFIG").arg("GET").arg("min-replica-acks").query(&mut try_conn(addr)?).ok()?;
+        Some(setting.get(1).map(String::as_str) == Some("1"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !["127.0.10.10:9221", "127.0.10.11:9221"].iter().all(|a| on(a) == Some(true)) {
+        if Instant::now() >= deadline {
+            let exited = env.operators.last_mut().map(|o| o.try_wait().ok());
+            panic!(
+                "replicated mode not on every node after 30 s: {}\n{}\noperator exited: {exited:?}",
+                cluster(&env)["status"],
+                tail(&env.log("op"), 30)
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Failover in replicated mode, with writes in flight: the master of group 0 is killed
+    // mid-traffic, without waiting for its replica. Nothing acknowledged is lost; a request the
+    // master died with is in doubt (and the writer sends it again), none is refused.
+    let writer = start_writer(&service, acked);
+    thread::sleep(Duration::from_millis(1500));
     let killed = Instant::now();
     kubelet.lock().unwrap().kill("demo-g0-0");
     let c = wait_for(Duration::from_secs(30), "a failover in group 0", || {
@@ -595,20 +617,25 @@ fn controllers_drive_real_nodes() {
         (group_status(&c, 0)["master"] == "demo-g0-1").then_some(c)
     });
     let failover = killed.elapsed();
-    eprintln!("failover took {failover:?} (failoverAfterSeconds 3)");
+    eprintln!("failover took {failover:?} (failoverAfterSeconds 3, replicated mode)");
     assert_eq!(group_status(&c, 0)["demoted"][0], "demo-g0-0");
-    wait_for(Duration::from_secs(30), "writes through the proxy after the failover", || {
-        redis::cmd("SET").arg("after-failover").arg(1).query::<()>(&mut try_conn(&proxy)?).ok()
-    });
-    check_all(&proxy, acked);
-    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
-    assert!(events.contains("Failover"), "{events}");
-
-    // The old master returns: demoted, re-synced, never writable.
+    // With one replica per group the new master has none until the old one is back and
+    // re-synced: writes to its slots wait (the proxy holds them) meanwhile. The old master
+    // returns: demoted, re-synced, never writable.
     kubelet.lock().unwrap().restart("demo-g0-0");
     wait_for(Duration::from_secs(60), "the old master demoted", || {
         group_status(&cluster(&env), 0)["demoted"].is_null().then_some(())
     });
+    thread::sleep(Duration::from_millis(1000));
+    let (acked, errors) = writer.stop();
+    assert!(
+        errors.iter().all(|e| e.contains("may have been executed") || e.contains("UNACKED")),
+        "requests refused during the failover: {errors:?}"
+    );
+    assert!(errors.len() <= 2, "more requests in doubt than were in flight: {errors:?}");
+    check_all(&proxy, acked);
+    let events = env.kubectl(&["-n", "apps", "get", "events", "--field-selector", "involvedObject.name=demo"]).unwrap();
+    assert!(events.contains("Failover"), "{events}");
     assert_eq!(writable("127.0.10.10:9221"), 0, "the old master must not take writes");
     assert!(writable("127.0.10.11:9221") > 0);
     let slots = group_status(&cluster(&env), 0)["slots"].as_str().unwrap().to_string();

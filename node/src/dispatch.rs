@@ -164,7 +164,9 @@ fn count_table_stats(table: &Table, spec: &Spec) {
 fn routed_slot<'t>(table: &'t Table, slot: u32, spec: &Spec) -> CmdResult<&'t Arc<Slot>> {
     let owned = table.slot(slot).ok_or(CmdError::PartitionNotFound)?;
     if spec.is_write() {
-        if let Some(err) = owned.write_refusal() {
+        // (Too few replicas for replicated acknowledgement: the slot is this node's to write,
+        // `writable` says so, but this write would not be confirmed.)
+        if let Some(err) = owned.write_refusal().or_else(|| crate::durability::refusal(owned)) {
             return Err(err);
         }
     }

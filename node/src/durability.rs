@@ -50,9 +50,12 @@ fn timeout() -> Duration {
     Duration::from_millis(TIMEOUT_MS.load(Ordering::Acquire))
 }
 
-/// Replicas of `slot` streaming from it that acknowledged `seq` (or later).
+/// Replicas of `slot` streaming from it that acknowledged `seq` (or later). A migration's target
+/// streams from it too, and does not count: a failover of this group looks at the group's
+/// replicas only (`pkcluster slotsslaveof ... noack`).
 pub fn acked_by(slot: &Slot, seq: u64) -> usize {
-    slot.downstream.lock().iter().filter(|d| d.status == SyncStatus::BinlogSync && d.acked.seq >= seq).count()
+    let list = slot.downstream.lock();
+    list.iter().filter(|d| d.counted && d.status == SyncStatus::BinlogSync && d.acked.seq >= seq).count()
 }
 
 /// The refusal of a write to `slot` when too few replicas stream from it for its write to be
@@ -62,7 +65,7 @@ pub fn refusal(slot: &Slot) -> Option<CmdError> {
     if need == 0 {
         return None;
     }
-    let streaming = slot.downstream.lock().iter().filter(|d| d.status == SyncStatus::BinlogSync).count();
+    let streaming = slot.downstream.lock().iter().filter(|d| d.counted && d.status == SyncStatus::BinlogSync).count();
     (streaming < need).then_some(CmdError::TooFewReplicas { slot: slot.id, streaming, need })
 }
 

@@ -39,6 +39,10 @@ pub struct Slot {
     /// Replica side: the link to the master (a [`LinkState`]), and what stops its task.
     pub link: AtomicU8,
     pub upstream: Mutex<Option<CancellationToken>>,
+    /// Replica side: whether its master counts this slot's acknowledgements for replicated
+    /// acknowledgement (false for a migration's target: it is not one of the group's replicas,
+    /// and a failover of the group would not look at its copy).
+    pub counted: AtomicBool,
     /// Master side: the replicas attached to this slot.
     pub downstream: Mutex<Vec<Downstream>>,
     /// The slot's log position, readable without the write lock (the same as the lock's).
@@ -76,6 +80,7 @@ impl Slot {
             alive: AtomicBool::new(true),
             link: AtomicU8::new(LinkState::NoConnect as u8),
             upstream: Mutex::new(None),
+            counted: AtomicBool::new(true),
             downstream: Mutex::new(Vec::new()),
         }
     }
@@ -112,7 +117,7 @@ impl Slot {
         if !self.alive.load(Ordering::Acquire) {
             return Err(CmdError::PartitionNotFound);
         }
-        if let Some(err) = self.write_refusal() {
+        if let Some(err) = self.write_refusal().or_else(|| crate::durability::refusal(self)) {
             return Err(err);
         }
         Ok(txn)
@@ -127,7 +132,7 @@ impl Slot {
         } else if crate::lease::expired() {
             Some(CmdError::LeaseExpired(self.id))
         } else {
-            crate::durability::refusal(self)
+            None
         }
     }
 }

@@ -118,6 +118,17 @@ fn unconfirmed_writes_fail_and_missing_replicas_refuse() {
     assert!(text.starts_with("TRYAGAIN slot ") && text.contains("0 of the 1 replicas"), "{text}");
     assert_eq!(query::<Option<String>>(&mut c, &["GET", "d"]), None, "a refused write did not run");
 
+    // A migration's target follows with `noack`: it streams, and does not count.
+    let target = Node::sharding_all_with(4, &[]);
+    let port = master.port.to_string();
+    let _: () = query(&mut target.conn(), &["pkcluster", "slotsslaveof", "127.0.0.1", &port, "0-3", "noack"]);
+    wait_until(SYNC_TIMEOUT, "the target to stream", || master.replica_lags(&target, "0-3").is_some());
+    let text = err(&mut c, &["SET", "d", "4"]);
+    assert!(text.contains("0 of the 1 replicas"), "a migration's target counted as a replica: {text}");
+    // Pika's argument order still holds: force before the table, junk refused.
+    let refused = q(&mut target.conn(), &["pkcluster", "slotsslaveof", "127.0.0.1", &port, "0-3", "bogus", "0"]);
+    assert!(refused.is_err(), "{refused:?}");
+
     let _: () = query(&mut c, &["CONFIG", "SET", "min-replica-acks", "0"]);
     let _: () = query(&mut c, &["SET", "d", "4"]);
     let conf: Vec<String> = query(&mut c, &["CONFIG", "GET", "min-replica-acks"]);

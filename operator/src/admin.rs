@@ -104,9 +104,20 @@ pub trait DataPlane: Sync {
         slots: &str,
         force: bool,
     ) -> impl Future<Output = AdminResult<()>> + Send;
+    /// `pkcluster slotsslaveof ... noack`: a migration's target follows the source master;
+    /// its acknowledgements do not count for the source's replicated acknowledgement (a
+    /// failover of the source group looks at the group's replicas, not at the target's copy).
+    fn follow_to_move(&self, node: &str, master: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
     /// `pkcluster fence`: master slots refuse writes until unfenced; a barrier (no write in flight
     /// when it returns).
     fn fence(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
+    /// Fences every slot of a master being replaced, without waiting long for an answer: it is
+    /// best effort (its lease has run out anyway), and a master that does not answer (stopped,
+    /// hung) must not hold up the failover. Sent all the same: a stopped master reads it when it
+    /// resumes.
+    fn fence_unanswered(&self, node: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        self.fence(node, "all")
+    }
     fn unfence(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send;
     /// `pkcluster info slot <slots>`, parsed (slots not owned are left out).
     fn slot_info(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<Vec<SlotInfo>>> + Send;
@@ -206,7 +217,11 @@ impl Admin {
             return Err(lapsed());
         }
         let may_send = || self.authority.valid();
+        let started = std::time::Instant::now();
         let mut sent = common::client::request_if(addr, self.password.as_deref(), args, timeout, may_send).await;
+        if started.elapsed() > std::time::Duration::from_secs(1) {
+            tracing::warn!(%addr, request = %args.join(" "), elapsed_ms = started.elapsed().as_millis() as u64, "slow admin request");
+        }
         if let (Err(e), Some(previous)) = (&sent, &self.previous) {
             if e.contains("invalid password") {
                 sent = common::client::request_if(addr, Some(previous), args, timeout, may_send).await;
@@ -251,8 +266,18 @@ impl DataPlane for Admin {
         self.ok(node, &args).await
     }
 
+    async fn follow_to_move(&self, node: &str, master: &str, slots: &str) -> AdminResult<()> {
+        let (host, port) = master.rsplit_once(':').unwrap_or((master, "9221"));
+        self.ok(node, &["pkcluster", "slotsslaveof", host, port, slots, "noack"]).await
+    }
+
     async fn fence(&self, node: &str, slots: &str) -> AdminResult<()> {
         self.ok(node, &["pkcluster", "fence", slots]).await
+    }
+
+    async fn fence_unanswered(&self, node: &str) -> AdminResult<()> {
+        let timeout = common::client::ALIVE_TIMEOUT / 4;
+        self.call_within(node, &["pkcluster", "fence", "all"], timeout).await.map(|_| ())
     }
 
     async fn unfence(&self, node: &str, slots: &str) -> AdminResult<()> {

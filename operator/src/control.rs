@@ -72,6 +72,19 @@ pub struct Cluster {
     pub in_flight: Vec<InFlight>,
 }
 
+impl Cluster {
+    /// This view with the members at `addrs` taken as not running.
+    fn without(&self, addrs: &BTreeSet<String>) -> Cluster {
+        let mut view = self.clone();
+        for m in view.members.values_mut().flatten() {
+            if m.addr.as_ref().is_some_and(|a| addrs.contains(a)) {
+                m.addr = None;
+            }
+        }
+        view
+    }
+}
+
 /// What the operator keeps of one group between passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupRecord {
@@ -276,10 +289,21 @@ pub async fn pass(
     // or the master was cut off and is back) reports none of its slots writable until renewed,
     // and a failover must not take them from it meanwhile.
     let renewals = renew_leases(dp, cluster, record).await;
+    let renewed = Instant::now();
     renewals.note(record);
     watch_masters(dp, cluster, record, journal, &renewals, &mut out).await?;
     if out.degraded.is_some() {
         return Ok(out); // no slot moves while a group has no master
+    }
+    // A former master that did not answer this pass (just replaced) counts as not running for
+    // the rest of it: every request to a stopped process waits out its timeout, and the
+    // proxies would get the new routes seconds late.
+    let cluster = &cluster.without(&renewals.down.keys().cloned().collect());
+    // What follows reads ownership from the masters' writable slots: a lease that ran out
+    // while this pass waited (a slow node) would make a healthy master look as if it owned
+    // nothing, and the slots as if they needed repair or rebalancing.
+    if renewed.elapsed() > lease_for(cluster.failover_after) / 4 {
+        renew_leases(dp, cluster, record).await.note(record);
     }
     let Some(topology) = topology(cluster, &record.masters()) else {
         out.waiting = Some("waiting for every group's master".into());
@@ -340,10 +364,10 @@ pub async fn pass(
 /// What [`renew_leases`] found.
 #[derive(Debug, Default)]
 pub struct Renewals {
-    /// Masters (addresses) that did not answer at all: not asked to renew. (A renewal sent to
-    /// a stopped process would keep it leased, as far as the operator can tell, for as long as
-    /// it keeps being sent.)
-    pub down: BTreeSet<String>,
+    /// Masters (addresses) that did not answer at all, with when they were asked: not asked to
+    /// renew. (A renewal sent to a stopped process would keep it leased, as far as the
+    /// operator can tell, for as long as it keeps being sent.)
+    pub down: BTreeMap<String, Instant>,
     /// Masters that answered but were not renewed.
     pub unrenewed: BTreeSet<String>,
     /// Masters (names) asked to renew, and when the request ended: whatever its outcome, such a
@@ -370,8 +394,9 @@ pub async fn renew_leases(dp: &impl DataPlane, cluster: &Cluster, record: &Recor
     for rec in record.groups.values() {
         let Some(master) = rec.master.as_deref() else { continue };
         let Some(addr) = member_addr(cluster, master) else { continue };
+        let asked = Instant::now();
         if !dp.answers(&addr).await {
-            out.down.insert(addr.clone());
+            out.down.insert(addr.clone(), asked);
             out.unrenewed.insert(addr);
             continue;
         }
@@ -438,13 +463,17 @@ async fn watch_masters(
             record.down_since.remove(&master);
         }
         // Any reply proves life (an error too): asked once per pass, by `renew_leases`.
-        let up = addr.as_ref().is_some_and(|a| !renewals.down.contains(a));
+        let up = addr.as_ref().is_some_and(|a| !renewals.down.contains_key(a));
         if !up {
-            let since = *record.down_since.entry(master.clone()).or_insert_with(Instant::now);
-            let down_for = since.elapsed();
-            // Counted from its last renewal request too, answered or not: it may have taken it.
-            let quiet_since = record.lease_asked.get(&master).map_or(since, |&asked| asked.max(since));
-            if quiet_since.elapsed() < failover_wait(cluster.failover_after) {
+            // Silent since the first question it did not answer (every lease it was granted
+            // before that ends a lease later at the latest: no pass grants one to a master that
+            // did not answer), and since its last renewal request ended, answered or not (it
+            // may have taken it).
+            let asked = addr.as_ref().and_then(|a| renewals.down.get(a)).copied().unwrap_or_else(Instant::now);
+            let since = *record.down_since.entry(master.clone()).or_insert(asked);
+            let quiet_since = record.lease_asked.get(&master).map_or(since, |&renewal| renewal.max(since));
+            let down_for = quiet_since.elapsed();
+            if down_for < failover_wait(cluster.failover_after) {
                 out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
                 continue;
             }
@@ -482,14 +511,15 @@ async fn watch_masters(
             // An old master that is alive but unreachable from here must not keep taking writes:
             // fence it if it can be reached at all (best effort; the runtime also stops it).
             if let Some(old) = &addr {
-                let _ = dp.fence(old, "all").await;
+                let _ = dp.fence_unanswered(old).await;
             }
             let slots = format_slots(&slots);
             let rec = record.groups.get_mut(&g).expect("recorded");
             rec.demoted.push(master.clone());
             rec.master = Some(members[new].name.clone());
             journal.save(&record.groups).await.map_err(PassError::Journal)?;
-            dataplane::take_over(dp, &new_addr, &slots, lease_for(cluster.failover_after)).await?;
+            dataplane::take_over(dp, &new_addr, &slots, lease_for(cluster.failover_after), &moving_out(cluster, g))
+                .await?;
             record.down_since.remove(&master);
             out.happened.push(Happened::Failover {
                 group: g,
@@ -521,7 +551,8 @@ async fn watch_masters(
                 .filter(|s| unfinished.contains(s))
                 .collect();
             tracing::warn!(group = g, slots = %format_slots(&take), "finishing an interrupted failover");
-            dataplane::take_over(dp, &master_addr, &format_slots(&take), lease_for(cluster.failover_after)).await?;
+            let lease = lease_for(cluster.failover_after);
+            dataplane::take_over(dp, &master_addr, &format_slots(&take), lease, &moving_out(cluster, g)).await?;
         }
         // What a renewed master accepts writes for is recorded on every pass, one that stops
         // early included: a failover of another group while this master cannot be asked keeps
@@ -623,6 +654,17 @@ async fn failover_slots(
         slots.retain(|s| !theirs.contains(s) || moved_here.contains(s));
     }
     slots.into_iter().collect()
+}
+
+/// Slots a migration in flight is moving out of group `g` and has not promoted at its target:
+/// a failover of `g` takes them over fenced, and leaves them to the migration.
+fn moving_out(cluster: &Cluster, g: u32) -> Vec<u32> {
+    cluster
+        .in_flight
+        .iter()
+        .filter(|m| m.from == Some(g) && !m.promoted)
+        .flat_map(|m| m.batch.iter().copied())
+        .collect()
 }
 
 /// Whether any of `members` holds any slot (an unreachable one counts as holding some).

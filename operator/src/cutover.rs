@@ -184,7 +184,7 @@ pub async fn move_slots(
             admin.add_slots(node, slots).await?;
         }
         steps.step(CutoverStep::Sync).await?;
-        admin.follow(&to.master, &from.master, slots).await?;
+        admin.follow_to_move(&to.master, &from.master, slots).await?;
         wait_lag(admin, from, &to.master, slots, count, u64::MAX, limits.sync_timeout).await?;
         steps.step(CutoverStep::Replicas).await?;
         for r in &to.replicas {

@@ -353,8 +353,18 @@ pub struct Acks {
 
 /// Makes `new` the master of `slots` (promote, accept writes). The group's other members follow
 /// it in the same pass's `attach_replicas` (after the new master is recorded: a follower that
-/// fails must not make the failover run again).
-pub async fn take_over(admin: &impl DataPlane, new: &str, slots: &str, lease: Duration) -> Result<(), AdminError> {
+/// fails must not make the failover run again). Slots in `keep_fenced` (a batch a migration is
+/// moving out of the group, not promoted at its target yet) are fenced first and stay fenced:
+/// the migration may have fenced them at the old master to promote them elsewhere, and
+/// unfencing them here made them writable in two groups (simulation, seed 3053 with every
+/// fault); the migration rolls back (unfencing them) or finishes.
+pub async fn take_over(
+    admin: &impl DataPlane,
+    new: &str,
+    slots: &str,
+    lease: Duration,
+    keep_fenced: &[u32],
+) -> Result<(), AdminError> {
     if slots.is_empty() {
         return Ok(());
     }
@@ -363,12 +373,18 @@ pub async fn take_over(admin: &impl DataPlane, new: &str, slots: &str, lease: Du
     // Only the slots the successor holds: a stale record of the group's slots must not make the
     // whole take-over fail (and leave the group with no master at all).
     let held: Vec<u32> = admin.slot_info(new, slots).await?.iter().map(|s| s.slot).collect();
-    let slots = format_slots(&held);
-    if slots.is_empty() {
+    if held.is_empty() {
         return Ok(());
     }
-    admin.promote(new, &slots).await?;
-    admin.unfence(new, &slots).await
+    let (fenced, open): (Vec<u32>, Vec<u32>) = held.iter().partition(|s| keep_fenced.contains(s));
+    if !fenced.is_empty() {
+        admin.fence(new, &format_slots(&fenced)).await?;
+    }
+    admin.promote(new, &format_slots(&held)).await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    admin.unfence(new, &format_slots(&open)).await
 }
 
 #[cfg(test)]

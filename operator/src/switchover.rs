@@ -181,7 +181,7 @@ pub async fn switchover(
     }
     // From here on the switchover only goes forward: a pass finishes what a crash leaves (the
     // new master still following the old one is an interrupted failover to it).
-    dataplane::take_over(dp, &new_addr, &ranges, control::lease_for(cluster.failover_after)).await?;
+    dataplane::take_over(dp, &new_addr, &ranges, control::lease_for(cluster.failover_after), &[]).await?;
     let topology = control::topology(cluster, &record.masters())
         .ok_or_else(|| SwitchoverError::NotNow("a master has no address".into()))?;
     let routes = topology.routes(&topology.ownership(dp).await?);

@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::proxy::Auth;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("backend {addr} unavailable: {why}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError {
     pub addr: String,
     pub why: String,
@@ -25,6 +24,18 @@ pub struct BackendError {
     /// when it was never written (no connection): safe to send again, elsewhere too.
     pub sent: bool,
 }
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "backend {} unavailable: {}", self.addr, self.why)?;
+        if self.sent {
+            f.write_str(" (the request was sent: it may have been executed)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendError {}
 
 pub type BackendReply = Result<Bytes, BackendError>;
 

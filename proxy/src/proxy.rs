@@ -4,7 +4,7 @@
 //! Retry rule: a node answering `-ERR Partition not found` (it does not own the slot) or
 //! `-TRYAGAIN` (the slot is fenced for a cutover) did not execute the request, so the proxy
 //! rebuilds its table from the nodes and sends it again, with back-off, for up to
-//! [`RETRY_FOR`]. A request that reached a node and failed otherwise is never re-sent.
+//! [`RETRY_FOR`] or `hold-timeout-ms`. A request that reached a node and failed otherwise is never re-sent.
 //!
 //! A node that cannot be connected to (killed, its host gone) got nothing: its slot is held,
 //! as for a cutover, with the request parked on it, until the slot is routed elsewhere (a
@@ -29,7 +29,8 @@ use crate::hold::{Holds, Parked};
 use crate::metrics::Metrics;
 use crate::route::{self, NodeReport, Routes};
 
-/// How long a request whose node refused it (not owned, fenced) is retried.
+/// How long a request whose node refused it (not owned, fenced) is retried, at least (the
+/// hold timeout, if longer: a refusal is the other face of a hold).
 const RETRY_FOR: Duration = Duration::from_secs(5);
 /// Table rebuilds closer together than this share one result.
 const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -438,6 +439,10 @@ impl Proxy {
         started: Instant,
     ) -> Bytes {
         let mut backoff = Duration::from_millis(20);
+        // Counted from the first refusal, not from the request's arrival: one that waited on a
+        // stopped node, refused once it resumes (its lease ran out), still gets its retries.
+        let mut refused_since: Option<Instant> = None;
+        let retry_for = RETRY_FOR.max(self.config.hold_timeout);
         loop {
             let reply = match attempt.take() {
                 Some(rx) => match rx.await {
@@ -465,7 +470,7 @@ impl Proxy {
             };
             match reply {
                 Some(frame) if !refused(&frame) => return frame,
-                last if started.elapsed() >= RETRY_FOR => {
+                last if refused_since.get_or_insert_with(Instant::now).elapsed() >= retry_for => {
                     return last.unwrap_or_else(|| error(&format!("ERR no node serves slot {slot}")));
                 }
                 _ => {}

@@ -1,7 +1,7 @@
 //! `pika-chaos --seed 7 --duration 60s`: starts a local cluster (pika-operator local, next to
 //! this binary), writes through its proxy from concurrent clients while a seeded schedule of
 //! faults runs, reads everything back and prints, as its last line,
-//! `acknowledged=N lost=L duplicated=D phantom=P max_pause_ms=M faults=F`.
+//! `acknowledged=N lost=L duplicated=D phantom=P failed=X in_doubt=D max_pause_ms=M faults=F`.
 //! `--proxy HOST:PORT` runs the clients and the checker against an existing cluster instead
 //! (a Kubernetes cluster's proxy, with faults injected from outside).
 //!
@@ -40,6 +40,10 @@ struct Args {
     replicas: u32,
     #[arg(long, default_value_t = 64)]
     slots: u32,
+    /// `spec.durability.mode` of the local cluster: `async`, or `replicated` (a write is
+    /// acknowledged once a replica has it too; then no loss is excused by a master fault).
+    #[arg(long, default_value = "async", value_parser = ["async", "replicated"])]
+    durability: String,
     /// Where the local cluster keeps its data and logs (default: a temporary directory, removed
     /// at the end).
     #[arg(long)]
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             groups: args.groups.max(1),
             replicas: args.replicas,
             slots: args.slots,
+            replicated: args.durability == "replicated",
             dir: args.dir,
             bins,
         }),

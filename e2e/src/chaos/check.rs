@@ -157,7 +157,7 @@ mod tests {
     use super::*;
 
     fn entry(op: Op, outcome: Outcome, at: Instant) -> Entry {
-        Entry { op, outcome, error: None, sent: at, replied: at }
+        Entry { op, outcome, error: None, in_doubt: false, sent: at, replied: at }
     }
 
     fn set(key: &str, value: &str) -> Op {

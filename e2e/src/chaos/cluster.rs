@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::pkinfo::parse_slot_info;
 use common::slotset::{format_slots, parse_slots};
 
-/// The failover setting of the manifest: the operator waits for the master's lease (at least
-/// 6 s) and a little more before it promotes a replica.
+/// The failover setting of the manifest: a master silent this long is replaced (its lease has
+/// run out by then).
 pub const FAILOVER_AFTER_SECONDS: u64 = 3;
 
 pub struct LocalCluster {
@@ -28,6 +28,8 @@ pub struct LocalCluster {
     pub max_groups: u32,
     pub replicas: u32,
     pub slots: u32,
+    /// `spec.durability.mode`: writes acknowledged once on a replica too.
+    pub replicated: bool,
     bins: PathBuf,
     operator: Option<Child>,
     /// Processes this run stopped with SIGSTOP and has not continued yet.
@@ -38,6 +40,8 @@ pub struct ClusterOptions {
     pub groups: u32,
     pub replicas: u32,
     pub slots: u32,
+    /// Replicated acknowledgement (`spec.durability.mode: replicated`, one replica's ack).
+    pub replicated: bool,
     /// Where the cluster's data and logs go (a temporary directory if None).
     pub dir: Option<PathBuf>,
     /// Where pika-operator, pika-node and pika-proxy are.
@@ -86,6 +90,7 @@ impl LocalCluster {
             max_groups: opts.groups,
             replicas: opts.replicas,
             slots: opts.slots,
+            replicated: opts.replicated,
             bins: opts.bins,
             operator: None,
             stopped: Vec::new(),
@@ -100,11 +105,14 @@ impl LocalCluster {
     }
 
     fn write_manifest(&self) -> Result<(), String> {
-        let text = format!(
+        let mut text = format!(
             "apiVersion: pika.sharding.io/v1alpha1\nkind: PikaCluster\nmetadata:\n  name: chaos\nspec:\n  groups: {}\n  \
              replicasPerGroup: {}\n  slots: {}\n  failoverAfterSeconds: {FAILOVER_AFTER_SECONDS}\n",
             self.groups, self.replicas, self.slots
         );
+        if self.replicated {
+            text.push_str("  durability:\n    mode: replicated\n    minReplicaAcks: 1\n");
+        }
         std::fs::write(self.manifest_path(), text).map_err(|e| e.to_string())
     }
 

@@ -19,6 +19,9 @@ use super::cluster::{signal, LocalCluster, FAILOVER_AFTER_SECONDS};
 pub enum Fault {
     /// `kill -9` of a group's master.
     KillMaster,
+    /// `kill -9` of a group's master while writes are in flight and its replica is behind: the
+    /// replica is throttled for a while, and the master killed while the replica is stopped.
+    KillMasterLagging,
     /// `kill -9` of a replica.
     KillReplica,
     /// `kill -9` of the proxy (the operator starts a new one).
@@ -37,8 +40,9 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillMaster,
+        Fault::KillMasterLagging,
         Fault::KillReplica,
         Fault::KillProxy,
         Fault::KillOperator,
@@ -51,6 +55,7 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::KillMaster => "kill-master",
+            Fault::KillMasterLagging => "kill-master-lagging",
             Fault::KillReplica => "kill-replica",
             Fault::KillProxy => "kill-proxy",
             Fault::KillOperator => "kill-operator",
@@ -137,6 +142,30 @@ impl Injector {
                     format!("stopped the master of g{group} (port {port}) for {}s", silent.as_secs())
                 }
             }
+            Fault::KillMasterLagging => {
+                let Some((port, slots)) = cluster.master(group) else { return Ok(self.skip()) };
+                let Some(pid) = cluster.pid(port) else { return Ok(self.skip()) };
+                let replicas = cluster.replicas_of(group);
+                let Some(&replica) = replicas.choose(&mut self.rng) else { return Ok(self.skip()) };
+                let Some(replica_pid) = cluster.pid(replica) else { return Ok(self.skip()) };
+                // Big writes to the group while its replica is throttled: what the replica has
+                // not received is more than the sockets between them buffer.
+                let ballast = Ballast::start(&cluster.proxy_addr(), &slots, cluster.slots);
+                throttle(cluster, replica_pid, Duration::from_secs(2));
+                // Stopped, hence behind, when its master dies.
+                cluster.stop(replica_pid);
+                std::thread::sleep(Duration::from_millis(300));
+                signal(pid, "-9");
+                ballast.stop();
+                self.master_faults.push(MasterFault { at: Instant::now(), slots: slots.into_iter().collect() });
+                std::thread::sleep(Duration::from_millis(700));
+                cluster.resume(replica_pid);
+                // Its host stays down until the operator has replaced it: the runtime's restart
+                // of the process is killed too (otherwise it comes back, with every write, before
+                // the failover wait ends, and nothing is at stake).
+                keep_down(cluster, port, Duration::from_secs(FAILOVER_AFTER_SECONDS + 3));
+                format!("killed the master of g{group} (port {port}) with its replica (port {replica}) behind")
+            }
             Fault::KillReplica | Fault::ThrottleReplica => {
                 let replicas = cluster.replicas_of(group);
                 let Some(&port) = replicas.choose(&mut self.rng) else { return Ok(self.skip()) };
@@ -145,13 +174,7 @@ impl Injector {
                     signal(pid, "-9");
                     format!("killed a replica of g{group} (port {port})")
                 } else {
-                    let until = Instant::now() + Duration::from_secs(5);
-                    while Instant::now() < until {
-                        cluster.stop(pid);
-                        std::thread::sleep(Duration::from_millis(150));
-                        cluster.resume(pid);
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
+                    throttle(cluster, pid, Duration::from_secs(5));
                     format!("throttled a replica of g{group} (port {port}) for 5s")
                 }
             }
@@ -196,5 +219,68 @@ impl Injector {
     fn skip(&mut self) -> Option<String> {
         self.skipped += 1;
         None
+    }
+}
+
+/// Stops and continues a process four times a second for `how_long`: it falls behind.
+fn throttle(cluster: &mut LocalCluster, pid: u32, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        cluster.stop(pid);
+        std::thread::sleep(Duration::from_millis(150));
+        cluster.resume(pid);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills whatever process answers on `port` for `how_long` (a host that stays down).
+fn keep_down(cluster: &LocalCluster, port: u16, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        if let Some(pid) = cluster.pid(port) {
+            signal(pid, "-9");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A writer of 256 KiB values to keys of some slots (not part of the checked history): it keeps
+/// a master's replication stream full.
+struct Ballast {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Ballast {
+    fn start(proxy: &str, slots: &[u32], slot_count: u32) -> Ballast {
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("chaos:ballast:{i}"))
+            .filter(|k| slots.contains(&common::slot::key_slot(k.as_bytes(), slot_count)))
+            .take(8)
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = format!("redis://{proxy}/");
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let value = vec![b'b'; 256 << 10];
+                let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else { return };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                for key in keys.iter().cycle() {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if redis::cmd("SET").arg(key).arg(&value).query::<()>(&mut conn).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        Ballast { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }

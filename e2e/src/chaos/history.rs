@@ -35,6 +35,19 @@ pub enum Outcome {
     Unknown,
 }
 
+/// Whether an error leaves the write in doubt (it may have been applied): no reply in time, a
+/// connection lost with the request sent, or a reply that says so (a write the replicas did not
+/// confirm, a request a node died with). Any other error reply is a failed request: the
+/// cluster refused it (the proxy gave up waiting for a slot, a node refused it) and a client
+/// would have to retry it.
+pub fn in_doubt(e: &redis::RedisError) -> bool {
+    if e.is_timeout() || e.is_connection_dropped() || (e.is_io_error() && !e.is_connection_refusal()) {
+        return true;
+    }
+    let text = e.to_string();
+    text.contains("UNACKED") || text.contains("may have been executed")
+}
+
 /// Why a write's outcome is unknown, in a few words (the error reply's first word, or how the
 /// connection failed), for the report.
 pub fn error_kind(e: &redis::RedisError) -> String {
@@ -59,6 +72,8 @@ pub struct Entry {
     pub outcome: Outcome,
     /// For an unknown outcome: why.
     pub error: Option<String>,
+    /// For an unknown outcome: whether it may have been applied (else the request failed).
+    pub in_doubt: bool,
     pub sent: Instant,
     pub replied: Instant,
 }

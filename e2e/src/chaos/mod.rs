@@ -40,6 +40,12 @@ pub struct Options {
 
 pub struct Report {
     pub verdict: Verdict,
+    /// Writes the cluster refused (an error reply that says it was not applied): a client
+    /// would have had to retry them.
+    pub failed: u64,
+    /// Writes whose outcome stayed open (no reply, a connection lost with the request sent,
+    /// a reply that says it may have been applied).
+    pub in_doubt: u64,
     /// Why writes had no acknowledgement: (reason, count), most frequent first.
     pub errors: Vec<(String, u64)>,
     pub max_pause_ms: u64,
@@ -57,8 +63,8 @@ impl Report {
     pub fn summary(&self) -> String {
         let v = &self.verdict;
         format!(
-            "acknowledged={} lost={} duplicated={} phantom={} max_pause_ms={} faults={}",
-            v.acknowledged, v.lost, v.duplicated, v.phantom, self.max_pause_ms, self.faults
+            "acknowledged={} lost={} duplicated={} phantom={} failed={} in_doubt={} max_pause_ms={} faults={}",
+            v.acknowledged, v.lost, v.duplicated, v.phantom, self.failed, self.in_doubt, self.max_pause_ms, self.faults
         )
     }
 
@@ -140,10 +146,11 @@ pub fn run(opts: Options) -> Result<Report, String> {
     }
     let mut errors: Vec<(String, u64)> = errors.into_iter().collect();
     errors.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // With replicated acknowledgement no loss is excused by a master fault.
+    let replicated = cluster.as_ref().is_some_and(|c| c.replicated);
+    let excused: &[check::MasterFault] = if replicated { &[] } else { &injector.master_faults };
     let verdict = match back {
-        Ok(back) => {
-            check::check(&history, &back, &injector.master_faults, |k| common::slot::key_slot(k.as_bytes(), slots))
-        }
+        Ok(back) => check::check(&history, &back, excused, |k| common::slot::key_slot(k.as_bytes(), slots)),
         Err(e) => {
             // Nothing to check against: only the acknowledgements are counted; the run fails.
             unrecovered.get_or_insert(e);
@@ -154,8 +161,12 @@ pub fn run(opts: Options) -> Result<Report, String> {
     if let Some(c) = cluster.as_mut() {
         c.shut_down();
     }
+    let in_doubt = history.iter().filter(|e| e.outcome == history::Outcome::Unknown && e.in_doubt).count() as u64;
+    let failed = history.iter().filter(|e| e.outcome == history::Outcome::Unknown && !e.in_doubt).count() as u64;
     Ok(Report {
         verdict,
+        failed,
+        in_doubt,
         errors,
         max_pause_ms,
         faults: injector.total(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::history::{error_kind, keys, Entry, Op, Outcome};
+use super::history::{error_kind, in_doubt, keys, Entry, Op, Outcome};
 
 /// How long a client waits for one reply before it counts the write as unknown. Longer than a
 /// failover (the proxy holds requests for a slot without a master meanwhile).
@@ -68,8 +68,9 @@ fn next_op(client: u32, seq: u64, rng: &mut StdRng) -> Op {
     }
 }
 
-/// Sends `op`; Acked only on the reply that command gives when it worked (else why not).
-fn send(conn: &mut redis::Connection, op: &Op) -> Result<(), String> {
+/// Sends `op`; Acked only on the reply that command gives when it worked (else why not, and
+/// whether it may have been applied).
+fn send(conn: &mut redis::Connection, op: &Op) -> Result<(), (String, bool)> {
     let reply = match op {
         Op::Set { key, value } => redis::cmd("SET").arg(key).arg(value).query::<redis::Value>(conn),
         Op::Push { list, element } => redis::cmd("RPUSH").arg(list).arg(element).query(conn),
@@ -78,8 +79,8 @@ fn send(conn: &mut redis::Connection, op: &Op) -> Result<(), String> {
     match (op, reply) {
         (Op::Set { .. }, Ok(redis::Value::Okay)) => Ok(()),
         (Op::Push { .. } | Op::Incr { .. }, Ok(redis::Value::Int(_))) => Ok(()),
-        (_, Ok(other)) => Err(format!("unexpected reply {other:?}")),
-        (_, Err(e)) => Err(error_kind(&e)),
+        (_, Ok(other)) => Err((format!("unexpected reply {other:?}"), true)),
+        (_, Err(e)) => Err((error_kind(&e), in_doubt(&e))),
     }
 }
 
@@ -117,7 +118,11 @@ fn run(
         } else {
             conn = None;
         }
-        history.push(Entry { op, outcome, error: result.err(), sent, replied });
+        let (error, in_doubt) = match result {
+            Ok(()) => (None, false),
+            Err((why, in_doubt)) => (Some(why), in_doubt),
+        };
+        history.push(Entry { op, outcome, error, in_doubt, sent, replied });
         std::thread::sleep(THINK);
     }
     history

@@ -260,23 +260,26 @@ fn unfence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 /// pkcluster slotsslaveof no one <slots|all> [table]
-/// pkcluster slotsslaveof <ip> <port> <slots|all> [force] [table]
+/// pkcluster slotsslaveof <ip> <port> <slots|all> [force] [noack] [table]
 ///
 /// Replies at once; replication proceeds in the background (`pkcluster info slot` shows it).
+/// `noack` (ours): the master does not count this copy's acknowledgements for replicated
+/// acknowledgement (a migration's target is not one of the source group's replicas).
 fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterSlotSync")?;
-    if args.len() > 7 {
+    if args.len() > 8 {
         return Err(CmdError::Syntax);
     }
     let no_one = args::is(&args[2], "no") && args::is(&args[3], "one");
-    let (force, table_arg_at) = match args.get(5) {
-        Some(a) if args::is(a, "force") => (true, 6),
-        Some(_) if args.len() == 7 => return Err(CmdError::Syntax),
-        _ => (false, 5),
-    };
-    if no_one && force {
+    let mut at = 5;
+    let force = args.get(at).is_some_and(|a| args::is(a, "force"));
+    at += usize::from(force);
+    let noack = args.get(at).is_some_and(|a| args::is(a, "noack"));
+    at += usize::from(noack);
+    if args.len() > at + 1 || ((no_one) && (force || noack)) {
         return Err(CmdError::Syntax);
     }
+    let table_arg_at = at;
     let master = if no_one {
         None
     } else {
@@ -317,9 +320,9 @@ fn slotsslaveof(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
                 return Err(CmdError::err("Corruption: connect remote node error"));
             }
             for slot in &targets {
-                crate::replication::follow(ctx.server, slot, &master, force)?;
+                crate::replication::follow(ctx.server, slot, &master, force, !noack)?;
             }
-            tracing::info!(table = table_id, slots = %common::slotset::format_slots(&ids), %master, force, "slotsslaveof");
+            tracing::info!(table = table_id, slots = %common::slotset::format_slots(&ids), %master, force, noack, "slotsslaveof");
         }
     }
     Ok(Reply::Ok)

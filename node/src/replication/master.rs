@@ -78,7 +78,7 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
         Err(_) => return,
     };
     let addr = format!("{peer}:{}", handshake.port);
-    let session = super::attach(&slot, &addr, handshake.pos);
+    let session = super::attach(&slot, &addr, handshake.pos, handshake.counted);
     tracing::info!(slot = slot.id, replica = %addr, from = handshake.pos.seq, force = handshake.force, "replica attached");
     let result = run(server, stream, input, &slot, &handshake, session).await;
     super::detach(&slot, session);

@@ -36,16 +36,19 @@ pub struct Downstream {
     pub status: SyncStatus,
     /// The last position the replica acknowledged as durable.
     pub acked: LogPos,
+    /// Its acknowledgements count for replicated acknowledgement (a group replica, not a
+    /// migration's target).
+    pub counted: bool,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Attaches a replica to a slot (replacing an older connection of the same replica).
-pub fn attach(slot: &Slot, addr: &str, acked: LogPos) -> u64 {
+pub fn attach(slot: &Slot, addr: &str, acked: LogPos, counted: bool) -> u64 {
     let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
     let mut list = slot.downstream.lock();
     list.retain(|d| d.addr != addr);
-    list.push(Downstream { addr: addr.to_string(), session, status: SyncStatus::NotSync, acked });
+    list.push(Downstream { addr: addr.to_string(), session, status: SyncStatus::NotSync, acked, counted });
     session
 }
 
@@ -93,11 +96,13 @@ fn role_key(slot: &Slot) -> String {
     format!("role:{}:{}", slot.table, slot.id)
 }
 
-/// Persists a slot's role: `Some((master, full_sync_pending))` for a replica, `None` for a master.
+/// Persists a slot's role: `Some((master, full_sync_pending))` for a replica, `None` for a master;
+/// a migration's target is marked `noack` (`Slot::counted`).
 pub fn save_role(store: &Store, slot: &Slot, replica_of: Option<(&str, bool)>) -> CmdResult<()> {
     match replica_of {
         Some((master, full)) => {
-            let value = format!("{master} {}", if full { "full" } else { "inc" });
+            let noack = if slot.counted.load(Ordering::Acquire) { "" } else { " noack" };
+            let value = format!("{master} {}{noack}", if full { "full" } else { "inc" });
             store.node_put(&role_key(slot), value.as_bytes())?;
         }
         // Most slots never had a role record: skip the synced delete for them.
@@ -107,12 +112,14 @@ pub fn save_role(store: &Store, slot: &Slot, replica_of: Option<(&str, bool)>) -
     Ok(())
 }
 
-/// The persisted role of a slot: `(master, full sync pending)` for a replica.
-fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool)>> {
+/// The persisted role of a slot: `(master, full sync pending, counted)` for a replica.
+fn load_role(store: &Store, slot: &Slot) -> CmdResult<Option<(String, bool, bool)>> {
     let Some(raw) = store.node_get(&role_key(slot))? else { return Ok(None) };
     let text = String::from_utf8_lossy(&raw);
-    let (master, mode) = text.split_once(' ').unwrap_or((&text, "full"));
-    Ok(Some((master.to_string(), mode != "inc")))
+    let mut words = text.split(' ');
+    let master = words.next().unwrap_or_default().to_string();
+    let full = words.next() != Some("inc");
+    Ok(Some((master, full, words.next() != Some("noack"))))
 }
 
 /// Backlog bytes a clean shutdown saves over all master slots (the newest entries of each slot
@@ -169,8 +176,9 @@ pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
     }
     server.store.drop_saved_masters(&taken).map_err(|e| CmdError::err(e.to_string()))?;
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
-        if let Some((master, full)) = load_role(&server.store, slot)? {
-            tracing::info!(table = slot.table, slot = slot.id, %master, full, "resuming as a replica");
+        if let Some((master, full, counted)) = load_role(&server.store, slot)? {
+            tracing::info!(table = slot.table, slot = slot.id, %master, full, counted, "resuming as a replica");
+            slot.counted.store(counted, Ordering::Release);
             server
                 .store
                 .resume_replica(slot.prefix, &mut slot.lock.lock())
@@ -184,11 +192,15 @@ pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
 
 /// `slotsslaveof <host> <port>` for one slot: becomes a replica of `master`. Returns false when
 /// the slot already follows that master and is connected (Pika skips those, even with force).
-pub fn follow(server: &Arc<Server>, slot: &Arc<Slot>, master: &str, force: bool) -> CmdResult<bool> {
-    if slot.master_addr().as_deref() == Some(master) && slot.link_state() == crate::replication::LinkState::Connected {
+pub fn follow(server: &Arc<Server>, slot: &Arc<Slot>, master: &str, force: bool, counted: bool) -> CmdResult<bool> {
+    if slot.master_addr().as_deref() == Some(master)
+        && slot.link_state() == crate::replication::LinkState::Connected
+        && slot.counted.load(Ordering::Acquire) == counted
+    {
         return Ok(false);
     }
     stop_upstream(slot);
+    slot.counted.store(counted, Ordering::Release);
     save_role(&server.store, slot, Some((master, force)))?;
     {
         // Under the slot's write lock, as a fence: a write that passed its role check under the
@@ -234,7 +246,7 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
 
 /// Whether a replica slot's full sync has not finished (its data is partial).
 pub fn full_sync_pending(server: &Server, slot: &Slot) -> bool {
-    matches!(load_role(&server.store, slot), Ok(Some((_, true))))
+    matches!(load_role(&server.store, slot), Ok(Some((_, true, _))))
 }
 
 /// Stops a slot's replica task; closing its connection makes the master forget this replica.

@@ -128,11 +128,14 @@ pub struct Handshake {
     pub history: u64,
     pub pos: LogPos,
     pub force: bool,
+    /// Its acknowledgements count for replicated acknowledgement; sent as a trailing `noack`
+    /// when they do not (a migration's target).
+    pub counted: bool,
 }
 
 impl Handshake {
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "PKREPL".into(),
             self.table.to_string(),
             self.slot.to_string(),
@@ -141,13 +144,19 @@ impl Handshake {
             self.pos.seq.to_string(),
             self.pos.offset.to_string(),
             u8::from(self.force).to_string(),
-        ]
+        ];
+        if !self.counted {
+            args.push("noack".into());
+        }
+        args
     }
 
     pub fn parse(args: &[Bytes]) -> Result<Handshake, String> {
-        if args.len() != 8 {
-            return Err("ERR wrong number of arguments for 'pkrepl' command".into());
-        }
+        let counted = match args.len() {
+            8 => true,
+            9 if args[8].eq_ignore_ascii_case(b"noack") => false,
+            _ => return Err("ERR wrong number of arguments for 'pkrepl' command".into()),
+        };
         fn num<T: std::str::FromStr>(arg: &[u8]) -> Result<T, String> {
             std::str::from_utf8(arg)
                 .ok()
@@ -162,6 +171,7 @@ impl Handshake {
             history: num(&args[4])?,
             pos: LogPos { seq: num(&args[5])?, offset: num(&args[6])? },
             force: force != 0,
+            counted,
         })
     }
 }
@@ -248,11 +258,18 @@ mod tests {
 
     #[test]
     fn handshake_and_start_lines_round_trip() {
-        let h =
-            Handshake { table: 0, slot: 5, port: 9221, history: 42, pos: LogPos { seq: 3, offset: 99 }, force: true };
+        let pos = LogPos { seq: 3, offset: 99 };
+        let h = Handshake { table: 0, slot: 5, port: 9221, history: 42, pos, force: true, counted: true };
         let args: Vec<Bytes> = h.to_args().into_iter().map(Bytes::from).collect();
-        assert_eq!(Handshake::parse(&args), Ok(h));
+        assert_eq!(args.len(), 8, "a group replica's handshake is the one older masters know");
+        assert_eq!(Handshake::parse(&args), Ok(h.clone()));
         assert!(Handshake::parse(&args[..7]).is_err());
+        let target = Handshake { counted: false, ..h };
+        let args: Vec<Bytes> = target.to_args().into_iter().map(Bytes::from).collect();
+        assert_eq!(Handshake::parse(&args), Ok(target));
+        let mut junk = args.clone();
+        junk[8] = Bytes::from_static(b"other");
+        assert!(Handshake::parse(&junk).is_err());
         let start = Start::FullSync { history: 1, prev_history: 2, prev_until: 3, pos: LogPos { seq: 4, offset: 5 } };
         assert_eq!(Start::parse(start.line().trim_end()), Ok(start));
         let start = Start::Continue { history: 1, prev_history: 0, prev_until: 0 };

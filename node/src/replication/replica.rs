@@ -80,7 +80,7 @@ async fn run(server: Arc<Server>, slot: Arc<Slot>, master: String, mut full: boo
         // A full sync that did not finish must start over; otherwise resume from our position.
         // The link shows it (kTryDBSync) for as long as it is pending: the slot's data is partial
         // and an operator must not promote it.
-        full = matches!(super::load_role(&server.store, &slot), Ok(Some((_, true))));
+        full = matches!(super::load_role(&server.store, &slot), Ok(Some((_, true, _))));
         slot.set_link(match (&err, full) {
             (_, true) => LinkState::TryDbSync,
             (SyncError::Refused(_), false) => LinkState::Error,
@@ -126,7 +126,8 @@ async fn session(
         let state = slot.lock.lock();
         (state.log.history, state.head.pos())
     };
-    let handshake = Handshake { table: slot.table, slot: slot.id, port, history, pos, force: full };
+    let counted = slot.counted.load(std::sync::atomic::Ordering::Acquire);
+    let handshake = Handshake { table: slot.table, slot: slot.id, port, history, pos, force: full, counted };
     stream.write_all(&resp_command(&handshake.to_args())).await?;
     if !full {
         slot.set_link(LinkState::WaitReply);

@@ -58,15 +58,19 @@ fn faults(default: &str) -> BTreeSet<String> {
     list.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
 }
 
-fn simulate(seed: u64, faults: &BTreeSet<String>) -> Report {
+fn simulate(seed: u64, faults: &BTreeSet<String>, replicated: bool) -> Report {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(scenario(seed, faults.clone()))
+    rt.block_on(scenario(seed, faults.clone(), replicated))
 }
 
-async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
+async fn scenario(seed: u64, faults: BTreeSet<String>, replicated: bool) -> Report {
     let mut world = World::new(seed, SLOTS);
     let groups = world.rng.random_range(1..=3u32);
     let replicas = world.rng.random_range(1..=2u32);
+    if replicated {
+        // One replica's acknowledgement, or every replica's.
+        world.min_acks = world.rng.random_range(1..=replicas) as usize;
+    }
     for g in 0..groups {
         for m in 0..=replicas {
             world.add_node(g, m);
@@ -78,7 +82,7 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     world.crash_rate = 0.004;
     world.enabled = faults;
     world.fault_rate = 0.003;
-    world.log(format!("seed {seed}: {groups} groups of 1+{replicas}, {SLOTS} slots"));
+    world.log(format!("seed {seed}: {groups} groups of 1+{replicas}, {SLOTS} slots, {} replica acks", world.min_acks));
     let (respawn, mut respawns) = tokio::sync::mpsc::unbounded_channel();
     let plane = SimPlane::new(world, respawn);
     let api: operator::Api =
@@ -109,7 +113,7 @@ async fn scenario(seed: u64, faults: BTreeSet<String>) -> Report {
     };
     let scale = scale_changes(plane.clone(), api.clone(), replicas);
     tokio::join!(world_clock, operators, scale);
-    check(&plane, &api)
+    check(&plane, &api, replicated)
 }
 
 /// The user edits `spec.groups` a few times during the chaos, changes the image (a rolling
@@ -163,7 +167,7 @@ async fn scale_changes(plane: SimPlane, api: operator::Api, replicas: u32) {
     });
 }
 
-fn check(plane: &SimPlane, api: &operator::Api) -> Report {
+fn check(plane: &SimPlane, api: &operator::Api, replicated: bool) -> Report {
     let stored = api.lock().unwrap();
     plane.with(|w| {
         let mut r = Report { acknowledged: w.acked.len(), faults: w.faults.clone(), ..Report::default() };
@@ -186,7 +190,8 @@ fn check(plane: &SimPlane, api: &operator::Api) -> Report {
             let lease = pika_operator::control::lease_for(operator::FAILOVER_AFTER).as_millis() as u64;
             let cut_off =
                 w.cut_offs.iter().any(|(addr, at)| *addr == ack.node && ack.at <= at + lease && *at <= ack.at + 10_000);
-            if killed || cut_off {
+            // Replicated acknowledgement excuses nothing.
+            if (killed || cut_off) && !replicated {
                 r.lost_async += 1;
             } else {
                 r.lost.push(ack.key);
@@ -282,9 +287,27 @@ fn every_fault_at_once() {
     run("all", 1000);
 }
 
+/// Replicated acknowledgement (`spec.durability.mode: replicated`, one replica's ack or every
+/// replica's) with masters killed: no acknowledged write may be lost, none is excused.
+#[test]
+fn replicated_master_kills_lose_nothing() {
+    run_in("kill-master", 1000, true);
+}
+
+/// Replicated acknowledgement under every fault at once: nothing lost, nothing excused.
+#[test]
+fn replicated_every_fault_at_once_loses_nothing() {
+    run_in("all", 1000, true);
+}
+
 /// Runs `SIM_SEEDS` seeds (else `default_seeds`) from `SIM_FIRST` (else 1), or the one `SIM_SEED` with its trace,
 /// with `SIM_FAULTS` (else `default_faults`; `all` for every fault at once).
 fn run(default_faults: &str, default_seeds: u64) {
+    run_in(default_faults, default_seeds, false)
+}
+
+/// [`run`], in replicated mode or not.
+fn run_in(default_faults: &str, default_seeds: u64, replicated: bool) {
     let faults = faults(default_faults);
     let single = std::env::var("SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok());
     let seeds: Vec<u64> = match single {
@@ -299,7 +322,7 @@ fn run(default_faults: &str, default_seeds: u64) {
     let (mut acknowledged, mut lost, mut lost_async, mut struck) = (0, 0, 0, BTreeMap::<&str, u32>::new());
     let mut failed = Vec::new();
     for &seed in &seeds {
-        let r = simulate(seed, &faults);
+        let r = simulate(seed, &faults, replicated);
         if single.is_some() {
             for line in &r.trace {
                 eprintln!("{line}");

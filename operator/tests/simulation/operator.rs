@@ -180,7 +180,7 @@ fn observe(plane: &SimPlane, api: &Api) -> Cluster {
             slots: w.slot_count,
             groups: stored.spec_groups,
             failover_after: FAILOVER_AFTER,
-            min_replica_acks: 0,
+            min_replica_acks: w.min_acks as u32,
             members,
             proxies: w.proxies.iter().filter(|p| p.alive).map(|p| p.addr.clone()).collect(),
             in_flight,

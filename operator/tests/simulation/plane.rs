@@ -185,6 +185,11 @@ impl DataPlane for SimPlane {
         self.call(what, move |w| w.slaveof(node, master, slots, force))
     }
 
+    fn follow_to_move(&self, node: &str, master: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
+        let what = format!("slaveof {node} {master} {slots} noack");
+        self.call(what, move |w| w.follow_to_move(node, master, slots))
+    }
+
     fn fence(&self, node: &str, slots: &str) -> impl Future<Output = AdminResult<()>> + Send {
         self.call(format!("fence {node} {slots}"), move |w| w.fence(node, slots, true))
     }

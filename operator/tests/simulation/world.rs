@@ -95,6 +95,21 @@ pub struct Proxy {
     pub miss_next_update: bool,
 }
 
+/// A write applied on a master and waiting for its replicas (replicated acknowledgement).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    key: u64,
+    slot: u32,
+    node: String,
+    /// The slot's history and position right after the write.
+    history: u64,
+    pos: usize,
+    since: u64,
+}
+
+/// How long a write waits for its replicas before the client gets an error (`ackTimeoutMs`).
+const ACK_TIMEOUT_MS: u64 = 2_000;
+
 /// An acknowledged write: which key, to which slot, acknowledged by which node.
 #[derive(Debug, Clone)]
 pub struct Ack {
@@ -142,6 +157,13 @@ pub struct World {
     /// The kinds of fault injected (`chaos::FAULTS`), and `crash` for operator crashes.
     pub enabled: BTreeSet<String>,
     pub calls: u64,
+    /// `spec.durability`: replicas that must have a write before it is acknowledged (0:
+    /// asynchronous replication).
+    pub min_acks: usize,
+    /// Writes applied on a master, not acknowledged yet (replicated mode).
+    pub pending: Vec<Pending>,
+    /// Replica slots following with `noack` (a migration's target): (node, slot).
+    pub uncounted: BTreeSet<(String, u32)>,
 }
 
 fn refused(addr: &str, text: impl Into<String>) -> AdminError {
@@ -182,6 +204,9 @@ impl World {
             full_syncs: 0,
             enabled: BTreeSet::new(),
             calls: 0,
+            min_acks: 0,
+            pending: Vec::new(),
+            uncounted: BTreeSet::new(),
         }
     }
 
@@ -304,7 +329,21 @@ impl World {
         Ok(())
     }
 
+    /// `slotsslaveof ... noack`: as [`World::slaveof`], and its acknowledgements do not count
+    /// for replicated acknowledgement (docs/replication.md).
+    pub fn follow_to_move(&mut self, addr: &str, master: &str, slots: &str) -> Result<(), AdminError> {
+        let ids = Self::owned(self.reach(addr)?, slots)?;
+        self.slaveof(addr, Some(master), slots, false)?;
+        self.uncounted.extend(ids.into_iter().map(|id| (addr.to_string(), id)));
+        Ok(())
+    }
+
     pub fn slaveof(&mut self, addr: &str, master: Option<&str>, slots: &str, force: bool) -> Result<(), AdminError> {
+        if let Ok(ids) = self.nodes.get(addr).map_or(Ok(Vec::new()), |n| Self::owned(n, slots)) {
+            for id in ids {
+                self.uncounted.remove(&(addr.to_string(), id));
+            }
+        }
         let master_alive = master.is_none_or(|m| self.nodes.get(m).is_some_and(|n| n.alive));
         let history = self.history();
         let node = self.reach(addr)?;
@@ -498,11 +537,27 @@ impl World {
             let now = self.now_ms;
             let Some(node) = self.nodes.get_mut(&addr).filter(|n| n.alive) else { return };
             let leased = node.lease_until.is_none_or(|t| now < t);
+            let min_acks = self.min_acks;
             match node.slots.get_mut(&slot) {
                 Some(s) if s.role == Role::Master && !s.fenced && leased => {
+                    if min_acks == 0 {
+                        s.log.push(key);
+                        let at = self.now_ms;
+                        self.acked.push(Ack { key, slot, node: addr, at });
+                        return;
+                    }
+                    // Replicated acknowledgement (docs/replication.md): refused before it runs
+                    // while too few replicas stream; else applied, and answered once enough
+                    // replicas have it (`settle`).
+                    let uncounted = &self.uncounted;
+                    let counted = |replica: &String| !uncounted.contains(&(replica.clone(), slot));
+                    let streaming = s.downstream.iter().filter(|(r, (_, full))| !full && counted(r)).count();
+                    if streaming < min_acks {
+                        return; // TRYAGAIN, and the client gives up
+                    }
                     s.log.push(key);
-                    let at = self.now_ms;
-                    self.acked.push(Ack { key, slot, node: addr, at });
+                    let (history, pos, since) = (s.history, s.log.len(), now);
+                    self.pending.push(Pending { key, slot, node: addr, history, pos, since });
                     return;
                 }
                 Some(s) if matches!(s.role, Role::Replica { .. }) => return, // read-only: an error
@@ -576,6 +631,34 @@ impl World {
             let step = self.rng.random_range(0..4usize);
             self.replicate(&addr, id, step);
         }
+        self.settle();
+    }
+
+    /// Answers the pending writes the replicas confirmed, as a master does after its wait: only
+    /// while its lease holds, and the slot is still the same master's; a write not confirmed
+    /// within the timeout, or whose master died or changed, gets an error (its outcome unknown).
+    fn settle(&mut self) {
+        let now = self.now_ms;
+        let (min_acks, nodes, uncounted) = (self.min_acks, &self.nodes, &self.uncounted);
+        let mut acked = Vec::new();
+        self.pending.retain(|w| {
+            let Some(node) = nodes.get(&w.node).filter(|n| n.alive) else { return false };
+            let Some(slot) = node.slots.get(&w.slot).filter(|s| s.role == Role::Master && s.history == w.history)
+            else {
+                return false;
+            };
+            let counted = |replica: &String| !uncounted.contains(&(replica.clone(), w.slot));
+            let confirmed =
+                slot.downstream.iter().filter(|(r, (at, full))| !full && *at >= w.pos && counted(r)).count()
+                    >= min_acks;
+            let leased = node.lease_until.is_none_or(|t| now < t);
+            if confirmed && leased {
+                acked.push(Ack { key: w.key, slot: w.slot, node: w.node.clone(), at: now });
+                return false;
+            }
+            now - w.since < ACK_TIMEOUT_MS
+        });
+        self.acked.extend(acked);
     }
 
     /// One step of slot `id` on replica `addr` (docs/replication.md).
