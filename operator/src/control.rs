@@ -495,9 +495,12 @@ async fn watch_masters(
                 out.unreplaceable.push(master.clone());
                 continue;
             }
-            // Replicas that may have acknowledged the master's writes: all but former masters
-            // (not following anyone until they are re-synced), reachable or not.
-            let ackers = members.iter().filter(|m| m.name != master && !demoted.contains(&m.name)).count();
+            // Members that may hold acknowledged writes: every one but the master, reachable or
+            // not, former masters not yet re-synced included. Those acknowledged before the
+            // last promotion may be on a former master and the promoted one alone until the
+            // others catch up; leaving former masters out promoted a replica that lacked them
+            // when the promoted one died soon after (simulation, seed 804 in replicated mode).
+            let ackers = members.iter().filter(|m| m.name != master).count();
             let acks = dataplane::Acks { min_acks: cluster.min_replica_acks, ackers };
             let new = match dataplane::choose_successor(dp, &survivors, &slots, cluster.slots, acks).await {
                 Ok(new) => new,
