@@ -12,20 +12,6 @@ M_PORT=29401
 R_PORT=29402
 source "$(dirname "$0")/lib.sh"
 
-start_node() { # name port
-  mkdir -p "$work/$1"
-  cat > "$work/$1/pika.conf" <<CONF
-port : $2
-bind : 127.0.0.1
-instance-mode : sharding
-default-slot-num : 16
-db-path : $work/$1/db
-CONF
-  taskset -c 0 "$NODE_BIN" -c "$work/$1/pika.conf" 2>"$work/$1.log" &
-  track $!
-  wait_port "$2"
-  redis-cli -p "$2" pkcluster addslots 0-15 >/dev/null
-}
 
 rps() { # test pipeline
   taskset -c 1 redis-benchmark -p $M_PORT -t "$1" -n "$REQUESTS" -c "$CLIENTS" -P "$2" -r 100000 -q \
@@ -33,8 +19,8 @@ rps() { # test pipeline
 }
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-start_node master $M_PORT
-start_node replica $R_PORT
+start_node master $M_PORT 16
+start_node replica $R_PORT 16
 redis-cli -p $R_PORT pkcluster slotsslaveof 127.0.0.1 $M_PORT 0-15 >/dev/null
 until redis-cli -p $M_PORT pkcluster info slot 0-15 | grep -c SlaveBinlogSync | grep -qx 16; do sleep 0.1; done
 

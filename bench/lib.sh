@@ -12,3 +12,23 @@ trap cleanup EXIT
 # Remembers a background process for cleanup: `some-server & track $!`.
 track() { pids+=("$1"); }
 wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
+
+# A sharding-mode node `name` on `port` with `slots` slots (default 1), owning `owned` (default
+# all of them), on CPU 0.
+start_node() { # name port [slots] [owned]
+  local slots="${3:-1}"
+  local owned="${4:-0-$((slots - 1))}"
+  mkdir -p "$work/$1"
+  cat > "$work/$1/pika.conf" <<CONF
+port : $2
+bind : 127.0.0.1
+instance-mode : sharding
+default-slot-num : $slots
+db-path : $work/$1/db
+log-path : $work/$1/log
+CONF
+  taskset -c 0 "$NODE_BIN" -c "$work/$1/pika.conf" 2>"$work/$1.log" &
+  track $!
+  wait_port "$2"
+  redis-cli -p "$2" pkcluster addslots "$owned" >/dev/null
+}

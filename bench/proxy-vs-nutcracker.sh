@@ -56,23 +56,8 @@ else
 fi
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(nutcracker --version 2>&1 | head -1)"
-start_node() { # name port slots
-  mkdir -p "$work/$1"
-  cat > "$work/$1/pika.conf" <<CONF
-port : $2
-bind : 127.0.0.1
-instance-mode : sharding
-default-slot-num : 1024
-db-path : $work/$1/db
-log-path : $work/$1/log
-CONF
-  taskset -c 0 "$NODE_BIN" -c "$work/$1/pika.conf" 2>"$work/$1.log" &
-  track $!
-  wait_port "$2"
-  redis-cli -p "$2" pkcluster addslots "$3" >/dev/null
-}
-start_node a $A_PORT 0-511
-start_node b $B_PORT 512-1023
+start_node a $A_PORT 1024 0-511
+start_node b $B_PORT 1024 512-1023
 
 {
   echo "pika:"

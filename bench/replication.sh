@@ -15,20 +15,6 @@ M_PORT=29301
 R_PORT=29302
 source "$(dirname "$0")/lib.sh"
 
-start_node() { # name port
-  mkdir -p "$work/$1"
-  cat > "$work/$1/pika.conf" <<CONF
-port : $2
-bind : 127.0.0.1
-instance-mode : sharding
-default-slot-num : 1
-db-path : $work/$1/db
-CONF
-  taskset -c 0 "$NODE_BIN" -c "$work/$1/pika.conf" 2>"$work/$1.log" &
-  track $!
-  wait_port "$2"
-  redis-cli -p "$2" pkcluster addslots 0 >/dev/null
-}
 
 # The master's lag line for the replica (bytes), or "-" while it is not in BinlogSync.
 lag() { redis-cli -p $M_PORT pkcluster info slot 0 | tr -d '\r' | awk '/replication_status/ {s=$2} /lag:/ {print (s=="SlaveBinlogSync" ? $2 : "-"); exit}'; }
