@@ -159,6 +159,7 @@ impl Cluster {
                         full_sync: false,
                         empty: m.slots.is_empty(),
                         acked: 0,
+                        positions: Default::default(),
                     })
                     .collect();
                 let Some(chosen) = planner::choose_new_master(&candidates) else { return Ok(()) };
