@@ -68,9 +68,8 @@ pub struct PikaClusterSpec {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub proxy: ProxySpec,
-    /// Seconds a master may be unreachable before a replica replaces it. It is also the length
-    /// of the master's lease (at least 6 s): the replacement waits until the lease has run out,
-    /// plus a tenth and half a second.
+    /// Seconds a master may be silent before a replica replaces it. Its lease is shorter
+    /// ((this - 0.5 s) / 1.1, at least 1 s), so it has stopped acknowledging writes by then.
     #[serde(default = "default_failover_after")]
     #[schemars(range(min = 1))]
     pub failover_after_seconds: u32,

@@ -134,8 +134,8 @@ impl Injector {
                 } else {
                     cluster.stop(pid);
                     self.master_faults.push(MasterFault { at: Instant::now(), slots });
-                    // Well past the operator's wait before it promotes (the lease, at least 6 s,
-                    // a tenth more and half a second, noticed by a pass within a few seconds).
+                    // Well past the operator's wait before it promotes (failoverAfterSeconds, its
+                    // lease having run out by then, noticed within a pass or two).
                     let silent = Duration::from_secs(FAILOVER_AFTER_SECONDS.max(6) * 2 + 3);
                     std::thread::sleep(silent);
                     cluster.resume(pid);
