@@ -345,7 +345,22 @@ pub async fn pass(
     out.balanced = Some(served == cluster.slots as usize && moves.is_empty());
     out.owned = owned;
     if !cluster.in_flight.is_empty() {
-        return Ok(out); // migrations route and move; nothing else changes meanwhile
+        // Migrations route and move; nothing else changes meanwhile. But after a failover the
+        // proxies get the new master now, not once the migrations end (they would hold the
+        // failed group's requests until then): each batch in flight routed where it is
+        // writable or about to be (its target once promoted, else its source).
+        if out.happened.iter().any(|h| matches!(h, Happened::Failover { .. })) {
+            let routed =
+                cluster.in_flight.iter().filter(|m| !m.batch.is_empty()).fold(out.owned.clone(), |o, m| {
+                    match (m.from, m.promoted) {
+                        (Some(from), true) => dataplane::after_move(&o, from, m.to, &m.batch),
+                        (Some(from), false) => dataplane::after_move(&o, m.to, from, &m.batch),
+                        (None, _) => o,
+                    }
+                });
+            push_routes(dp, &cluster.proxies, cluster.slots, record, topology.routes(&routed), next_epoch).await?;
+        }
+        return Ok(out);
     }
     push_routes(dp, &cluster.proxies, cluster.slots, record, topology.routes(&out.owned), next_epoch).await?;
     if moves.is_empty() {

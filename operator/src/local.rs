@@ -309,7 +309,11 @@ impl Runtime {
     /// replica only the next pass would start); the repair deletes the old copies once they
     /// stream.
     fn limits(&self) -> Limits {
-        Limits { cleanup_wait: Duration::from_secs(5), ..Limits::default() }
+        Limits {
+            cleanup_wait: Duration::from_secs(5),
+            target_copies: self.spec.durability.min_acks() as usize,
+            ..Limits::default()
+        }
     }
 
     fn switchover_file(&self) -> PathBuf {
@@ -759,15 +763,20 @@ impl Runtime {
 
     /// Moves the recorded move's batches until it is done (a batch that fails stays recorded
     /// and is resumed by the next pass, or the move is given up after [`MOVE_ATTEMPTS`] if the
-    /// batch was not promoted: the cutover rolled it back).
+    /// batch was not promoted, once its copies at the target are dropped).
     async fn continue_move(&mut self, owned: &mut Ownership) -> Result<(), String> {
         while let Some(mut mv) = self.moving.take() {
-            if mv.to >= self.spec.groups.max(1) && !mv.promoted() {
-                // The target group is going away (a scale-in since): nothing promoted to keep.
-                tracing::warn!(to = mv.to, "move into a group beyond spec.groups given up");
+            // The target group going away (a scale-in since), or too many failed attempts:
+            // nothing promoted to keep.
+            let beyond = mv.to >= self.spec.groups.max(1);
+            if (beyond || mv.attempts >= MOVE_ATTEMPTS) && !mv.promoted() {
                 if !mv.batch.is_empty() {
-                    self.roll_back(&mv).await;
+                    if let Err(e) = self.abandon(&mv).await {
+                        self.moving = Some(mv);
+                        return Err(format!("giving up a move: {e}"));
+                    }
                 }
+                tracing::warn!(to = mv.to, beyond, attempts = mv.attempts, "move given up");
                 return self.save_move();
             }
             let (batch, from) = match (mv.batch.is_empty(), mv.from) {
@@ -798,27 +807,28 @@ impl Runtime {
                     self.save_move()?;
                 }
                 Err(e) => {
+                    // Given up (at the next call) after MOVE_ATTEMPTS.
                     mv.attempts += 1;
-                    let give_up = !mv.promoted() && mv.attempts >= MOVE_ATTEMPTS;
-                    self.moving = (!give_up).then_some(mv);
+                    self.moving = Some(mv);
                     self.save_move()?;
-                    return Err(if give_up { format!("{e}; move given up") } else { e });
+                    return Err(e);
                 }
             }
         }
         Ok(())
     }
 
-    /// Undoes the holds and fence of an unpromoted batch (as a resumed cutover does).
-    async fn roll_back(&mut self, mv: &Moving) {
-        let (Some(from), Some(topology)) = (mv.from, control::topology(&self.observed(), &self.record.masters()))
+    /// Gives up the recorded move's unpromoted batch (`cutover::abandon`).
+    async fn abandon(&mut self, mv: &Moving) -> Result<(), String> {
+        let topology = control::topology(&self.observed(), &self.record.masters()).ok_or("a master is not running")?;
+        let (Some(from), Some(to)) = (mv.from.and_then(|g| topology.groups.get(&g)), topology.groups.get(&mv.to))
         else {
-            return;
+            return Ok(()); // a group without members holds no copy
         };
-        let Some(nodes) = topology.groups.get(&from) else { return };
         let proxies = vec![self.config.proxy_listen.clone()];
         let ranges = common::slotset::format_slots(&mv.batch);
-        cutover::resume_point(&self.admin, mv.step, nodes, &proxies, &ranges).await;
+        let wait = self.limits().cleanup_wait;
+        cutover::abandon(&self.admin, mv.step, (from, to), &proxies, &ranges, wait).await.map_err(|e| e.to_string())
     }
 
     /// One batch of the move, from where its record says (`cutover::resume_point`).

@@ -143,7 +143,8 @@ impl LocalCluster {
             .arg("--proxy-bin")
             .arg(self.bins.join("pika-proxy"))
             .args(["--batch", &batch.to_string()])
-            .env("RUST_LOG", "info")
+            // RUST_LOG overrides (say `pika_operator=debug` to follow a hang).
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("PIKA_OPERATOR_CRASH_AT")
             .stdout(Stdio::null())
             .stderr(log);

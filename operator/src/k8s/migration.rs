@@ -138,11 +138,22 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             .await
         }
     };
-    if m.spec.target_group >= cluster.spec.groups {
-        let why = format!(
+    // A scale-in since, or a batch that failed too often, gives the move up, unless its batch
+    // is promoted: that batch is the target group's now (its cutover finishes first; the group
+    // keeps running until the cluster's pass has moved its slots away). An unpromoted batch is
+    // abandoned first (below).
+    let give_up = if m.spec.target_group >= cluster.spec.groups {
+        Some(format!(
             "targetGroup {} does not exist (the cluster has {} groups)",
             m.spec.target_group, cluster.spec.groups
-        );
+        ))
+    } else if status.attempts >= MAX_ATTEMPTS {
+        Some(format!("batch {} failed {MAX_ATTEMPTS} times", status.current_batch.clone().unwrap_or_default()))
+    } else {
+        None
+    }
+    .filter(|_| !in_flight(&m).promoted);
+    if let Some(why) = give_up.clone().filter(|_| status.current_batch.is_none()) {
         return fail(&mut record, &m, status, why).await;
     }
     if cluster.spec.paused {
@@ -196,6 +207,17 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
         return wait(&mut record, status, format!("waiting for groups {from} and {target}")).await;
     };
     let ranges = format_slots(&batch);
+    if let Some(why) = give_up {
+        let timeout = ctx.limits.cleanup_wait;
+        let abandoned =
+            cutover::abandon(&admin, status.step, (from_nodes, to_nodes), &observed.proxies, &ranges, timeout).await;
+        if let Err(e) = abandoned {
+            return wait(&mut record, status, format!("giving up batch {ranges}: {e}")).await;
+        }
+        status.current_batch = None;
+        status.source_group = None;
+        return fail(&mut record, &m, status, why).await;
+    }
     let start = cutover::resume_point(&admin, status.step, from_nodes, &observed.proxies, &ranges).await;
     if start != Start::Beginning {
         tracing::info!(migration = %name, step = ?status.step, ?start, "resuming a batch");
@@ -205,6 +227,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
     let limits = Limits {
         lag_threshold: m.spec.lag_threshold_bytes,
         cutover_timeout: Duration::from_millis(m.spec.cutover_timeout_ms),
+        target_copies: cluster.spec.durability.min_acks() as usize,
         ..ctx.limits
     };
     let planned = cutover::Planned::new(&masters, from, target);
@@ -255,14 +278,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             status.step = last_step;
             status.attempts += 1;
             status.message = Some(format!("batch {ranges}: {e}"));
-            let promoted = last_step.is_some_and(CutoverStep::past_promotion);
-            if !promoted && status.attempts >= MAX_ATTEMPTS {
-                // Rolled back (the cutover undoes a fence it could not complete): nothing moved.
-                status.current_batch = None;
-                status.source_group = None;
-                let why = format!("batch {ranges} failed {MAX_ATTEMPTS} times: {e}");
-                return fail(&mut record, &m, status, why).await;
-            }
+            // After MAX_ATTEMPTS an unpromoted batch is given up by the next pass.
             record.patch(&status).await?;
             // The status write above triggers the next pass at once; wait here instead, so a
             // failing batch is retried at the error policy's pace, not in a hot loop.

@@ -8,7 +8,7 @@
 //! is on its slot's master, every slot has one, every replica streams with lag 0, migrations are
 //! done and the slots balanced.
 //!
-//! `SIM_SEEDS=N` runs seeds 1..=N (defaults: 1500 and 1000, about two minutes together; the operator crate is built optimised for it); `SIM_SEED=N`
+//! `SIM_SEEDS=N` runs seeds 1..=N (defaults: 1500 and 1000, about four minutes together; the operator crate is built optimised for it); `SIM_SEED=N`
 //! runs one seed and prints its trace; `SIM_FAULTS` picks the faults (see [`faults`]). A failing seed prints the
 //! command that replays it. Many seeds: `SIM_SEEDS=1000000 cargo test --release -p pika-operator
 //! --test simulation`.
@@ -294,14 +294,9 @@ fn replicated_master_kills_lose_nothing() {
     run_in("kill-master", 1000, true);
 }
 
-/// Replicated acknowledgement under every fault at once: nothing lost, nothing excused. Not in
-/// CI yet: 3 of the first 1500 seeds lose writes (487, 633, 1352), each where a migration was
-/// under way while operators crashed or lapsed and masters died: a failover of one group took
-/// over slots a migration had moved (or was moving) into another, from a copy that lacked what
-/// the other group had acknowledged. In asynchronous mode the same losses hide under
-/// `lost_async` (a master died within 10 s of the acknowledgement). docs/testing.md.
+/// Replicated acknowledgement under every fault at once: nothing lost, nothing excused
+/// (docs/testing.md lists what it found).
 #[test]
-#[ignore = "3 of 1500 seeds lose writes: failover vs migration under operator crashes (docs/testing.md)"]
 fn replicated_every_fault_at_once_loses_nothing() {
     run_in("all", 1000, true);
 }

@@ -422,6 +422,7 @@ pub fn limits() -> Limits {
         sync_timeout: Duration::from_secs(15),
         cleanup_wait: Duration::from_secs(15),
         attempts: 5,
+        target_copies: 0,
     }
 }
 
@@ -444,9 +445,16 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         (index, stored.migrations[index].clone(), stored.spec_groups, masters)
     };
     let mut record = MigrationRecord { plane: plane.clone(), api: api.clone(), index, version: m.version };
-    if m.target >= spec_groups {
+    // A scale-in since, or a batch that failed too often, gives the move up (as
+    // `k8s::migration`), unless its batch is promoted: that batch is the target's now, and its
+    // cutover finishes first (seed 633 in replicated mode: a promoted batch given up was
+    // forgotten, and a failover of its source took it back from a copy that lacked what the
+    // target had acknowledged). An unpromoted batch is abandoned first (below).
+    let promoted = control::InFlight::is_promoted(&m.batch, m.step);
+    let give_up = (m.target >= spec_groups || m.attempts >= 5) && !promoted;
+    if give_up && m.batch.is_empty() {
         record.write(|m| m.phase = Phase::Failed)?;
-        return Err(format!("{}: target group {} does not exist", m.name, m.target));
+        return Err(format!("{}: given up", m.name));
     }
     let cluster = observe(plane, api);
     let topology = control::topology(&cluster, &masters).ok_or("a master has no address")?;
@@ -477,6 +485,18 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         return Err("waiting for the groups".into());
     };
     let ranges = format_slots(&batch);
+    if give_up {
+        let timeout = limits().cleanup_wait;
+        cutover::abandon(plane, step, (from_nodes, to_nodes), &cluster.proxies, &ranges, timeout)
+            .await
+            .map_err(|e| format!("{}: giving up batch {ranges}: {e}", m.name))?;
+        record.write(|m| {
+            m.batch.clear();
+            m.from = None;
+            m.phase = Phase::Failed;
+        })?;
+        return Err(format!("{}: given up", m.name));
+    }
     let start = cutover::resume_point(plane, step, from_nodes, &cluster.proxies, &ranges).await;
     let after = dataplane::after_move(&owned, from, m.target, &batch);
     let routes = topology.routes(&after);
@@ -490,7 +510,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         to_nodes,
         &cluster.proxies,
         (epoch, cluster.slots, &routes),
-        limits(),
+        Limits { target_copies: plane.with(|w| w.min_acks), ..limits() },
         start,
         &mut steps,
     )
@@ -509,15 +529,10 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
             Ok(())
         }
         Err(e) => {
-            let promoted = last.is_some_and(CutoverStep::past_promotion);
+            // After 5 attempts an unpromoted batch is given up by the next pass.
             record.write(|m| {
                 m.step = last;
                 m.attempts += 1;
-                if !promoted && m.attempts >= 5 {
-                    m.batch.clear();
-                    m.from = None;
-                    m.phase = Phase::Failed;
-                }
             })?;
             Err(format!("{}: batch {ranges}: {e}", m.name))
         }

@@ -433,3 +433,98 @@ fn a_switchover_never_picks_a_former_master_not_yet_re_synced() {
         assert!(matches!(chosen, Err(switchover::SwitchoverError::NotNow(_))), "{chosen:?}");
     });
 }
+
+/// Lets the world run (replication, restarts) while `f` runs: the plane alone does not tick.
+async fn ticking<T>(p: &SimPlane, f: impl std::future::Future<Output = T>) -> T {
+    let done = std::cell::Cell::new(false);
+    let ticker = async {
+        while !done.get() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            p.with(|w| w.tick());
+        }
+    };
+    let work = async {
+        let out = f.await;
+        done.set(true);
+        out
+    };
+    tokio::join!(work, ticker).0
+}
+
+/// Seed 487 in replicated mode: a move promoted its batch at the target before the target's
+/// replica had it; the target died right after, a failover promoted its (empty) replica, and
+/// the move then deleted the source's copy. In replicated mode a batch is promoted only once
+/// `minReplicaAcks` of the target's replicas hold it.
+#[test]
+fn a_batch_is_promoted_only_once_the_targets_replicas_hold_it() {
+    simulated(async {
+        let p = plane();
+        let (a0, a1, b0, b1) = (node_addr(0, 0), node_addr(0, 1), node_addr(1, 0), node_addr(1, 1));
+        serve(&p, 0, "0-15").await;
+        let from = GroupNodes { master: a0.clone(), replicas: vec![a1], size: 2 };
+        let to = GroupNodes { master: b0.clone(), replicas: vec![b1.clone()], size: 2 };
+        let limits = cutover::Limits { target_copies: 1, sync_timeout: Duration::from_secs(5), ..limits() };
+        let routes: cutover::Routes = vec![];
+        // The target's replica dies once it was told to follow: the batch is not promoted.
+        let mut steps = cutover::Logged(|step| {
+            if step == cutover::CutoverStep::CatchUp {
+                p.with(|w| w.kill(&b1, 10_000));
+            }
+        });
+        let start = cutover::Start::Beginning;
+        let moved = ticking(&p, async {
+            cutover::move_slots(&p, "8-11", &from, &to, &[], (1, crate::SLOTS, &routes), limits, start, &mut steps)
+                .await
+        })
+        .await;
+        assert!(moved.is_err(), "{moved:?}");
+        assert!(p.with(|w| w.writable(&b0)).unwrap().is_empty(), "not promoted at the target");
+        p.lease(&a0, 6_000).await.unwrap();
+        assert_eq!(p.with(|w| w.writable(&a0)).unwrap(), (0..crate::SLOTS).collect::<Vec<_>>(), "the source serves");
+
+        // The replica is back: the move goes through, and the replica holds the batch.
+        ticking(&p, tokio::time::sleep(Duration::from_secs(10))).await;
+        let mut steps = cutover::Logged(|_| {});
+        ticking(&p, async {
+            cutover::move_slots(&p, "8-11", &from, &to, &[], (2, crate::SLOTS, &routes), limits, start, &mut steps)
+                .await
+        })
+        .await
+        .unwrap();
+        let info = p.slot_info(&b0, "8-11").await.unwrap();
+        assert!(info.iter().all(|s| s.streaming_replicas() == 1), "{info:?}");
+    });
+}
+
+/// A failover while a migration is in flight: the proxies get the new master at once, not
+/// once the migration ends (they would hold the failed group's requests until then).
+#[test]
+fn a_failover_during_a_migration_reroutes_the_proxies() {
+    simulated(async {
+        let p = plane();
+        let (b0, b1) = (node_addr(1, 0), node_addr(1, 1));
+        serve(&p, 0, "0-7").await;
+        serve(&p, 1, "8-15").await;
+        // A migration of slot 0 to g1 is under way (its batch not promoted yet).
+        let moving =
+            control::InFlight { slots: vec![0], to: 1, batch: vec![0], from: Some(0), promoted: false, done: vec![] };
+        let mut record = recorded([("g0-m0", (0..8).collect()), ("g1-m0", (8..16).collect())]);
+        p.with(|w| w.kill(&b0, 60_000));
+        let epoch = std::sync::atomic::AtomicU64::new(1);
+        let next_epoch = || epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.with(|w| w.tick());
+            let cluster =
+                Cluster { proxies: vec!["10.1.0.0:9221".into()], in_flight: vec![moving.clone()], ..two_groups(&p) };
+            let _ = control::pass(&p, &cluster, &mut record, &mut control::Unrecorded, &next_epoch).await;
+            if record.groups[&1].master.as_deref() == Some("g1-m1") {
+                break;
+            }
+        }
+        assert_eq!(record.groups[&1].master.as_deref(), Some("g1-m1"), "g1 failed over");
+        let routes = p.with(|w| w.proxies[0].routes.clone());
+        assert!((8..16).all(|s| routes.get(&s) == Some(&b1)), "g1's slots routed to its new master: {routes:?}");
+        assert!((0..8).all(|s| routes.get(&s) == Some(&node_addr(0, 0))), "g0's slots stay: {routes:?}");
+    });
+}
