@@ -9,8 +9,6 @@
 #   ./bench/failover.sh            FAILOVER_AFTER=10 MODE=async ./bench/failover.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-cargo build --release -q -p pika-proxy -p pika-operator
-OP="$CARGO_TARGET_DIR/release/pika-operator"
 FAILOVER_AFTER="${FAILOVER_AFTER:-3}"
 MODE="${MODE:-replicated}"
 BASE=27400
@@ -29,9 +27,7 @@ spec:
   durability:
     mode: $MODE
 YAML
-"$OP" local -f "$work/cluster.yaml" --data-dir "$work/data" --proxy-listen "127.0.0.1:$PROXY" \
-  --node-port-base "$BASE" --node-bin "$NODE_BIN" --proxy-bin "$CARGO_TARGET_DIR/release/pika-proxy" \
-  2> "$work/operator.log" & track $!
+start_local $PROXY $BASE
 # 40 keys: about half of them live in group 0.
 all_ok() { local i; for i in $(seq 40); do [ "$(redis-cli -p $PROXY set "probe-$i" 1 2>/dev/null)" = OK ] || return 1; done; }
 for _ in $(seq 600); do all_ok && break; sleep 0.1; done
@@ -69,6 +65,7 @@ for signal in KILL STOP; do
   port=$(g0_master)
   pid=$(ss -ltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
   start=$(date +%s.%N)
+  echo "   $(date -u +%T.%3N) SIG$signal to port $port"
   kill -$signal "$pid"
   until all_ok; do sleep 0.05; done
   printf '%-8s group 0 master (port %s): writes to all its slots served again after %.2f s\n' \
@@ -76,5 +73,11 @@ for signal in KILL STOP; do
   [ "$signal" = STOP ] && { sleep 2; kill -CONT "$pid" 2>/dev/null || true; }
 done
 kill $writer 2>/dev/null || true
-echo "== writes that got an error meanwhile: $(wc -l < "$work/writer.errors")"
-sort "$work/writer.errors" | uniq -c | sort -rn | head -5
+echo "== the operator's failovers (UTC):"
+grep -E 'promoted for' "$work/operator.log" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    print(e.get("timestamp", "")[11:23], e.get("fields", {}).get("message", ""))'
+echo "== writes that got an error meanwhile: $(grep -vc '^$' "$work/writer.errors" || true)"
+grep -v '^$' "$work/writer.errors" | sort | uniq -c | sort -rn | head -5 || true

@@ -32,3 +32,16 @@ CONF
   wait_port "$2"
   redis-cli -p "$2" pkcluster addslots "$owned" >/dev/null
 }
+
+# The local runtime (`pika-operator local`, release build) on the manifest `$work/cluster.yaml`:
+# its proxy on `proxy`, node ports from `base`, the operator's log in `$work/operator.log`;
+# extra arguments go to `local`.
+start_local() { # proxy base [args...]
+  local proxy="$1" base="$2"
+  shift 2
+  cargo build --release -q -p pika-proxy -p pika-operator
+  "$CARGO_TARGET_DIR/release/pika-operator" --log-json local -f "$work/cluster.yaml" --data-dir "$work/data" \
+    --proxy-listen "127.0.0.1:$proxy" --node-port-base "$base" --node-bin "$NODE_BIN" \
+    --proxy-bin "$CARGO_TARGET_DIR/release/pika-proxy" "$@" 2> "$work/operator.log" &
+  track $!
+}

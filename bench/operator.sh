@@ -9,8 +9,6 @@
 #   DATA_MB=N  BATCH=N (slots per cutover, default 16)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-cargo build --release -q -p pika-proxy -p pika-operator
-OP="$CARGO_TARGET_DIR/release/pika-operator"
 DATA_MB="${DATA_MB:-1024}"
 BATCH="${BATCH:-16}"
 BASE=27300
@@ -35,9 +33,7 @@ owned() {
 }
 
 manifest 2
-"$OP" --log-json local -f "$work/cluster.yaml" --data-dir "$work/data" --proxy-listen "127.0.0.1:$PROXY" \
-  --node-port-base "$BASE" --node-bin "$NODE_BIN" --proxy-bin "$CARGO_TARGET_DIR/release/pika-proxy" \
-  --batch "$BATCH" 2> "$work/operator.log" & track $!
+start_local $PROXY $BASE --batch "$BATCH"
 for _ in $(seq 600); do [ "$(redis-cli -p $PROXY set probe 1 2>/dev/null)" = OK ] && break; sleep 0.1; done
 [ "$(redis-cli -p $PROXY set probe 1)" = OK ] || { tail "$work/operator.log"; exit 1; }
 

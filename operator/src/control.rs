@@ -185,6 +185,17 @@ pub struct Outcome {
     /// Masters down past the failover wait that no member can safely replace: their data is
     /// the group's, so a runtime starts them again (Kubernetes does by itself).
     pub unreplaceable: Vec<String>,
+    /// A master is silent and its failover wait ends this soon: the next pass is due then,
+    /// not a whole interval later ([`next_pass`]).
+    pub recheck_after: Option<Duration>,
+}
+
+/// When the next pass runs: every [`pass_interval`], sooner when a silent master's failover
+/// wait ends before that (a pass with a stopped master takes a second of probing, so a fixed
+/// interval put the failover up to two seconds past the wait).
+pub fn next_pass(failover_after: Duration, recheck_after: Option<Duration>) -> Duration {
+    let interval = pass_interval(failover_after);
+    recheck_after.map_or(interval, |r| r.min(interval))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -490,6 +501,13 @@ async fn watch_masters(
             let down_for = quiet_since.elapsed();
             if down_for < failover_wait(cluster.failover_after) {
                 out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
+                // The pass that replaces it starts one probe early: its probe of the silent
+                // master takes that long before the decision (at least 100 ms apart, for a
+                // dead one that refuses at once).
+                let left = (failover_wait(cluster.failover_after) - down_for)
+                    .saturating_sub(common::client::ALIVE_TIMEOUT)
+                    .max(Duration::from_millis(100));
+                out.recheck_after = Some(out.recheck_after.map_or(left, |r| r.min(left)));
                 continue;
             }
             let members = &cluster.members[&g];
@@ -588,9 +606,16 @@ async fn watch_masters(
             if !dp.answers(&old_addr).await {
                 continue;
             }
+            // It re-syncs the slots the new master holds as master. Not the others: a copy the
+            // new master itself still replicates (the source side of a move whose cleanup is
+            // pending) would have each follow the other, both waiting for a full sync forever,
+            // and the cleanup could never delete them (simulation, seed 9 with master kills).
             // One holding nothing has nothing to re-sync (the node refuses an empty slot set).
-            if !dp.slot_info(&old_addr, &dataplane::all_slots(cluster.slots)).await?.is_empty() {
-                dp.follow_force(&old_addr, &master_addr, "all").await?;
+            let mastered = dataplane::held_as_master(dp, &master_addr, cluster.slots).await?;
+            let held = dp.slot_info(&old_addr, &dataplane::all_slots(cluster.slots)).await?;
+            let resync: Vec<u32> = held.iter().map(|s| s.slot).filter(|s| mastered.contains(s)).collect();
+            if !resync.is_empty() {
+                dp.follow_force(&old_addr, &master_addr, &format_slots(&resync)).await?;
             }
             record.groups.get_mut(&g).expect("recorded").demoted.retain(|p| p != &old);
             out.happened.push(Happened::Demoted { group: g, old, master: master.clone() });

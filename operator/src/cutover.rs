@@ -272,6 +272,17 @@ pub async fn abandon(
     slots: &str,
     timeout: Duration,
 ) -> Result<(), CutoverError> {
+    // Every member of the target group must run: one that is down keeps its copy, and follows
+    // the source again once back, a replica of it that never lets go (simulation, seed 484 in
+    // replicated mode: a later move's cleanup of the source waited for it forever).
+    if to.replicas.len() + 1 < to.size {
+        return Err(CutoverError::Timeout(format!(
+            "{} of the {} members of {}'s group run: the others may hold copies of {slots}",
+            to.replicas.len() + 1,
+            to.size,
+            to.master
+        )));
+    }
     resume_point(admin, recorded, from, proxies, slots).await;
     drop_copies(admin, to, slots, timeout).await
 }

@@ -177,6 +177,8 @@ pub struct Runtime {
     admin: Admin,
     /// The move in flight (see [`Moving`]).
     moving: Option<Moving>,
+    /// From the last pass: a silent master's failover wait ends this soon.
+    recheck_after: Option<Duration>,
     /// The manifest's `pika.sharding.io/switchover` annotation, and where the last switchover
     /// asked for stands (kept in `<data>/<name>/switchover.json`).
     switchover: Option<String>,
@@ -277,6 +279,7 @@ impl Runtime {
             proxy: None,
             admin: Admin { password, previous: None, authority: Arc::new(Authority::unlimited()) },
             moving: None,
+            recheck_after: None,
             switchover,
             switchover_status: None,
             live_config: None,
@@ -606,6 +609,7 @@ impl Runtime {
         let out = control::pass(&self.admin, &cluster, &mut self.record, &mut control::Unrecorded, &|| epochs.next())
             .await
             .map_err(|e| e.to_string())?;
+        self.recheck_after = out.recheck_after;
         for happened in &out.happened {
             tracing::warn!(reason = happened.reason(), "{happened}");
             if let control::Happened::Failover { group, old, .. } = happened {
@@ -928,7 +932,8 @@ impl Runtime {
                     tracing::error!(error = %e, "reconcile failed; retrying");
                 }
             }
-            let interval = control::pass_interval(Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64));
+            let failover_after = Duration::from_secs(self.spec.failover_after_seconds.max(1) as u64);
+            let interval = control::next_pass(failover_after, self.recheck_after.take());
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = &mut signals => break,

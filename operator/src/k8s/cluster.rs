@@ -79,6 +79,8 @@ struct Health {
     balanced: Option<bool>,
     degraded: Option<String>,
     waiting: Option<String>,
+    /// A silent master's failover wait ends this soon.
+    recheck_after: Option<Duration>,
 }
 
 async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error> {
@@ -123,7 +125,7 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     set_conditions(&mut status, &health, cluster.spec.slots as usize, generation);
     patch_status(ctx, &cluster, &mut version, &status).await?;
     let failover_after = Duration::from_secs(cluster.spec.failover_after_seconds.max(1) as u64);
-    Ok(poll(health.running > 0 || health.degraded.is_some(), failover_after))
+    Ok(poll(health.running > 0 || health.degraded.is_some(), failover_after, health.recheck_after))
 }
 
 fn set_conditions(status: &mut PikaClusterStatus, h: &Health, slots: usize, generation: Option<i64>) {
@@ -521,6 +523,7 @@ async fn data_plane(
     }
     health.waiting = out.waiting;
     health.degraded = out.degraded;
+    health.recheck_after = out.recheck_after;
     health.balanced = out.balanced;
     health.served = out.owned.values().map(Vec::len).sum();
     // What the pass decided is acted on only while this instance leads.

@@ -355,9 +355,14 @@ where
 }
 
 /// How long until the next pass when nothing changes: the data plane is polled (failures are
-/// not announced by any watch), as often as the masters' leases need renewing.
-pub fn poll(has_pods: bool, failover_after: Duration) -> Action {
-    Action::requeue(if has_pods { crate::control::pass_interval(failover_after) } else { Duration::from_secs(30) })
+/// not announced by any watch), as often as the masters' leases need renewing, and when a
+/// silent master's failover wait ends (`control::next_pass`).
+pub fn poll(has_pods: bool, failover_after: Duration, recheck_after: Option<Duration>) -> Action {
+    Action::requeue(if has_pods {
+        crate::control::next_pass(failover_after, recheck_after)
+    } else {
+        Duration::from_secs(30)
+    })
 }
 
 #[cfg(test)]

@@ -216,6 +216,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         let now = plane.now_ms();
         let mut journal = StatusJournal { plane: plane.clone(), api: api.clone(), version };
         let result = control::pass(&plane, &cluster, &mut record, &mut journal, &|| epochs.after(now)).await;
+        let recheck_after = result.as_ref().ok().and_then(|out| out.recheck_after);
         let (asked, last) = {
             let stored = api.lock().expect("api");
             (stored.switchover.clone(), stored.switchover_status.clone())
@@ -263,7 +264,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
         if stored.status_version != journal.version || !plane.op.authority.valid() {
             drop(stored);
             plane.with(|w| w.log(format!("operator {}: status not written (conflict or lapsed)", plane.op.id)));
-            tokio::time::sleep(control::pass_interval(FAILOVER_AFTER)).await;
+            tokio::time::sleep(control::next_pass(FAILOVER_AFTER, recheck_after)).await;
             continue;
         }
         stored.status_version += 1;
@@ -307,7 +308,7 @@ async fn cluster_loop(plane: SimPlane, api: Api, epochs: Arc<control::Epochs>, u
             }
         }
         drop(stored);
-        tokio::time::sleep(control::pass_interval(FAILOVER_AFTER)).await;
+        tokio::time::sleep(control::next_pass(FAILOVER_AFTER, recheck_after)).await;
     }
 }
 
