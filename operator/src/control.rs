@@ -53,6 +53,37 @@ impl InFlight {
     }
 }
 
+/// Failed attempts of one batch before its migration is given up (only before promotion:
+/// after it, a batch can only go forward and is retried until it does).
+pub const BATCH_ATTEMPTS: u32 = 5;
+
+/// Why a migration is given up (see [`give_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Its target group is beyond `spec.groups` (a scale-in since).
+    TargetGone,
+    /// Its batch failed [`BATCH_ATTEMPTS`] times.
+    TooManyAttempts,
+}
+
+/// Whether a migration into group `target` of a `groups`-group cluster, whose batch failed
+/// `attempts` times, is given up, and why; never while its batch is `promoted`: that batch is
+/// the target's, and its cutover finishes first (simulation, seed 633 in replicated mode: a
+/// promoted batch given up was forgotten, and a failover of its source took it back from a
+/// copy that lacked what the target had acknowledged). Every runtime abandons an unpromoted
+/// batch (`cutover::abandon`) before the migration ends.
+pub fn give_up(target: u32, groups: u32, attempts: u32, promoted: bool) -> Option<GiveUp> {
+    if promoted {
+        None
+    } else if target >= groups {
+        Some(GiveUp::TargetGone)
+    } else if attempts >= BATCH_ATTEMPTS {
+        Some(GiveUp::TooManyAttempts)
+    } else {
+        None
+    }
+}
+
 /// What a runtime observed of a cluster for one pass.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -499,14 +530,14 @@ async fn watch_masters(
             let since = *record.down_since.entry(master.clone()).or_insert(asked);
             let quiet_since = record.lease_asked.get(&master).map_or(since, |&renewal| renewal.max(since));
             let down_for = quiet_since.elapsed();
-            if down_for < failover_wait(cluster.failover_after) {
+            let wait = failover_wait(cluster.failover_after);
+            if down_for < wait {
                 out.degraded = Some(format!("group {g}: master {master} unreachable for {}s", down_for.as_secs()));
                 // The pass that replaces it starts one probe early: its probe of the silent
                 // master takes that long before the decision (at least 100 ms apart, for a
                 // dead one that refuses at once).
-                let left = (failover_wait(cluster.failover_after) - down_for)
-                    .saturating_sub(common::client::ALIVE_TIMEOUT)
-                    .max(Duration::from_millis(100));
+                let left =
+                    (wait - down_for).saturating_sub(common::client::ALIVE_TIMEOUT).max(Duration::from_millis(100));
                 out.recheck_after = Some(out.recheck_after.map_or(left, |r| r.min(left)));
                 continue;
             }

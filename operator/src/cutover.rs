@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::admin::{AdminError, DataPlane};
 pub use crate::crd::CutoverStep;
+use common::pkinfo::SlotInfo;
 use common::protocol::SyncStatus;
 
 /// The addresses of one group.
@@ -432,17 +433,7 @@ async fn wait_copies(
     let deadline = Instant::now() + timeout;
     loop {
         let info = admin.slot_info(&group.master, slots).await?;
-        let whole = |replica: &String| {
-            info.len() == count
-                && info.iter().all(|s| {
-                    s.master.as_ref().is_some_and(|m| {
-                        m.replicas.iter().any(|r| {
-                            &r.addr == replica && r.status == SyncStatus::BinlogSync && r.lag.unwrap_or(0) <= max_lag
-                        })
-                    })
-                })
-        };
-        let ready = group.replicas.iter().filter(|r| whole(r)).count();
+        let ready = group.replicas.iter().filter(|r| caught_up(&lags_of(&info, r), count, max_lag)).count();
         if ready >= copies {
             return Ok(());
         }
@@ -451,9 +442,7 @@ async fn wait_copies(
         // and master kills in replicated mode waited 300 s for a killed one).
         let mut possible = 0;
         for r in &group.replicas {
-            let listed =
-                info.iter().any(|s| s.master.as_ref().is_some_and(|m| m.replicas.iter().any(|x| &x.addr == r)));
-            if listed || admin.answers(r).await {
+            if listed(&info, r) || admin.answers(r).await {
                 possible += 1;
             }
         }
@@ -469,8 +458,35 @@ async fn wait_copies(
                 group.master
             )));
         }
-        tokio::time::sleep(Duration::from_millis(if max_lag == 0 { 2 } else { 20 })).await;
+        tokio::time::sleep(poll_pause(max_lag)).await;
     }
+}
+
+/// The lag of `replica` on each slot of `info` (a master's `pkcluster info slot`): None where
+/// it is not listed or not streaming incrementally (a full sync).
+fn lags_of(info: &[SlotInfo], replica: &str) -> Vec<Option<u64>> {
+    info.iter()
+        .map(|s| {
+            let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == replica)?;
+            (r.status == SyncStatus::BinlogSync).then_some(r.lag.unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Whether `lags` cover all `count` slots, each streamed with lag at most `max_lag`.
+fn caught_up(lags: &[Option<u64>], count: usize, max_lag: u64) -> bool {
+    lags.len() == count && lags.iter().all(|l| l.is_some_and(|l| l <= max_lag))
+}
+
+/// Whether `replica` is connected for any slot of `info`, in whatever state.
+fn listed(info: &[SlotInfo], replica: &str) -> bool {
+    info.iter().any(|s| s.master.as_ref().is_some_and(|m| m.replicas.iter().any(|r| r.addr == replica)))
+}
+
+/// Between two polls of a lag: while writes are held (max lag 0) every millisecond counts;
+/// before, a slower poll spares the source.
+fn poll_pause(max_lag: u64) -> Duration {
+    Duration::from_millis(if max_lag == 0 { 2 } else { 20 })
 }
 
 /// Waits until `master` streams every slot of `slots` to `replica` incrementally with lag at
@@ -487,21 +503,13 @@ pub(crate) async fn wait_lag(
     let deadline = Instant::now() + timeout;
     loop {
         let info = admin.slot_info(&from.master, slots).await?;
-        let lags: Vec<Option<u64>> = info
-            .iter()
-            .map(|s| {
-                let r = s.master.as_ref()?.replicas.iter().find(|r| r.addr == replica)?;
-                (r.status == SyncStatus::BinlogSync).then_some(r.lag.unwrap_or(0))
-            })
-            .collect();
-        if lags.len() == count && lags.iter().all(|l| l.is_some_and(|l| l <= max_lag)) {
+        let lags = lags_of(&info, replica);
+        if caught_up(&lags, count, max_lag) {
             return Ok(());
         }
         // Not even connected: a replica that died does not make the move wait out its timeout
         // (the local runtime runs no pass meanwhile, so nothing would replace or restart it).
-        let listed =
-            info.iter().any(|s| s.master.as_ref().is_some_and(|m| m.replicas.iter().any(|r| r.addr == replica)));
-        if !listed && !admin.answers(replica).await {
+        if !listed(&info, replica) && !admin.answers(replica).await {
             return Err(CutoverError::Admin(AdminError::Unreachable {
                 addr: replica.into(),
                 text: "does not answer while it should catch up".into(),
@@ -515,9 +523,7 @@ pub(crate) async fn wait_lag(
                 from.master
             )));
         }
-        // While writes are held (max_lag 0) every millisecond counts; before, a slower poll
-        // spares the source.
-        tokio::time::sleep(Duration::from_millis(if max_lag == 0 { 2 } else { 20 })).await;
+        tokio::time::sleep(poll_pause(max_lag)).await;
     }
 }
 

@@ -127,9 +127,6 @@ impl Moving {
     }
 }
 
-/// Batch attempts before an unpromoted move is given up (as a SlotMigration fails).
-const MOVE_ATTEMPTS: u32 = 5;
-
 /// Records each cutover step in the move file before it acts.
 struct FileSteps<'a> {
     path: &'a Path,
@@ -766,21 +763,18 @@ impl Runtime {
     }
 
     /// Moves the recorded move's batches until it is done (a batch that fails stays recorded
-    /// and is resumed by the next pass, or the move is given up after [`MOVE_ATTEMPTS`] if the
-    /// batch was not promoted, once its copies at the target are dropped).
+    /// and is resumed by the next pass, or the move is given up as `control::give_up` says,
+    /// once the copies of its unpromoted batch at the target are dropped).
     async fn continue_move(&mut self, owned: &mut Ownership) -> Result<(), String> {
         while let Some(mut mv) = self.moving.take() {
-            // The target group going away (a scale-in since), or too many failed attempts:
-            // nothing promoted to keep.
-            let beyond = mv.to >= self.spec.groups.max(1);
-            if (beyond || mv.attempts >= MOVE_ATTEMPTS) && !mv.promoted() {
+            if let Some(why) = control::give_up(mv.to, self.spec.groups.max(1), mv.attempts, mv.promoted()) {
                 if !mv.batch.is_empty() {
                     if let Err(e) = self.abandon(&mv).await {
                         self.moving = Some(mv);
                         return Err(format!("giving up a move: {e}"));
                     }
                 }
-                tracing::warn!(to = mv.to, beyond, attempts = mv.attempts, "move given up");
+                tracing::warn!(to = mv.to, ?why, attempts = mv.attempts, "move given up");
                 return self.save_move();
             }
             let (batch, from) = match (mv.batch.is_empty(), mv.from) {
@@ -811,7 +805,7 @@ impl Runtime {
                     self.save_move()?;
                 }
                 Err(e) => {
-                    // Given up (at the next call) after MOVE_ATTEMPTS.
+                    // Given up (at the next call) after control::BATCH_ATTEMPTS.
                     mv.attempts += 1;
                     self.moving = Some(mv);
                     self.save_move()?;

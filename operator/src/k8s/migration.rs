@@ -22,10 +22,6 @@ use crate::dataplane;
 use crate::metrics::{cluster_labels, labels};
 use common::slotset::{format_slots, parse_slots};
 
-/// Failed passes of one batch before its migration is marked Failed (only before promotion:
-/// after it, a batch can only go forward and is retried until it does).
-const MAX_ATTEMPTS: u32 = 5;
-
 pub fn error_policy(m: Arc<SlotMigration>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(migration = %m.name_any(), error = %err, "reconcile failed");
     ctx.record_error("migration", err);
@@ -138,21 +134,21 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             .await
         }
     };
-    // A scale-in since, or a batch that failed too often, gives the move up, unless its batch
-    // is promoted: that batch is the target group's now (its cutover finishes first; the group
-    // keeps running until the cluster's pass has moved its slots away). An unpromoted batch is
-    // abandoned first (below).
-    let give_up = if m.spec.target_group >= cluster.spec.groups {
-        Some(format!(
-            "targetGroup {} does not exist (the cluster has {} groups)",
-            m.spec.target_group, cluster.spec.groups
-        ))
-    } else if status.attempts >= MAX_ATTEMPTS {
-        Some(format!("batch {} failed {MAX_ATTEMPTS} times", status.current_batch.clone().unwrap_or_default()))
-    } else {
-        None
-    }
-    .filter(|_| !in_flight(&m).promoted);
+    // A scale-in since, or a batch that failed too often, gives the move up (`control::give_up`);
+    // an unpromoted batch is abandoned first (below).
+    let promoted = in_flight(&m).promoted;
+    let give_up =
+        control::give_up(m.spec.target_group, cluster.spec.groups, status.attempts, promoted).map(|why| match why {
+            control::GiveUp::TargetGone => format!(
+                "targetGroup {} does not exist (the cluster has {} groups)",
+                m.spec.target_group, cluster.spec.groups
+            ),
+            control::GiveUp::TooManyAttempts => format!(
+                "batch {} failed {} times",
+                status.current_batch.clone().unwrap_or_default(),
+                control::BATCH_ATTEMPTS
+            ),
+        });
     if let Some(why) = give_up.clone().filter(|_| status.current_batch.is_none()) {
         return fail(&mut record, &m, status, why).await;
     }
@@ -278,7 +274,7 @@ pub async fn reconcile(m: Arc<SlotMigration>, ctx: Arc<Context>) -> Result<Actio
             status.step = last_step;
             status.attempts += 1;
             status.message = Some(format!("batch {ranges}: {e}"));
-            // After MAX_ATTEMPTS an unpromoted batch is given up by the next pass.
+            // After control::BATCH_ATTEMPTS an unpromoted batch is given up by the next pass.
             record.patch(&status).await?;
             // The status write above triggers the next pass at once; wait here instead, so a
             // failing batch is retried at the error policy's pace, not in a hot loop.

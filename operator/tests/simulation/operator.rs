@@ -446,13 +446,10 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
         (index, stored.migrations[index].clone(), stored.spec_groups, masters)
     };
     let mut record = MigrationRecord { plane: plane.clone(), api: api.clone(), index, version: m.version };
-    // A scale-in since, or a batch that failed too often, gives the move up (as
-    // `k8s::migration`), unless its batch is promoted: that batch is the target's now, and its
-    // cutover finishes first (seed 633 in replicated mode: a promoted batch given up was
-    // forgotten, and a failover of its source took it back from a copy that lacked what the
-    // target had acknowledged). An unpromoted batch is abandoned first (below).
+    // A scale-in since, or a batch that failed too often, gives the move up
+    // (`control::give_up`); an unpromoted batch is abandoned first (below).
     let promoted = control::InFlight::is_promoted(&m.batch, m.step);
-    let give_up = (m.target >= spec_groups || m.attempts >= 5) && !promoted;
+    let give_up = control::give_up(m.target, spec_groups, m.attempts, promoted).is_some();
     if give_up && m.batch.is_empty() {
         record.write(|m| m.phase = Phase::Failed)?;
         return Err(format!("{}: given up", m.name));
@@ -530,7 +527,7 @@ async fn migration_pass(plane: &SimPlane, api: &Api, epochs: &control::Epochs) -
             Ok(())
         }
         Err(e) => {
-            // After 5 attempts an unpromoted batch is given up by the next pass.
+            // After control::BATCH_ATTEMPTS an unpromoted batch is given up by the next pass.
             record.write(|m| {
                 m.step = last;
                 m.attempts += 1;
