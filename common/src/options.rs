@@ -71,6 +71,8 @@ pub const OPTIONS: &[Opt] = &[
     opt("write-buffer-size", false, Kind::Size, "8mb"),
     opt("max-write-buffer-num", false, ANY, "4"),
     opt("max-background-jobs", false, ANY, "2"),
+    // Bytes per second RocksDB's flushes and compactions may write (0: unlimited).
+    opt("rate-limiter-bandwidth", false, Kind::Size, "0"),
     opt("sync-writes", false, Kind::Flag, "no"),
     opt("start-fenced", false, Kind::Flag, "no"),
     ignored("daemonize"),

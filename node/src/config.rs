@@ -49,6 +49,9 @@ pub struct Config {
     pub write_buffer_size: usize,
     pub max_write_buffer_num: i32,
     pub max_background_jobs: i32,
+    /// Bytes per second RocksDB's flushes and compactions may write (Pika's
+    /// `rate-limiter-bandwidth`); 0 = unlimited.
+    pub rate_limiter_bandwidth: u64,
     /// fsync the WAL on every write (power-loss durability); off: kill -9 safe only.
     pub sync_writes: bool,
     pub slowlog_log_slower_than: i64,
@@ -90,6 +93,7 @@ impl Default for Config {
             write_buffer_size: 8 << 20,
             max_write_buffer_num: 4,
             max_background_jobs: 2,
+            rate_limiter_bandwidth: 0,
             sync_writes: false,
             slowlog_log_slower_than: 10000,
             slowlog_max_len: 128,
@@ -175,6 +179,7 @@ impl Config {
             "write-buffer-size" => self.write_buffer_size = v.size() as usize,
             "max-write-buffer-num" => self.max_write_buffer_num = v.int().clamp(2, 64) as i32,
             "max-background-jobs" => self.max_background_jobs = v.int().clamp(1, 64) as i32,
+            "rate-limiter-bandwidth" => self.rate_limiter_bandwidth = v.size(),
             "sync-writes" => self.sync_writes = v.flag(),
             "start-fenced" => self.start_fenced = v.flag(),
             _ => {} // one of Pika's options that mean nothing here
@@ -208,6 +213,7 @@ impl Config {
         m.insert("maxmemory", self.write_buffer_size.to_string());
         m.insert("max-write-buffer-num", self.max_write_buffer_num.to_string());
         m.insert("max-background-jobs", self.max_background_jobs.to_string());
+        m.insert("rate-limiter-bandwidth", self.rate_limiter_bandwidth.to_string());
         m.insert("sync-writes", if self.sync_writes { "yes" } else { "no" }.into());
         m.insert("slowlog-log-slower-than", self.slowlog_log_slower_than.to_string());
         m.insert("slowlog-max-len", self.slowlog_max_len.to_string());

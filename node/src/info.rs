@@ -86,13 +86,16 @@ pub fn render(server: &Arc<Server>, _current_table: u32, section: Option<&str>, 
         let (memtables, readers, cache) = server.store.memory_usage();
         let db_size = dir_size(&server.config.read().db_path);
         if want("data") {
+            let (stalled, stopped) = server.store.stalls();
             let _ = write!(
                 out,
                 "# Data\r\ndb_size:{db_size}\r\ndb_size_human:{}M\r\nused_memory:{}\r\nused_memory_human:{}M\r\n\
-                 db_memtable_usage:{memtables}\r\ndb_tablereader_usage:{readers}\r\ndb_block_cache_usage:{cache}\r\n\r\n",
+                 db_memtable_usage:{memtables}\r\ndb_tablereader_usage:{readers}\r\ndb_block_cache_usage:{cache}\r\n\
+                 db_write_stopped:{}\r\ndb_stalled_writes:{stalled}\r\n\r\n",
                 db_size >> 20,
                 memtables + readers,
                 (memtables + readers) >> 20,
+                u8::from(stopped),
             );
         }
         if want("memory") {
@@ -234,7 +237,7 @@ pub fn refresh_gauges(server: &Server) {
         } else {
             masters += 1;
         }
-        let head = slot.lock.lock().head.pos();
+        let head = slot.head.pos();
         for d in slot.downstream.lock().iter() {
             *attached.entry(d.status.name()).or_default() += 1;
             lag_max = lag_max.max(head.offset.saturating_sub(d.acked.offset));

@@ -54,6 +54,7 @@ impl Server {
             sync_writes: config.sync_writes,
             background_jobs: config.max_background_jobs,
             meta_cache_bytes: config.cache_maxmemory,
+            background_write_rate: config.rate_limiter_bandwidth,
         };
         let store = Arc::new(
             Store::open(&path, &opts)

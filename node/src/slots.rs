@@ -336,7 +336,7 @@ impl Slots {
     /// has not yet locked sees `alive == false`.
     fn drop_data(&self, slots: &[Arc<Slot>]) -> CmdResult<()> {
         for slot in slots {
-            let _writes = slot.lock.lock();
+            let _writes = crate::storage::lock_state(&slot.lock);
             slot.alive.store(false, Ordering::Release);
             let _writing = slot.cache.writing();
             self.store.drop_slot(slot.prefix)?;

@@ -157,7 +157,7 @@ fn info(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 fn slot_info(table: &Table, slot: &Slot) -> SlotInfo {
-    let head = slot.lock.lock().head.pos();
+    let head = slot.head.pos();
     let replicas: Vec<ReplicaInfo> = slot
         .downstream
         .lock()
@@ -244,7 +244,7 @@ fn fence_targets(ctx: &ConnCtx, args: &[Bytes]) -> CmdResult<Vec<std::sync::Arc<
 fn fence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterFence")?;
     for slot in fence_targets(ctx, args)? {
-        let _barrier = slot.lock.lock();
+        let _barrier = crate::storage::lock_state(&slot.lock);
         slot.fenced.store(true, std::sync::atomic::Ordering::Release);
     }
     Ok(Reply::Ok)
@@ -341,7 +341,7 @@ fn is_self(ctx: &ConnCtx, host: &str, port: u16) -> bool {
         return false;
     }
     let resolved: Vec<std::net::SocketAddr> =
-        tokio::task::block_in_place(|| (host, port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default());
+        crate::storage::offload::off_worker(|| (host, port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default());
     // The target is this node when connecting to it reaches our listener: any local address
     // when we listen on all of them, else our bind address only (several nodes may listen on
     // different loopback addresses of one host; 127.0.0.2 is not 127.0.0.1).
@@ -358,7 +358,7 @@ fn is_self(ctx: &ConnCtx, host: &str, port: u16) -> bool {
 /// Whether a TCP connection to `addr` opens within 1.5 s (Pika checks this before replying).
 fn reachable(addr: &str) -> bool {
     use std::net::ToSocketAddrs;
-    tokio::task::block_in_place(|| {
+    crate::storage::offload::off_worker(|| {
         addr.to_socket_addrs().map(|mut addrs| {
             addrs.any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(1500)).is_ok())
         })
@@ -375,7 +375,7 @@ fn digest(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let mut out = Vec::new();
     for slot in fence_targets(ctx, args)? {
         let (crc, records, pos) =
-            tokio::task::block_in_place(|| ctx.server.store.slot_digest(slot.prefix, &slot.lock))?;
+            crate::storage::offload::off_worker(|| ctx.server.store.slot_digest(slot.prefix, &slot.lock))?;
         out.push(Reply::Array(vec![
             Reply::Int(slot.id as i64),
             Reply::bulk(format!("{crc:08x}")),

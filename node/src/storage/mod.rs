@@ -9,6 +9,7 @@ pub mod backlog;
 pub mod cache;
 pub mod changelog;
 pub mod encoding;
+pub mod offload;
 mod slotlog;
 mod txn;
 
@@ -18,7 +19,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, Options, ReadOptions, WriteBatch,
+    WriteOptions,
 };
 
 pub use backlog::Backlog;
@@ -46,6 +48,8 @@ pub struct StoreOptions {
     pub background_jobs: i32,
     /// Memory for the meta-record cache (see [`cache`]); 0 = off.
     pub meta_cache_bytes: usize,
+    /// Bytes per second flushes and compactions may write; 0 = unlimited.
+    pub background_write_rate: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +61,7 @@ impl Default for StoreOptions {
             sync_writes: false,
             background_jobs: 2,
             meta_cache_bytes: 128 << 20,
+            background_write_rate: 0,
         }
     }
 }
@@ -146,11 +151,38 @@ pub type WriteLock = Arc<Mutex<WriteState>>;
 
 pub struct Store {
     db: Db,
-    write_opts: WriteOptions,
+    /// Every command's writes: through the WAL.
+    logged: WriteModes,
+    /// Full-sync chunks: outside the WAL, durable by a memtable flush.
+    unlogged: WriteModes,
+    /// Writes that met a write stall and waited for it off the async workers.
+    stalled_writes: AtomicU64,
     cache: Cache,
     meta_cache: Arc<cache::CacheBudget>,
     wal: GroupCommit,
 }
+
+/// The two ways to make one kind of write: `no_wait` fails at once (`Incomplete`) where RocksDB
+/// would stall the writer, `wait` waits (see [`offload`]).
+struct WriteModes {
+    no_wait: WriteOptions,
+    wait: WriteOptions,
+}
+
+impl WriteModes {
+    fn new(wal: bool) -> WriteModes {
+        let mut no_wait = WriteOptions::default();
+        no_wait.set_no_slowdown(true);
+        no_wait.disable_wal(!wal);
+        let mut wait = WriteOptions::default();
+        wait.disable_wal(!wal);
+        WriteModes { no_wait, wait }
+    }
+}
+
+/// Batches of this size and more go straight to [`offload::off_worker`]: copying one for a
+/// retry would cost about as much as the hand-off, and so big a write is slow anyway.
+const COPY_LIMIT: usize = 64 << 10;
 
 /// Group commit of the WAL. RocksDB runs with `manual_wal_flush`: a write lands in the WAL
 /// buffer, and a connection calls [`Store::commit_wal`] before it sends replies. One flush (one
@@ -194,6 +226,10 @@ impl Store {
         db_opts.set_keep_log_file_num(5);
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_manual_wal_flush(true);
+        if opts.background_write_rate > 0 {
+            // Refilled every 100 ms; flushes come before compactions (fairness 10, the default).
+            db_opts.set_ratelimiter(opts.background_write_rate as i64, 100_000, 10);
+        }
 
         let mut data_opts = Options::default();
         data_opts.set_block_based_table_factory(&table);
@@ -235,7 +271,15 @@ impl Store {
             fsync: opts.sync_writes,
         };
         let meta_cache = cache::CacheBudget::new(opts.meta_cache_bytes);
-        Ok(Store { db, write_opts: WriteOptions::default(), cache, meta_cache, wal })
+        Ok(Store {
+            db,
+            logged: WriteModes::new(true),
+            unlogged: WriteModes::new(false),
+            stalled_writes: AtomicU64::new(0),
+            cache,
+            meta_cache,
+            wal,
+        })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
@@ -248,10 +292,33 @@ impl Store {
         if cfg!(feature = "bench-skip-storage-writes") {
             drop(batch);
         } else {
-            self.db.write_opt(batch, &self.write_opts)?;
+            self.write_with(batch, &self.logged)?;
         }
         self.wal.written.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Applies a batch, waiting out a write stall off the async workers ([`offload`]).
+    fn write_with(&self, batch: WriteBatch, modes: &WriteModes) -> Result<(), rocksdb::Error> {
+        if batch.size_in_bytes() >= COPY_LIMIT {
+            return offload::off_worker(|| self.db.write_opt(batch, &modes.wait));
+        }
+        // `write_opt` consumes the batch, also when RocksDB turns it away: a copy for the retry.
+        let retry = WriteBatch::from_data(batch.data());
+        match self.db.write_opt(batch, &modes.no_wait) {
+            Err(e) if e.kind() == ErrorKind::Incomplete => {
+                self.stalled_writes.fetch_add(1, Ordering::Relaxed);
+                offload::off_worker(|| self.db.write_opt(retry, &modes.wait))
+            }
+            result => result,
+        }
+    }
+
+    /// Writes that met a write stall since the node started, and whether RocksDB holds every
+    /// write back right now (for INFO).
+    pub fn stalls(&self) -> (u64, bool) {
+        let stopped = self.property("rocksdb.is-write-stopped").unwrap_or(0) != 0;
+        (self.stalled_writes.load(Ordering::Relaxed), stopped)
     }
 
     /// Whether writes were made that no flush has covered yet.
@@ -275,11 +342,11 @@ impl Store {
         }
         let covered = self.wal.written.load(Acquire);
         if self.wal.fsync {
-            // An fsync may take long (a busy disk): the worker thread hands its other tasks to
-            // another thread meanwhile, so PING and reads are answered and the node does not
-            // look dead to the operator. A flush without it is one write(2): not worth the
-            // hand-off.
-            tokio::task::block_in_place(|| self.db.flush_wal(true))?;
+            // An fsync may take long (a busy disk): off the worker, so PING and reads are
+            // answered meanwhile and the node does not look dead to the operator. A flush
+            // without it is one write(2) into the page cache, and one connection at a time
+            // makes it (the flusher lock is async): at worst one worker waits.
+            offload::off_worker(|| self.db.flush_wal(true))?;
         } else {
             self.db.flush_wal(false)?;
         }
@@ -315,20 +382,24 @@ impl Store {
     /// Writes one of the node's own records, synced: ownership and roles must survive power loss.
     pub fn node_put(&self, key: &str, value: &[u8]) -> Result<(), rocksdb::Error> {
         let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
-        self.db.put_cf(&cf, key.as_bytes(), value)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&cf, key.as_bytes(), value);
+        self.write(batch)?;
         self.flush_wal()
     }
 
     pub fn node_delete(&self, key: &str) -> Result<(), rocksdb::Error> {
         let cf = self.db.cf_handle(CF_NODE).expect("node column family exists");
-        self.db.delete_cf(&cf, key.as_bytes())?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(&cf, key.as_bytes());
+        self.write(batch)?;
         self.flush_wal()
     }
 
     /// Writes the WAL buffer out and fsyncs it: everything applied so far is on disk.
     pub fn flush_wal(&self) -> Result<(), rocksdb::Error> {
         let covered = self.wal.written.load(std::sync::atomic::Ordering::Acquire);
-        self.db.flush_wal(true)?;
+        offload::off_worker(|| self.db.flush_wal(true))?;
         self.wal.flushed.fetch_max(covered, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
@@ -355,8 +426,25 @@ impl Store {
     /// Starts a transaction on one slot. `lock` is the slot's write lock for a writing command,
     /// `None` for a read-only one.
     pub fn txn<'a>(&'a self, prefix: SlotPrefix, cache: &'a SlotCache, lock: Option<&WriteLock>) -> Txn<'a> {
-        Txn::new(self, prefix, cache, lock.map(|l| l.lock_arc()))
+        Txn::new(self, prefix, cache, lock.map(lock_slot))
     }
+}
+
+/// How long a writer waits for a slot's lock on its worker before it waits off the worker.
+/// Another writer holds it for microseconds, except through a write stall.
+const LOCK_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Takes a slot's write lock for a transaction. Its holder may be waiting out a write stall
+/// ([`offload`]): the writers queued behind it must not each hold a worker meanwhile.
+fn lock_slot(lock: &WriteLock) -> parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriteState> {
+    lock.try_lock_arc_for(LOCK_SPIN).unwrap_or_else(|| offload::off_worker(|| lock.lock_arc()))
+}
+
+/// Takes a slot's write lock outside a transaction (replication, fences), waiting as
+/// [`lock_slot`] does. Every wait for a slot's lock goes through one of the two; what only needs
+/// the slot's position reads [`LogHead`] without the lock.
+pub fn lock_state(lock: &WriteLock) -> parking_lot::MutexGuard<'_, WriteState> {
+    lock.try_lock_for(LOCK_SPIN).unwrap_or_else(|| offload::off_worker(|| lock.lock()))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -3,7 +3,7 @@
 //! full-sync streaming and loading, and a digest to compare two copies.
 
 use bytes::Bytes;
-use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{ReadOptions, WriteBatch};
 
 use super::cache::SlotCache;
 use super::changelog::{self, LogMeta, LogPos, Op};
@@ -69,6 +69,14 @@ pub(super) fn add_ops(prefix: SlotPrefix, ops: &[Op<'_>], batch: &mut WriteBatch
 impl Store {
     pub(super) fn log_cf(&self) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
         self.db.cf_handle(CF_LOG).expect("log column family exists")
+    }
+
+    /// Writes one record of the log column family (through [`Store::write`], so a write stall
+    /// is waited out off the async workers).
+    fn log_put(&self, key: &[u8], value: &[u8]) -> Result<(), rocksdb::Error> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&self.log_cf(), key, value);
+        self.write(batch)
     }
 
     /// Applies a master's entry to a replica slot: the same operations under this node's prefix
@@ -148,7 +156,7 @@ impl Store {
             out.extend_from_slice(&(entry.len() as u64).to_be_bytes());
             out.extend_from_slice(entry);
         }
-        self.db.put_cf(&self.log_cf(), saved_master_key(prefix), out)?;
+        self.log_put(&saved_master_key(prefix), &out)?;
         Ok(bytes)
     }
 
@@ -181,7 +189,7 @@ impl Store {
         for prefix in prefixes {
             batch.delete_cf(&self.log_cf(), saved_master_key(*prefix));
         }
-        self.db.write(batch)?;
+        self.write(batch)?;
         self.flush_wal()
     }
 
@@ -197,7 +205,9 @@ impl Store {
     /// Forgets a slot's replica position (promotion): should it follow a master again, it
     /// starts from a full sync unless that master shares its history.
     pub fn clear_replica_state(&self, prefix: SlotPrefix) -> Result<(), rocksdb::Error> {
-        self.db.delete_cf(&self.log_cf(), prefix.bytes())?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(&self.log_cf(), prefix.bytes());
+        self.write(batch)?;
         self.flush_wal()
     }
 
@@ -208,7 +218,7 @@ impl Store {
         meta: LogMeta,
         state: &mut WriteState,
     ) -> Result<(), rocksdb::Error> {
-        self.db.put_cf(&self.log_cf(), prefix.bytes(), changelog::encode_replica_state(state.head.pos(), &meta))?;
+        self.log_put(prefix.bytes(), &changelog::encode_replica_state(state.head.pos(), &meta))?;
         self.flush_wal()?;
         state.log = meta;
         Ok(())
@@ -246,10 +256,8 @@ impl Store {
         let mut batch = WriteBatch::default();
         let ops: Vec<Op<'_>> = pairs.iter().map(|(k, v)| Op::Put(k, v)).collect();
         add_ops(prefix, &ops, &mut batch);
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
         let _writing = cache.writing();
-        self.db.write_opt(batch, &wo)?;
+        self.write_with(batch, &self.unlogged)?;
         // Forgotten rather than cached: a full sync would otherwise flood the cache.
         let metas: Vec<Vec<u8>> = pairs.iter().filter(|(k, _)| is_meta(k)).map(|(k, _)| prefix.absolute(k)).collect();
         cache.invalidate(metas.iter().map(Vec::as_slice));
@@ -270,7 +278,7 @@ impl Store {
         meta: LogMeta,
         state: &mut WriteState,
     ) -> Result<(), rocksdb::Error> {
-        self.db.put_cf(&self.log_cf(), prefix.bytes(), changelog::encode_replica_state(pos, &meta))?;
+        self.log_put(prefix.bytes(), &changelog::encode_replica_state(pos, &meta))?;
         self.flush_wal()?;
         state.log = meta;
         state.backlog.reset(pos);
@@ -290,7 +298,7 @@ impl Store {
         mut each: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<u64, rocksdb::Error> {
         let snapshot = {
-            let mut state = lock.lock();
+            let mut state = super::lock_state(lock);
             let snapshot = self.db.snapshot();
             at_snapshot(&mut state);
             snapshot
