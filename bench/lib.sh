@@ -1,10 +1,14 @@
-# Shared by the bench scripts: builds the release node, makes a scratch directory that is removed
-# (with every process started through `track`) on exit, and waits for ports.
+# Shared by the bench scripts: builds the release node (unless NODE_BIN names one), makes a
+# scratch directory that is removed (with every process started through `track`) on exit, and
+# waits for ports.
 # Sets NODE_BIN and work.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
-cargo build --release -q -p pika-node
-NODE_BIN="$CARGO_TARGET_DIR/release/pika-node"
+# NODE_BIN=/path/to/pika-node runs that build instead (to compare two builds of the node).
+if [ -z "${NODE_BIN:-}" ]; then
+  cargo build --release -q -p pika-node
+  NODE_BIN="$CARGO_TARGET_DIR/release/pika-node"
+fi
 work="${WORK_DIR:-$(mktemp -d)}"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
