@@ -71,7 +71,7 @@ pub fn expire_slot(server: &Server, slot: &Arc<Slot>) -> Result<usize, crate::er
         }
     }
     if due.is_empty() {
-        let mut state = crate::storage::lock_state(&slot.lock);
+        let mut state = slot.state();
         // A write that set an earlier expiry meanwhile has already lowered it: keep that.
         if state.expiry_gen == generation {
             state.next_expiry = next_after;

@@ -104,6 +104,12 @@ impl Slot {
         matches!(*self.role.read(), Role::Replica { .. })
     }
 
+    /// The slot's write state, under its write lock, waited for off the async workers when a
+    /// writer holds it long ([`crate::storage::lock_state`]).
+    pub fn state(&self) -> parking_lot::MutexGuard<'_, WriteState> {
+        crate::storage::lock_state(&self.lock)
+    }
+
     pub fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Acquire)
     }
@@ -336,7 +342,7 @@ impl Slots {
     /// has not yet locked sees `alive == false`.
     fn drop_data(&self, slots: &[Arc<Slot>]) -> CmdResult<()> {
         for slot in slots {
-            let _writes = crate::storage::lock_state(&slot.lock);
+            let _writes = slot.state();
             slot.alive.store(false, Ordering::Release);
             let _writing = slot.cache.writing();
             self.store.drop_slot(slot.prefix)?;

@@ -244,7 +244,7 @@ fn fence_targets(ctx: &ConnCtx, args: &[Bytes]) -> CmdResult<Vec<std::sync::Arc<
 fn fence(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     sharding_only(ctx, "PkClusterFence")?;
     for slot in fence_targets(ctx, args)? {
-        let _barrier = crate::storage::lock_state(&slot.lock);
+        let _barrier = slot.state();
         slot.fenced.store(true, std::sync::atomic::Ordering::Release);
     }
     Ok(Reply::Ok)

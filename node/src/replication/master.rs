@@ -68,7 +68,7 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
         let _ = send(stream, b"-ERR Partition not found\r\n").await;
         return;
     };
-    if crate::storage::lock_state(&slot.lock).log.history == 0 {
+    if slot.state().log.history == 0 {
         // The slot is itself in the middle of a full sync: what it holds is partial.
         let _ = send(stream, b"-ERR slot is in a full sync, retry later\r\n").await;
         return;
@@ -99,7 +99,7 @@ async fn run(
     use std::sync::atomic::Ordering::Relaxed;
     let (start, epoch) = match continue_point(slot, handshake) {
         Some((start, epoch)) => {
-            let log = crate::storage::lock_state(&slot.lock).log;
+            let log = slot.state().log;
             let reply =
                 Start::Continue { history: log.history, prev_history: log.prev_history, prev_until: log.prev_until };
             send(stream, reply.line().as_bytes()).await?;
@@ -120,7 +120,7 @@ async fn run(
 /// it belongs to. Either way the slot's backlog is on from here, so nothing written after this
 /// point is missed.
 fn continue_point(slot: &Slot, h: &Handshake) -> Option<(LogPos, u64)> {
-    let mut state = crate::storage::lock_state(&slot.lock);
+    let mut state = slot.state();
     let head = state.head.pos();
     let usable = !h.force
         && state.log.shares_history(h.history, h.pos.seq)
@@ -204,7 +204,7 @@ async fn stream_log(
         tokio::pin!(notified);
         notified.as_mut().enable();
         if window_open && head.pos().seq > sent.seq {
-            let entries = crate::storage::lock_state(&slot.lock).backlog.read(sent.seq + 1, READ_BATCH);
+            let entries = slot.state().backlog.read(sent.seq + 1, READ_BATCH);
             let Some(entries) = entries else { return Err(StreamError::Purged(sent.seq + 1)) };
             out.clear();
             for (pos, entry) in entries {

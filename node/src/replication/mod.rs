@@ -61,7 +61,7 @@ pub fn detach(slot: &Slot, session: u64) {
         list.is_empty()
     };
     if empty {
-        crate::storage::lock_state(&slot.lock).backlog.detached(std::time::Instant::now());
+        slot.state().backlog.detached(std::time::Instant::now());
     }
 }
 
@@ -140,7 +140,7 @@ pub fn save_masters(server: &Server) {
         if slot.master_addr().is_some() {
             continue;
         }
-        let state = crate::storage::lock_state(&slot.lock);
+        let state = slot.state();
         match server.store.save_master(slot.prefix, &state, per_slot.min(budget)) {
             Ok(saved) => {
                 budget -= saved;
@@ -167,7 +167,7 @@ pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
     for slot in topology.tables.values().flat_map(|t| t.owned()) {
         let saved = server.store.saved_master(slot.prefix).map_err(|e| CmdError::err(e.to_string()))?;
         if let Some(saved) = saved {
-            let mut state = crate::storage::lock_state(&slot.lock);
+            let mut state = slot.state();
             state.log = saved.meta;
             state.backlog = crate::storage::Backlog::restored(saved.base, saved.entries, now);
             state.head.advance(saved.head);
@@ -179,10 +179,7 @@ pub fn restore(server: &Arc<Server>) -> CmdResult<()> {
         if let Some((master, full, counted)) = load_role(&server.store, slot)? {
             tracing::info!(table = slot.table, slot = slot.id, %master, full, counted, "resuming as a replica");
             slot.counted.store(counted, Ordering::Release);
-            server
-                .store
-                .resume_replica(slot.prefix, &mut crate::storage::lock_state(&slot.lock))
-                .map_err(|e| CmdError::err(e.to_string()))?;
+            server.store.resume_replica(slot.prefix, &mut slot.state()).map_err(|e| CmdError::err(e.to_string()))?;
             *slot.role.write() = Role::Replica { master: master.clone() };
             replica::spawn(server, slot.clone(), master, full);
         }
@@ -206,7 +203,7 @@ pub fn follow(server: &Arc<Server>, slot: &Arc<Slot>, master: &str, force: bool,
         // Under the slot's write lock, as a fence: a write that passed its role check under the
         // lock (a cross-slot MSET may hold it while it runs its other slots) lands first, and
         // every later one is refused as read-only.
-        let _writes = crate::storage::lock_state(&slot.lock);
+        let _writes = slot.state();
         *slot.role.write() = Role::Replica { master: master.to_string() };
     }
     replica::spawn(server, slot.clone(), master.to_string(), force);
@@ -224,7 +221,7 @@ pub fn promote(server: &Arc<Server>, slot: &Arc<Slot>) -> CmdResult<()> {
     }
     stop_upstream(slot);
     {
-        let mut state = crate::storage::lock_state(&slot.lock);
+        let mut state = slot.state();
         let head = state.head.pos();
         state.log = state.log.promoted(head, new_history());
         // Logging from the promotion on, for a while even if nobody attaches yet: the old
@@ -299,7 +296,7 @@ pub async fn purge_loop(server: Arc<Server>) {
         let topology = server.slots.snapshot();
         for slot in topology.tables.values().flat_map(|t| t.owned()) {
             let needed_from = slot.downstream.lock().iter().map(|d| d.acked.seq).min();
-            let mut state = crate::storage::lock_state(&slot.lock);
+            let mut state = slot.state();
             if state.backlog.is_logging() {
                 state.backlog.trim(keep, max.max(keep), needed_from, now);
             }

@@ -123,7 +123,7 @@ async fn session(
         }
     }
     let (history, pos) = {
-        let state = crate::storage::lock_state(&slot.lock);
+        let state = slot.state();
         (state.log.history, state.head.pos())
     };
     let counted = slot.counted.load(std::sync::atomic::Ordering::Acquire);
@@ -135,7 +135,7 @@ async fn session(
     let line = read_line(&mut stream, &mut buf).await?;
     match Start::parse(&line).map_err(SyncError::Refused)? {
         Start::Continue { history, prev_history, prev_until } => {
-            let mut state = crate::storage::lock_state(&slot.lock);
+            let mut state = slot.state();
             let meta = LogMeta { history, prev_history, prev_until };
             let changed = meta != state.log;
             server.store.set_replica_meta(slot.prefix, meta, &mut state)?;
@@ -167,7 +167,7 @@ async fn receive_snapshot(
     slot.set_link(LinkState::WaitDbSync);
     super::save_role(&server.store, slot, Some((master, true))).map_err(|e| SyncError::Apply(e.to_string()))?;
     {
-        let mut state = crate::storage::lock_state(&slot.lock);
+        let mut state = slot.state();
         if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
@@ -178,7 +178,7 @@ async fn receive_snapshot(
     loop {
         match next_frame(stream, buf).await? {
             Frame::Chunk(chunk) => {
-                let _state = crate::storage::lock_state(&slot.lock);
+                let _state = slot.state();
                 if stopped(slot, cancel) {
                     return Err(SyncError::Cancelled);
                 }
@@ -196,7 +196,7 @@ async fn receive_snapshot(
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || store.flush_data()).await.map_err(|e| SyncError::Apply(e.to_string()))??;
     {
-        let mut state = crate::storage::lock_state(&slot.lock);
+        let mut state = slot.state();
         if stopped(slot, cancel) {
             return Err(SyncError::Cancelled);
         }
@@ -222,7 +222,7 @@ async fn follow_log(
         loop {
             match Frame::decode(buf).map_err(|e| SyncError::Protocol(e.to_string()))? {
                 Some(Frame::Entry { pos, entry }) => {
-                    let mut state = crate::storage::lock_state(&slot.lock);
+                    let mut state = slot.state();
                     if stopped(slot, cancel) {
                         return Err(SyncError::Cancelled);
                     }
