@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::Credential;
 use crate::resp::{self, Frame};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -36,7 +37,7 @@ pub async fn alive(addr: &str) -> bool {
 }
 
 /// Opens a connection, authenticates and selects the table.
-pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<TcpStream, String> {
+pub async fn connect(addr: &str, table: u32, credential: Option<&Credential>) -> Result<TcpStream, String> {
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e.to_string()),
@@ -45,8 +46,8 @@ pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<T
     let _ = stream.set_nodelay(true);
     let mut setup = BytesMut::new();
     let mut expected = 0;
-    if let Some(pw) = password {
-        resp::write_command(&mut setup, &["AUTH", pw]);
+    if let Some(credential) = credential {
+        resp::write_command(&mut setup, &credential.auth_args());
         expected += 1;
     }
     if table != 0 {
@@ -77,18 +78,18 @@ pub async fn connect(addr: &str, table: u32, password: Option<&str>) -> Result<T
 }
 
 /// One request on a fresh connection; the reply (an error reply is `Ok(Frame::Error)`).
-pub async fn request<A: AsRef<[u8]>>(addr: &str, password: Option<&str>, args: &[A]) -> Result<Frame, String> {
-    request_within(addr, password, args, REQUEST_TIMEOUT).await
+pub async fn request<A: AsRef<[u8]>>(addr: &str, credential: Option<&Credential>, args: &[A]) -> Result<Frame, String> {
+    request_within(addr, credential, args, REQUEST_TIMEOUT).await
 }
 
 /// [`request`] with its own time limit (for example [`PROBE_TIMEOUT`]).
 pub async fn request_within<A: AsRef<[u8]>>(
     addr: &str,
-    password: Option<&str>,
+    credential: Option<&Credential>,
     args: &[A],
     timeout: Duration,
 ) -> Result<Frame, String> {
-    let frame = request_raw(addr, 0, password, args, Some(timeout)).await?;
+    let frame = request_raw(addr, 0, credential, args, Some(timeout)).await?;
     Ok(resp::decode_reply(&frame))
 }
 
@@ -97,11 +98,11 @@ pub async fn request_within<A: AsRef<[u8]>>(
 pub async fn request_raw<A: AsRef<[u8]>>(
     addr: &str,
     table: u32,
-    password: Option<&str>,
+    credential: Option<&Credential>,
     args: &[A],
     timeout: Option<Duration>,
 ) -> Result<bytes::Bytes, String> {
-    let stream = connect(addr, table, password).await?;
+    let stream = connect(addr, table, credential).await?;
     exchange(stream, addr, args, timeout).await
 }
 
@@ -110,12 +111,12 @@ pub async fn request_raw<A: AsRef<[u8]>>(
 /// up must not carry a request decided before it lost its Lease.
 pub async fn request_if<A: AsRef<[u8]>>(
     addr: &str,
-    password: Option<&str>,
+    credential: Option<&Credential>,
     args: &[A],
     timeout: Duration,
     may_send: impl FnOnce() -> bool,
 ) -> Result<Option<Frame>, String> {
-    let stream = connect(addr, 0, password).await?;
+    let stream = connect(addr, 0, credential).await?;
     if !may_send() {
         return Ok(None);
     }

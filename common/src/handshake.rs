@@ -3,17 +3,14 @@
 //! that starts against a node must start against the proxy too).
 //!
 //! What clients rely on: `HELLO 3` answered with `NOPROTO` (redis-py and others then fall back to
-//! RESP2 by themselves), `HELLO 2` with the server's fields, `AUTH [default] <password>` (the
-//! Redis 6 form with the only user there is), `CLIENT SETINFO` accepted (libraries send it on
+//! RESP2 by themselves), `HELLO 2` with the server's fields, `AUTH [user] <password>` (the
+//! Redis 6 form; the users: [`crate::auth`]), `CLIENT SETINFO` accepted (libraries send it on
 //! every connect and ignore errors, but log them).
 
 use bytes::Bytes;
 
 /// The RESP versions served. RESP3 is not (yet): `HELLO 3` gets [`HandshakeError::NoProto`].
 pub const PROTOCOL: i64 = 2;
-
-/// The only user name there is; `AUTH default <password>` equals `AUTH <password>`.
-pub const DEFAULT_USER: &[u8] = b"default";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
@@ -23,8 +20,6 @@ pub enum HandshakeError {
     BadProtocol,
     #[error("ERR syntax error")]
     Syntax,
-    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
-    WrongUser,
     #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
     BadName,
     #[error("ERR Unknown subcommand or wrong number of arguments for '{0}'. Try CLIENT HELP.")]
@@ -34,8 +29,8 @@ pub enum HandshakeError {
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`, version already checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hello {
-    /// The password of `AUTH user pass` (the user checked to be the default one).
-    pub password: Option<Bytes>,
+    /// `AUTH user pass`.
+    pub auth: Option<Auth>,
     pub name: Option<Bytes>,
 }
 
@@ -52,7 +47,7 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, HandshakeError> {
     let mut i = 2;
     while i < args.len() {
         if args[i].eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-            hello.password = Some(auth_password(&args[i + 1..i + 3])?);
+            hello.auth = Some(parse_auth(&args[i + 1..i + 3])?);
             i += 3;
         } else if args[i].eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
             check_client_name(&args[i + 1])?;
@@ -65,19 +60,24 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, HandshakeError> {
     Ok(hello)
 }
 
-/// Whether `given` is one of the passwords a server accepts: `current`, or during a rotation
-/// `previous` (an empty one is none).
-pub fn password_accepted(given: &[u8], current: &str, previous: &str) -> bool {
-    (!current.is_empty() && given == current.as_bytes()) || (!previous.is_empty() && given == previous.as_bytes())
+/// `AUTH`'s arguments: `<password>` or `<user> <password>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub user: Option<Bytes>,
+    pub password: Bytes,
 }
 
-/// The password of `AUTH`'s arguments (without the command name): `<password>` or
-/// `default <password>`.
-pub fn auth_password(args: &[Bytes]) -> Result<Bytes, HandshakeError> {
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Auth({:?}, <redacted>)", self.user)
+    }
+}
+
+/// Parses `AUTH`'s arguments (without the command name).
+pub fn parse_auth(args: &[Bytes]) -> Result<Auth, HandshakeError> {
     match args {
-        [password] => Ok(password.clone()),
-        [user, password] if user.as_ref() == DEFAULT_USER => Ok(password.clone()),
-        [_, _] => Err(HandshakeError::WrongUser),
+        [password] => Ok(Auth { user: None, password: password.clone() }),
+        [user, password] => Ok(Auth { user: Some(user.clone()), password: password.clone() }),
         _ => Err(HandshakeError::Syntax),
     }
 }
@@ -188,9 +188,9 @@ mod tests {
     #[test]
     fn hello_options() {
         let hello = parse_hello(&args("HELLO 2 auth default pw SETNAME app")).unwrap();
-        assert_eq!(hello.password.as_deref(), Some(&b"pw"[..]));
+        let auth = hello.auth.unwrap();
+        assert_eq!((auth.user.as_deref(), auth.password.as_ref()), (Some(&b"default"[..]), &b"pw"[..]));
         assert_eq!(hello.name.as_deref(), Some(&b"app"[..]));
-        assert_eq!(parse_hello(&args("HELLO 2 AUTH alice pw")), Err(HandshakeError::WrongUser));
         assert_eq!(parse_hello(&args("HELLO 2 AUTH pw")), Err(HandshakeError::Syntax));
         assert_eq!(parse_hello(&args("HELLO 2 SETNAME")), Err(HandshakeError::Syntax));
         assert_eq!(parse_hello(&args("HELLO 2 SETNAME a\nb")), Err(HandshakeError::BadName));

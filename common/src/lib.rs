@@ -6,11 +6,13 @@
 //! - [`pkinfo`]: parsers for the text replies of `pkcluster info slot` and `pkcluster info table`.
 //! - [`http`]: the tiny `/health` + `/metrics` endpoint of node and proxy.
 //! - [`protocol`]: replication state names and the admin error replies callers act on.
+//! - [`auth`]: the admin and default users, what each may run, credentials.
 //! - [`handshake`]: HELLO, AUTH and CLIENT as client libraries send them on connect.
 //! - [`client`]: connect and one-shot admin requests to nodes and proxies.
 //! - [`process`]: logging setup and termination signals, as every binary does them.
 //! - [`options`]: pika-node's options (which can change live, their syntax, defaults).
 
+pub mod auth;
 pub mod client;
 pub mod handshake;
 pub mod http;

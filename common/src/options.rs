@@ -7,6 +7,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Text,
+    /// A password: from the file or the environment (`auth::env_name`), never from a command
+    /// line or a cluster manifest; CONFIG GET shows it redacted.
+    Secret,
     /// An integer, within the bounds (the node clamps some further).
     Int {
         min: i64,
@@ -44,12 +47,22 @@ const fn ignored(name: &'static str) -> Opt {
 
 /// Every option a pika.conf may hold.
 pub const OPTIONS: &[Opt] = &[
-    opt("requirepass", true, Kind::Text, ""),
+    // The admin password (Pika's meaning): every command (common/src/auth.rs).
+    opt("requirepass", true, Kind::Secret, ""),
     // Also accepted by AUTH while a password rotation runs (empty: none).
-    opt("requirepass-previous", true, Kind::Text, ""),
-    opt("masterauth", true, Kind::Text, ""),
+    opt("requirepass-previous", true, Kind::Secret, ""),
+    // The user password (Pika's meaning): data commands only, none of `userblacklist`.
+    opt("userpass", true, Kind::Secret, ""),
+    opt("userpass-previous", true, Kind::Secret, ""),
+    // Commands the user (not admin) may not run, comma-separated (Pika's syntax).
+    opt("userblacklist", true, Kind::Text, ""),
+    // What this node sends its masters: their `requirepass` (replication is admin).
+    opt("masterauth", true, Kind::Secret, ""),
     opt("timeout", true, ANY, "0"),
     opt("maxclients", true, ANY, "20000"),
+    // Largest request (all its arguments) a connection may send; larger: refused and closed.
+    // Redis's name and default. New connections take a change.
+    opt("client-query-buffer-limit", true, Kind::Size, "1gb"),
     opt("slowlog-log-slower-than", true, ANY, "10000"),
     opt("slowlog-max-len", true, ANY, "128"),
     opt("slot-log-size", true, Kind::Size, "4mb"),
@@ -108,8 +121,6 @@ pub const OPTIONS: &[Opt] = &[
     ignored("level-compaction-dynamic-level-bytes"),
     ignored("sync-window-size"),
     ignored("max-conn-rbuf-size"),
-    ignored("userpass"),
-    ignored("userblacklist"),
     ignored("replication-num"),
     ignored("consensus-level"),
     ignored("slave-priority"),
@@ -174,6 +185,10 @@ impl Parsed {
     }
 }
 
+/// Shown by CONFIG GET for a secret that is set (an empty one shows empty: whether a password
+/// is set is not a secret).
+pub const REDACTED: &str = "<redacted>";
+
 /// The option named `name` (case-insensitive).
 pub fn find(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
@@ -183,7 +198,7 @@ pub fn find(name: &str) -> Option<&'static Opt> {
 pub fn parse(name: &str, value: &str) -> Result<(&'static Opt, Parsed), String> {
     let opt = find(name).ok_or_else(|| "unknown option".to_string())?;
     let parsed = match opt.kind {
-        Kind::Text => Parsed::Text(value.to_string()),
+        Kind::Text | Kind::Secret => Parsed::Text(value.to_string()),
         Kind::Int { min, max } => {
             let n: i64 = value.trim().parse().map_err(|_| "not an integer".to_string())?;
             if !(min..=max).contains(&n) {

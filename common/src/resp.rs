@@ -12,6 +12,9 @@ pub const MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 pub const MAX_MULTIBULK_LEN: usize = 1024 * 1024;
 /// Largest inline request line.
 pub const MAX_INLINE_LEN: usize = 64 * 1024;
+/// Largest request, all its arguments together (Redis's `client-query-buffer-limit` default):
+/// what one client can make a server hold before its request runs.
+pub const DEFAULT_QUERY_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// A framing error: the peer sent bytes that are not RESP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,9 +86,17 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolE
 /// A request parser that remembers how far it got in an incomplete multibulk request, so a
 /// request that arrives in many reads (a big MSET, a 512 MB value) is scanned once, not once per
 /// read. The caller must only append to the buffer between calls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestDecoder {
     partial: Option<Partial>,
+    /// Largest request accepted, in bytes on the wire.
+    limit: usize,
+}
+
+impl Default for RequestDecoder {
+    fn default() -> Self {
+        RequestDecoder::with_limit(DEFAULT_QUERY_LIMIT)
+    }
 }
 
 #[derive(Debug)]
@@ -99,6 +110,12 @@ struct Partial {
 }
 
 impl RequestDecoder {
+    /// A decoder that refuses a request larger than `limit` bytes as soon as a header
+    /// announces it, before its data arrives.
+    pub fn with_limit(limit: usize) -> RequestDecoder {
+        RequestDecoder { partial: None, limit }
+    }
+
     /// Like [`parse_request`], resuming where the previous call stopped.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         if self.partial.is_none() {
@@ -126,7 +143,7 @@ impl RequestDecoder {
             self.partial = Some(Partial { count, spans: Vec::with_capacity(count.min(1024)), at: cr + 2 });
         }
         let partial = self.partial.as_mut().expect("set above");
-        match locate_args(partial, buf) {
+        match locate_args(partial, buf, self.limit) {
             Ok(true) => {
                 let p = self.partial.take().expect("set above");
                 let frame = buf.split_to(p.at).freeze();
@@ -142,7 +159,7 @@ impl RequestDecoder {
 }
 
 /// Locates the remaining arguments of a multibulk request; whether all of them are present.
-fn locate_args(p: &mut Partial, buf: &[u8]) -> Result<bool, ProtocolError> {
+fn locate_args(p: &mut Partial, buf: &[u8], limit: usize) -> Result<bool, ProtocolError> {
     while p.spans.len() < p.count {
         let at = p.at;
         if at >= buf.len() {
@@ -161,6 +178,9 @@ fn locate_args(p: &mut Partial, buf: &[u8]) -> Result<bool, ProtocolError> {
             .filter(|n| (0..=MAX_BULK_LEN as i64).contains(n))
             .ok_or_else(|| protocol_error("invalid bulk length"))? as usize;
         let start = cr + 2;
+        if start + len + 2 > limit {
+            return Err(protocol_error(format!("request larger than the query buffer limit ({limit} bytes)")));
+        }
         if buf.len() < start + len + 2 {
             return Ok(false);
         }
@@ -508,6 +528,17 @@ mod tests {
         assert_eq!(strs(&got[0]), ["SET", "k", "value"]);
         assert_eq!(strs(&got[1]), ["PING"]);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_request_over_the_query_limit_is_refused_from_its_header() {
+        let mut decoder = RequestDecoder::with_limit(64);
+        // The second argument's header takes the request past 64 bytes: refused before its data.
+        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$60\r\n"[..]);
+        let err = decoder.decode(&mut buf).unwrap_err();
+        assert_eq!(err.to_string(), "Protocol error: request larger than the query buffer limit (64 bytes)");
+        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n"[..]);
+        assert_eq!(RequestDecoder::with_limit(64).decode(&mut buf).unwrap().unwrap().len(), 3);
     }
 
     #[test]

@@ -35,9 +35,18 @@ pub fn free_ports() -> (u16, u16) {
     panic!("no free range of 41 ports on loopback below {ephemeral_low}");
 }
 
+/// The admin password the tests give the local runtime (`PIKA_ADMIN_PASSWORD`): they ask the
+/// nodes directly, as an operations team would, and that takes the admin user.
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password";
+
+/// A `redis://` URL of `addr` (`host:port`) as the admin user.
+pub fn admin_url(addr: &str) -> String {
+    format!("redis://admin:{ADMIN_PASSWORD}@{addr}/")
+}
+
 /// Full syncs the node at `addr` (`host:port`) has served so far (`INFO stats`, `sync_full`).
 pub fn full_syncs_served(addr: &str) -> u64 {
-    let mut c = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    let mut c = redis::Client::open(admin_url(addr)).unwrap().get_connection().unwrap();
     full_syncs_served_on(&mut c).expect("INFO stats has sync_full")
 }
 

@@ -88,33 +88,34 @@ impl Kubelet {
         self.kubectl.run(&["-n", "apps", "get", "secret", name, "-o", &template]).ok()
     }
 
-    /// The pod's container args with `$(VAR)` expanded from its env (values and Secret keys),
-    /// as the kubelet does; the pod is read from the API server.
-    fn container_args(&self, pod: &str) -> Vec<String> {
+    /// The pod's container environment, values and Secret keys resolved as the kubelet does;
+    /// the pod is read from the API server.
+    fn container_env(&self, pod: &str) -> Vec<(String, String)> {
         let Some(pod) = self.kubectl.json(&["-n", "apps", "get", "pod", pod]) else { return Vec::new() };
         let container = &pod["spec"]["containers"][0];
-        let mut env = HashMap::new();
+        let mut env = Vec::new();
         for e in container["env"].as_array().cloned().unwrap_or_default() {
             let from = &e["valueFrom"]["secretKeyRef"];
             let value = match e["value"].as_str() {
                 Some(v) => Some(v.to_string()),
                 None => self.secret_value(from["name"].as_str().unwrap_or(""), from["key"].as_str().unwrap_or("")),
             };
-            env.insert(format!("$({})", e["name"].as_str().unwrap_or("")), value.unwrap_or_default());
+            env.push((e["name"].as_str().unwrap_or("").to_string(), value.unwrap_or_default()));
         }
-        let args = container["args"].as_array().cloned().unwrap_or_default();
-        (args.iter().filter_map(Value::as_str))
-            .map(|a| env.iter().fold(a.to_string(), |a, (var, value)| a.replace(var.as_str(), value)))
-            .collect()
+        let args: Vec<String> =
+            container["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
+        // Passwords reach the processes in the environment only: never in the args.
+        for (_, value) in env.iter().filter(|(name, value)| name.contains("PASS") && !value.is_empty()) {
+            assert!(!args.iter().any(|a| a.contains(value.as_str())), "a password in {args:?}");
+        }
+        env
     }
 
     fn start(&mut self, pod: &str, component: &str) -> Option<String> {
         let ip = self.ip(pod, component);
-        let args = self.container_args(pod);
-        // The password flags of the pod's args (the rest is the stand-in's own: addresses, paths).
-        let flags = ["--requirepass", "--masterauth", "--set", "--password", "--password-previous"];
-        let passwords: Vec<String> =
-            args.windows(2).filter(|w| flags.contains(&w[0].as_str())).flat_map(|w| w.to_vec()).collect();
+        // The pod's environment (its passwords); the args are the stand-in's own (addresses,
+        // paths).
+        let env = self.container_env(pod);
         let dir = self.dir.join(pod);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).unwrap();
@@ -122,7 +123,6 @@ impl Kubelet {
         if component == "proxy" {
             cmd = Command::new(sibling("pika-proxy"));
             cmd.args(["--listen", &format!("{ip}:9221"), "--seed-nodes", "127.0.10.10:9221"]);
-            cmd.args(passwords);
         } else {
             let cm = self.kubectl.json(&["-n", "apps", "get", "configmap", "demo-config"])?;
             std::fs::write(dir.join("pika.conf"), cm["data"]["pika.conf"].as_str()?).unwrap();
@@ -130,9 +130,8 @@ impl Kubelet {
             cmd.arg("-c").arg(dir.join("pika.conf"));
             cmd.args(["--bind", &ip, "--http-port", "0", "--db-path"]).arg(dir.join("db"));
             cmd.arg("--set").arg(format!("log-path={}", dir.join("logs").display()));
-            cmd.args(passwords);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = cmd.envs(env).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.running.insert(pod.into(), child);
         let addr = format!("{ip}:9221");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -258,6 +257,16 @@ fn try_conn(addr: &str) -> Option<redis::Connection> {
     urls.iter().find_map(|url| {
         redis::Client::open(url.as_str()).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
     })
+}
+
+/// The cluster's admin password (the operator's Secret `demo-admin`), once read.
+static ADMIN: Mutex<Option<String>> = Mutex::new(None);
+
+/// A connection as the admin user: what CONFIG and `pkcluster` take.
+fn admin_conn(addr: &str) -> Option<redis::Connection> {
+    let password = ADMIN.lock().unwrap().clone().expect("the admin password read");
+    let url = format!("redis://admin:{password}@{addr}/");
+    redis::Client::open(url).ok()?.get_connection_with_timeout(Duration::from_secs(5)).ok()
 }
 
 /// Whether `addr` takes AUTH with `password`.
@@ -493,6 +502,20 @@ fn controllers_drive_real_nodes() {
     *PASSWORDS.lock().unwrap() = vec!["first-password".into()];
     env.apply(&password_secret("first-password")).unwrap();
     env.apply(MANIFEST).unwrap();
+    let admin_password = wait_for(Duration::from_secs(30), "the operator's admin Secret", || {
+        let template = "go-template={{index .data \"password\" | base64decode}}";
+        env.kubectl(&["-n", "apps", "get", "secret", "demo-admin", "-o", template]).ok().filter(|p| p.len() >= 32)
+    });
+    *ADMIN.lock().unwrap() = Some(admin_password);
+    // Only the cluster's proxies, its nodes and the operator may reach the nodes (the API server
+    // keeps the policy; enforcing it is the network plugin's, which this control plane has not).
+    let policy = wait_for(Duration::from_secs(30), "the nodes' NetworkPolicy", || {
+        env.kubectl(&["-n", "apps", "get", "networkpolicy", "demo-nodes", "-o", "json"]).ok()
+    });
+    let policy: Value = serde_json::from_str(&policy).unwrap();
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "node", "{policy}");
+    let from = policy["spec"]["ingress"][0]["from"].as_array().unwrap();
+    assert_eq!(from.len(), 3, "{policy}");
 
     let kubelet = Arc::new(Mutex::new(Kubelet {
         kubectl: env.kubectl_client(),
@@ -589,7 +612,7 @@ fn controllers_drive_real_nodes() {
     patch_demo(&env, r#"{"spec":{"durability":{"mode":"replicated","minReplicaAcks":1}}}"#);
     let on = |addr: &str| {
         let setting: Vec<String> =
-            redis::cmd("CONFIG").arg("GET").arg("min-replica-acks").query(&mut try_conn(addr)?).ok()?;
+            redis::cmd("CONFIG").arg("GET").arg("min-replica-acks").query(&mut admin_conn(addr)?).ok()?;
         Some(setting.get(1).map(String::as_str) == Some("1"))
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -739,7 +762,7 @@ fn controllers_drive_real_nodes() {
     // node without a restart; an option that needs a restart rolls the pods.
     let nodes: Vec<String> = (0..2u64).flat_map(members).map(|p| format!("{}:9221", ip_of(&p).unwrap())).collect();
     let config_get = |node: &str, name: &str| -> Option<String> {
-        let kv: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(&mut try_conn(node)?).ok()?;
+        let kv: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(&mut admin_conn(node)?).ok()?;
         kv.get(1).cloned()
     };
     let started_before = kubelet.lock().unwrap().starts.len();
@@ -834,7 +857,21 @@ fn controllers_drive_real_nodes() {
     for addr in nodes.iter().chain([&proxy_addr]) {
         assert!(!accepts(addr, "first-password") && accepts(addr, "second-password"), "{addr}: the new one only");
     }
-    assert!(nodes.iter().all(|n| config_get(n, "masterauth").as_deref() == Some("second-password")));
+    // The data password is not admin's, on the nodes and through the proxies; passwords are
+    // not shown back.
+    let admin_commands: [&[&str]; 2] = [&["CONFIG", "GET", "port"], &["FLUSHALL"]];
+    let targets =
+        nodes.iter().map(|n| (n, admin_commands)).chain([(&proxy_addr, [&["PXROUTE", "GET"][..], &["FLUSHALL"]])]);
+    for (addr, commands) in targets {
+        let mut data =
+            redis::Client::open(format!("redis://:second-password@{addr}/")).unwrap().get_connection().unwrap();
+        for command in commands {
+            let refused = redis::cmd(command[0]).arg(&command[1..]).query::<redis::Value>(&mut data);
+            let text = refused.map_err(|e| e.to_string()).expect_err("an admin command taken from the data user");
+            assert!(text.to_ascii_uppercase().contains("NOPERM"), "{addr} {command:?}: {text}");
+        }
+    }
+    assert!(nodes.iter().all(|n| config_get(n, "userpass").as_deref() == Some(common::options::REDACTED)));
     assert_eq!(kubelet.lock().unwrap().starts.len(), started_before, "a pod restarted for the password");
     // A replica restarted now authenticates to its master with the new password, and the
     // operator (its own connection on the new password) still runs the cluster.
@@ -859,7 +896,7 @@ fn patch_demo(env: &Env, patch: &str) {
 
 /// Waits until `node` replicates every slot of `slots` from `master`, connected.
 fn wait_following(node: &str, master: &str, slots: &str) {
-    let mut c = conn(node);
+    let mut c = admin_conn(node).unwrap_or_else(|| panic!("cannot connect to {node} as admin"));
     wait_for(Duration::from_secs(30), &format!("{node} to replicate {slots} from {master}"), || {
         let info: String = redis::cmd("pkcluster").arg("info").arg("slot").arg(slots).query(&mut c).ok()?;
         let info = common::pkinfo::parse_slot_info(&info).ok()?;

@@ -22,12 +22,12 @@ fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn conn(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap()
+    redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{port}"))).unwrap().get_connection().unwrap()
 }
 
 /// Slots node `port` accepts writes for (`pkcluster writable`, table 0), or None if it is down.
 fn writable(port: u16) -> Option<usize> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+    let mut c = redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{port}"))).ok()?.get_connection().ok()?;
     let tables: Vec<(i64, i64, String)> = redis::cmd("pkcluster").arg("writable").query(&mut c).ok()?;
     let slots = &tables.iter().find(|t| t.0 == 0)?.2;
     Some(common::slotset::parse_slots(slots).ok()?.len())
@@ -70,6 +70,7 @@ fn start_with(file: &Path, dir: &Path, base: u16, proxy: u16, env: &[(&str, &str
         .arg("--proxy-bin")
         .arg(sibling("pika-proxy"))
         .args(["--batch", "8"])
+        .env("PIKA_ADMIN_PASSWORD", pika_e2e::ADMIN_PASSWORD)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
@@ -335,7 +336,9 @@ fn a_failed_master_is_replaced_by_its_replica_and_comes_back_as_one() {
     }
     // The old master is back, as a replica of the new one, read-only, and in sync.
     wait_until(Duration::from_secs(60), "the old master back as a replica", || {
-        let Ok(mut old) = redis::Client::open(format!("redis://127.0.0.1:{base}/")).unwrap().get_connection() else {
+        let Ok(mut old) =
+            redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{base}"))).unwrap().get_connection()
+        else {
             return false;
         };
         let text: String = redis::cmd("pkcluster").arg("info").arg("slot").arg("0").query(&mut old).unwrap_or_default();
@@ -365,7 +368,8 @@ fn replica_count_changes_add_and_remove_replicas() {
     // One more replica: it starts, follows the master and catches up.
     std::fs::write(&file, manifest(1).replace("replicasPerGroup: 1", "replicasPerGroup: 2")).unwrap();
     wait_until(Duration::from_secs(60), "the new replica in sync", || {
-        let Ok(mut r) = redis::Client::open(format!("redis://127.0.0.1:{}/", base + 2)).unwrap().get_connection()
+        let Ok(mut r) =
+            redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{}", base + 2))).unwrap().get_connection()
         else {
             return false;
         };
@@ -446,7 +450,7 @@ fn a_switchover_annotation_hands_a_master_over_without_a_failed_request() {
 
 /// The pid a node gives in INFO, or None if it does not answer.
 fn pid(port: u16) -> Option<u32> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+    let mut c = redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{port}"))).ok()?.get_connection().ok()?;
     let info: String = redis::cmd("INFO").query(&mut c).ok()?;
     common::protocol::info_process_id(&info)
 }
@@ -500,7 +504,7 @@ fn a_new_node_binary_rolls_every_member_replicas_first_without_a_failed_request(
 
 /// A node's option as CONFIG GET reports it.
 fn config_get(port: u16, name: &str) -> Option<String> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+    let mut c = redis::Client::open(pika_e2e::admin_url(&format!("127.0.0.1:{port}"))).ok()?.get_connection().ok()?;
     let kv: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(&mut c).ok()?;
     kv.get(1).cloned()
 }
@@ -533,4 +537,63 @@ fn config_changes_are_set_live_or_rolled_out() {
     stop_and_check_writes(proxy, &stop, writer, &operator_log);
     assert!(nodes.iter().all(|&p| config_get(p, "slowlog-max-len").as_deref() == Some("333")));
     terminate(&mut operator, &[proxy, base, base + 1, base + 10, base + 11]);
+}
+
+/// docs/operator.md, "Passwords": the runtime makes the admin password, keeps it (and every
+/// node's pika.conf) readable by its owner only, puts no password on a command line, and the
+/// data password opens no admin command on the nodes or the proxy.
+#[test]
+fn secrets_stay_off_command_lines_and_the_data_user_runs_no_admin_command() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &file,
+        manifest(1).replace("  slots: 64\n", "  slots: 64\n  passwordSecretRef: {name: e2e-password}\n"),
+    )
+    .unwrap();
+    let (base, proxy) = pika_e2e::free_ports();
+    // No admin password given: the runtime makes one.
+    let mut operator =
+        start(&file, dir.path(), base, proxy, &[("PIKA_PASSWORD", "data-pw"), ("PIKA_ADMIN_PASSWORD", "")]);
+    let log = || log_of(dir.path());
+    let data_url = |port: u16| format!("redis://:data-pw@127.0.0.1:{port}/");
+    wait_until(Duration::from_secs(60), "the cluster to serve the data password", || {
+        let c = redis::Client::open(data_url(proxy)).unwrap().get_connection();
+        c.is_ok_and(|mut c| redis::cmd("SET").arg("probe").arg(1).query::<()>(&mut c).is_ok())
+    });
+    let admin_file = dir.path().join("data/e2e/admin-password");
+    let admin_password = std::fs::read_to_string(&admin_file).unwrap();
+    assert!(admin_password.len() >= 32, "{admin_password:?}");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&admin_file), 0o600, "{}", admin_file.display());
+    for member in ["g0-m0", "g0-m1"] {
+        let conf = dir.path().join("data/e2e").join(member).join("pika.conf");
+        assert_eq!(mode(&conf), 0o600, "{}", conf.display());
+        assert!(std::fs::read_to_string(&conf).unwrap().contains("userpass : data-pw"));
+    }
+    // No process shows a password in its command line.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(!cmdline.contains(&admin_password) && !cmdline.contains("data-pw"), "{cmdline}");
+    }
+    // The data password runs data commands, never admin ones.
+    for (port, admin_command) in [
+        (base, &["CONFIG", "GET", "port"][..]),
+        (base, &["FLUSHALL"]),
+        (proxy, &["PXROUTE", "GET"]),
+        (proxy, &["FLUSHALL"]),
+    ] {
+        let mut c = redis::Client::open(data_url(port)).unwrap().get_connection().unwrap();
+        let refused = redis::cmd(admin_command[0]).arg(&admin_command[1..]).query::<redis::Value>(&mut c);
+        let text = refused.map_err(|e| e.to_string()).expect_err("an admin command for the data password");
+        assert!(text.to_ascii_uppercase().contains("NOPERM"), "{port} {admin_command:?}: {text}\n{}", log());
+    }
+    let admin = format!("redis://admin:{admin_password}@127.0.0.1:{base}/");
+    let mut c = redis::Client::open(admin).unwrap().get_connection().unwrap();
+    let shown: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("*pass*").query(&mut c).unwrap();
+    assert!(shown.iter().all(|v| !v.contains("data-pw") && !v.contains(&admin_password)), "{shown:?}");
+    terminate(&mut operator, &[proxy, base, base + 1]);
 }

@@ -27,11 +27,11 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     let default_table = server.slots.snapshot().default_table;
     let info = server.clients.register(addr, local, default_table);
     server.metrics.connections.inc();
-    let authed = server.config.read().requirepass.is_empty();
+    let role = server.config.read().passwords().initial_role();
     let mut session = Session {
         id: info.id,
         table: default_table,
-        authed,
+        role,
         info: info.clone(),
         quit: false,
         resp3: false,
@@ -52,16 +52,17 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
     // Replicated acknowledgement: replies from the first write on wait here, in order, until
     // the replicas confirm (see `durability`).
     let mut awaiting = Awaiting::default();
-    let mut decoder = resp::RequestDecoder::default();
+    let mut decoder = resp::RequestDecoder::with_limit(server.config.read().client_query_buffer_limit);
     loop {
         // Execute everything already buffered.
         loop {
             match decoder.decode(&mut input) {
                 Ok(Some(args)) if args.is_empty() => continue,
-                // A replica's replication stream: the connection changes protocol for good.
+                // A replica's replication stream: the connection changes protocol for good. A
+                // copy of every key: admin only.
                 Ok(Some(args)) if args[0].eq_ignore_ascii_case(b"pkrepl") => {
-                    if !session.authed {
-                        resp::write_error(&mut output, "ERR NOAUTH Authentication required.");
+                    if let Err(refused) = dispatch::check_role(session.role, "pkrepl", crate::commands::ADMIN) {
+                        resp::write_error(&mut output, &refused.to_string());
                         continue;
                     }
                     write_out(server, stream, &mut output, &mut awaiting).await?;

@@ -29,9 +29,15 @@ pub struct Config {
     pub port: u16,
     /// Port of the HTTP endpoint (`/metrics`, `/health`); 0 turns it off.
     pub http_port: u16,
+    /// The admin password (common/src/auth.rs).
     pub requirepass: String,
     /// Also accepted by AUTH during a password rotation (empty: none).
     pub requirepass_previous: String,
+    /// The user password: data commands only.
+    pub userpass: String,
+    pub userpass_previous: String,
+    /// Commands the user may not run besides the admin ones (lower case).
+    pub userblacklist: Vec<String>,
     pub masterauth: String,
     pub instance_mode: InstanceMode,
     pub default_slot_num: u32,
@@ -40,6 +46,8 @@ pub struct Config {
     pub db_path: PathBuf,
     pub log_path: PathBuf,
     pub maxclients: usize,
+    /// Largest request a connection may send, in bytes (`client-query-buffer-limit`).
+    pub client_query_buffer_limit: usize,
     /// Idle client timeout in seconds; 0 = never.
     pub timeout: u64,
     pub block_cache: usize,
@@ -80,6 +88,9 @@ impl Default for Config {
             http_port: 0,
             requirepass: String::new(),
             requirepass_previous: String::new(),
+            userpass: String::new(),
+            userpass_previous: String::new(),
+            userblacklist: Vec::new(),
             masterauth: String::new(),
             instance_mode: InstanceMode::Classic,
             default_slot_num: 1024,
@@ -87,6 +98,7 @@ impl Default for Config {
             db_path: "./db/".into(),
             log_path: "./log/".into(),
             maxclients: 20000,
+            client_query_buffer_limit: common::resp::DEFAULT_QUERY_LIMIT,
             timeout: 0,
             block_cache: 128 << 20,
             cache_maxmemory: 128 << 20,
@@ -115,6 +127,8 @@ pub enum ConfigError {
     Syntax { path: PathBuf, line: usize, text: String },
     #[error("invalid value {value:?} for `{key}`: {why}")]
     Value { key: String, value: String, why: String },
+    #[error("{0}")]
+    Policy(#[from] common::auth::PolicyError),
 }
 
 impl Config {
@@ -139,6 +153,31 @@ impl Config {
         Ok(config)
     }
 
+    /// Sets the secret options found in the environment (`PIKA_REQUIREPASS`...), over the
+    /// file's: the way to give a node its passwords without a command line.
+    pub fn set_secrets_from_env(&mut self) -> Result<(), ConfigError> {
+        for opt in options::OPTIONS.iter().filter(|o| o.kind == options::Kind::Secret) {
+            if let Ok(value) = std::env::var(common::auth::env_name(opt.name)) {
+                self.set(opt.name, &value, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The passwords AUTH checks.
+    pub fn passwords(&self) -> common::auth::Passwords {
+        use common::auth::{Accepted, Passwords};
+        Passwords {
+            admin: Accepted::new(&self.requirepass, &self.requirepass_previous),
+            user: Accepted::new(&self.userpass, &self.userpass_previous),
+        }
+    }
+
+    /// Checks the options together, once all are set (at start, and for each CONFIG SET).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        Ok(self.passwords().check()?)
+    }
+
     /// Sets one option. `at_start` allows the options that cannot change at runtime (which
     /// are which, and the values' syntax: `common::options`).
     pub fn set(&mut self, key: &str, value: &str, at_start: bool) -> Result<(), ConfigError> {
@@ -151,9 +190,17 @@ impl Config {
         match opt.name {
             "requirepass" => self.requirepass = v.text(),
             "requirepass-previous" => self.requirepass_previous = v.text(),
+            "userpass" => self.userpass = v.text(),
+            "userpass-previous" => self.userpass_previous = v.text(),
+            "userblacklist" => {
+                self.userblacklist =
+                    v.text().split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()).collect()
+            }
             "masterauth" => self.masterauth = v.text(),
             "timeout" => self.timeout = v.int().max(0) as u64,
             "maxclients" => self.maxclients = v.int().clamp(1, 1_000_000) as usize,
+            // At least 1 MiB: a smaller one would refuse ordinary requests.
+            "client-query-buffer-limit" => self.client_query_buffer_limit = (v.size() as usize).max(1 << 20),
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = v.int(),
             "slowlog-max-len" => self.slowlog_max_len = v.int().max(0) as usize,
             "slot-log-size" => self.slot_log_size = v.size().max(1),
@@ -187,15 +234,19 @@ impl Config {
         Ok(())
     }
 
-    /// All options as CONFIG GET shows them, in name order.
+    /// All options as CONFIG GET shows them, in name order; passwords redacted.
     pub fn entries(&self) -> BTreeMap<&'static str, String> {
+        let redacted = |secret: &str| if secret.is_empty() { "" } else { options::REDACTED }.to_string();
         let mut m = BTreeMap::new();
         m.insert("bind", self.bind.clone());
         m.insert("port", self.port.to_string());
         m.insert("http-port", self.http_port.to_string());
-        m.insert("requirepass", self.requirepass.clone());
-        m.insert("requirepass-previous", self.requirepass_previous.clone());
-        m.insert("masterauth", self.masterauth.clone());
+        m.insert("requirepass", redacted(&self.requirepass));
+        m.insert("requirepass-previous", redacted(&self.requirepass_previous));
+        m.insert("userpass", redacted(&self.userpass));
+        m.insert("userpass-previous", redacted(&self.userpass_previous));
+        m.insert("userblacklist", self.userblacklist.join(","));
+        m.insert("masterauth", redacted(&self.masterauth));
         m.insert("instance-mode", self.instance_mode.name().into());
         if self.instance_mode == InstanceMode::Sharding {
             m.insert("default-slot-num", self.default_slot_num.to_string());
@@ -205,6 +256,7 @@ impl Config {
         m.insert("db-path", self.db_path.display().to_string());
         m.insert("log-path", self.log_path.display().to_string());
         m.insert("maxclients", self.maxclients.to_string());
+        m.insert("client-query-buffer-limit", self.client_query_buffer_limit.to_string());
         m.insert("timeout", self.timeout.to_string());
         m.insert("block-cache", self.block_cache.to_string());
         m.insert("cache-maxmemory", self.cache_maxmemory.to_string());
@@ -268,6 +320,19 @@ mod tests {
         assert!(c.set("port", "1", false).is_err(), "port is fixed at runtime");
         c.set("timeout", "5", false).unwrap();
         assert_eq!(c.timeout, 5);
+    }
+
+    #[test]
+    fn passwords_are_redacted_and_a_lone_user_password_is_refused() {
+        let mut c = Config::default();
+        c.set("userpass", "u", true).unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("requirepass"));
+        c.set("requirepass", "a", true).unwrap();
+        c.set("userblacklist", "KEYS, flushdb,", true).unwrap();
+        c.check().unwrap();
+        let shown = c.entries();
+        assert_eq!((shown["requirepass"].as_str(), shown["userpass"].as_str()), (options::REDACTED, options::REDACTED));
+        assert_eq!((shown["masterauth"].as_str(), shown["userblacklist"].as_str()), ("", "keys,flushdb"));
     }
 
     /// The table in `common::options` and `Config::set` agree: every option takes its default,

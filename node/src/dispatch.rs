@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::commands::{self, ConnCtx, Exec, Handler, Spec, Split, BLOCKING, NO_AUTH};
+use common::auth::{self, Role};
+
+use crate::commands::{self, ConnCtx, Exec, Handler, Spec, Split, ADMIN, BLOCKING, NO_AUTH};
 use crate::config::InstanceMode;
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
@@ -60,7 +62,7 @@ pub async fn execute(server: &Arc<Server>, session: &mut Session, args: &[Bytes]
     let Some(spec) = commands::table().get(name.as_str()) else {
         if blacklisted {
             // Known to Pika, refused in this mode: the auth check still comes first.
-            return match check_auth(server, session, 0) {
+            return match check_permission(server, session, &name, 0) {
                 Err(e) => e.into(),
                 Ok(()) => CmdError::NotSupportedInSharding.into(),
             };
@@ -77,14 +79,28 @@ pub async fn execute(server: &Arc<Server>, session: &mut Session, args: &[Bytes]
     reply
 }
 
-fn check_auth(server: &Server, session: &Session, flags: u32) -> CmdResult<()> {
-    if session.authed || flags & NO_AUTH != 0 {
-        return Ok(());
+/// Whether `role` may run a command with these flags, but for the blacklist: NOAUTH before
+/// AUTH, NOPERM for an admin command run by the user.
+pub fn check_role(role: Role, name: &str, flags: u32) -> CmdResult<()> {
+    match role {
+        Role::Admin => Ok(()),
+        _ if flags & NO_AUTH != 0 => Ok(()),
+        Role::None => Err(CmdError::msg(auth::NOAUTH)),
+        Role::User if flags & ADMIN != 0 => Err(CmdError::msg(auth::no_permission(name))),
+        Role::User => Ok(()),
     }
-    if server.config.read().requirepass.is_empty() {
-        return Ok(());
+}
+
+/// [`check_role`], then the user's `userblacklist`.
+fn check_permission(server: &Server, session: &Session, name: &str, flags: u32) -> CmdResult<()> {
+    check_role(session.role, name, flags)?;
+    if session.role == Role::User && flags & NO_AUTH == 0 {
+        let config = server.config.read();
+        if !config.userblacklist.is_empty() && config.userblacklist.iter().any(|c| c == name) {
+            return Err(CmdError::msg(auth::no_permission(name)));
+        }
     }
-    Err(CmdError::msg("ERR NOAUTH Authentication required."))
+    Ok(())
 }
 
 async fn run(
@@ -95,7 +111,7 @@ async fn run(
     args: &[Bytes],
     blacklisted: bool,
 ) -> CmdResult<Reply> {
-    check_auth(server, session, spec.flags)?;
+    check_permission(server, session, spec.name, spec.flags)?;
     if !spec.arity_ok(args.len()) {
         return Err(CmdError::Arity(name.to_string()));
     }

@@ -23,12 +23,6 @@ struct Args {
     /// Overrides `db-path`.
     #[arg(long)]
     db_path: Option<PathBuf>,
-    /// Overrides `requirepass`.
-    #[arg(long)]
-    requirepass: Option<String>,
-    /// Overrides `masterauth`.
-    #[arg(long)]
-    masterauth: Option<String>,
     /// Overrides `instance-mode` (classic or sharding).
     #[arg(long)]
     instance_mode: Option<String>,
@@ -38,7 +32,9 @@ struct Args {
     /// Start with every master slot fenced (writes refused until `pkcluster unfence`).
     #[arg(long)]
     fenced: bool,
-    /// Extra `key=value` options, as in pika.conf.
+    /// Extra `key=value` options, as in pika.conf; not passwords (a command line is readable by
+    /// every user of the machine): those come from the file or from `PIKA_REQUIREPASS`,
+    /// `PIKA_USERPASS`, `PIKA_MASTERAUTH`... (see docs/node.md, "Users and passwords").
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Log as JSON lines.
@@ -113,12 +109,6 @@ fn build_config(args: &Args) -> Result<Config, String> {
     if let Some(p) = &args.db_path {
         set("db-path", p.display().to_string())?;
     }
-    if let Some(p) = &args.requirepass {
-        set("requirepass", p.clone())?;
-    }
-    if let Some(p) = &args.masterauth {
-        set("masterauth", p.clone())?;
-    }
     if let Some(m) = &args.instance_mode {
         set("instance-mode", m.clone())?;
     }
@@ -130,7 +120,16 @@ fn build_config(args: &Args) -> Result<Config, String> {
     }
     for kv in &args.set {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got {kv:?}"))?;
+        if common::options::find(k.trim()).is_some_and(|o| o.kind == common::options::Kind::Secret) {
+            let env = common::auth::env_name(k.trim());
+            return Err(format!(
+                "{} is a password: give it in the config file or in {env}, not on the command line",
+                k.trim()
+            ));
+        }
         set(k.trim(), v.trim().to_string())?;
     }
+    config.set_secrets_from_env().map_err(|e| e.to_string())?;
+    config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }

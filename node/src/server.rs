@@ -143,7 +143,8 @@ impl Server {
 pub struct Session {
     pub id: u64,
     pub table: u32,
-    pub authed: bool,
+    /// What the connection may run (common/src/auth.rs).
+    pub role: common::auth::Role,
     pub info: Arc<ClientInfo>,
     /// Set by QUIT: close after the reply is written.
     pub quit: bool,

@@ -91,7 +91,9 @@ fn bad_slot_arguments_in_sharding_mode() {
 
 #[test]
 fn wrong_password_and_auth_order() {
-    let node = Node::start(&[("instance-mode", "classic"), ("requirepass", "s3cret")]);
+    // Both passwords: nothing but AUTH before AUTH (with the admin one alone, data commands are
+    // open: tests/admin_users.rs).
+    let node = Node::start(&[("instance-mode", "classic"), ("requirepass", "admin"), ("userpass", "s3cret")]);
     let reply = text(raw_exchange(node.port, b"GET k\r\n", WAIT));
     assert_eq!(reply, "-ERR NOAUTH Authentication required.\r\n");
     let reply = text(raw_exchange(node.port, b"AUTH wrong\r\nGET k\r\n", WAIT));

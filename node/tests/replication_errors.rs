@@ -535,7 +535,12 @@ fn codis_probes_in_classic_mode() {
 
 #[test]
 fn pkrepl_before_auth_gets_noauth_and_nothing_is_streamed() {
-    let master = Node::start(&[("instance-mode", "sharding"), ("default-slot-num", "16"), ("requirepass", "pw")]);
+    let master = Node::start(&[
+        ("instance-mode", "sharding"),
+        ("default-slot-num", "16"),
+        ("requirepass", "pw"),
+        ("userpass", "data"),
+    ]);
     let mut m = conn_with(&master, "pw");
     ok(&mut m, &["pkcluster", "addslots", "0-15"]);
     let key = key_in_slot("k", 0);
@@ -553,6 +558,11 @@ fn pkrepl_before_auth_gets_noauth_and_nothing_is_streamed() {
     input.extend_from_slice(&handshake);
     let reply = raw_exchange(master.port, &input, wait);
     assert_eq!(String::from_utf8_lossy(&reply), format!("-ERR invalid password\r\n{noauth}"));
+    // The user password is not enough: replication is admin's.
+    let mut input = resp(&[b"AUTH", b"data"]);
+    input.extend_from_slice(&handshake);
+    let reply = String::from_utf8(raw_exchange(master.port, &input, wait)).unwrap();
+    assert!(reply.starts_with("+OK\r\n-NOPERM ") && reply.matches("\r\n").count() == 2, "{reply}");
     assert!(replicas_of_on(&mut m, 0).is_empty(), "nobody attached");
     // With the password, the same handshake starts a full sync.
     let mut s = TcpStream::connect(("127.0.0.1", master.port)).unwrap();

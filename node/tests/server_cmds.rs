@@ -52,19 +52,22 @@ fn config_get_set() {
     let mut cc = classic.conn();
     let got: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("default-slot-num").query(&mut cc).unwrap();
     assert!(got.is_empty(), "default-slot-num only in sharding mode");
-    // requirepass set at runtime applies to new connections.
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pw").query(&mut cc).unwrap();
+    // Passwords set at runtime apply to new connections (the admin password with the user's
+    // in one CONFIG SET: a user password alone is refused).
+    assert!(q(&mut cc, &["CONFIG", "SET", "userpass", "pw"]).unwrap_err().contains("requirepass"));
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("adm").arg("userpass").arg("pw").query(&mut cc).unwrap();
     let mut fresh = classic.conn();
     assert!(q(&mut fresh, &["GET", "x"]).unwrap_err().contains("NOAUTH"));
-    // A rotation: the new password and the previous one are both accepted, until the previous
-    // one is retired; connections authenticated before stay so.
-    let _: () = redis::cmd("AUTH").arg("pw").query(&mut fresh).unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass-previous").arg("pw").query(&mut fresh).unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pw2").query(&mut fresh).unwrap();
+    // A rotation of the user password: the new one and the previous one are both accepted,
+    // until the previous one is retired; connections authenticated before stay so.
+    let _: () = redis::cmd("AUTH").arg("adm").query(&mut fresh).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("userpass-previous").arg("pw").query(&mut fresh).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("userpass").arg("pw2").query(&mut fresh).unwrap();
     for pw in ["pw", "pw2"] {
         let _: () = redis::cmd("AUTH").arg(pw).query(&mut classic.conn()).unwrap();
     }
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass-previous").arg("").query(&mut fresh).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("userpass-previous").arg("").query(&mut fresh).unwrap();
     assert!(q(&mut classic.conn(), &["AUTH", "pw"]).unwrap_err().contains("invalid password"));
     let _: () = redis::cmd("AUTH").arg("pw2").query(&mut classic.conn()).unwrap();
     assert_eq!(redis::cmd("PING").query::<String>(&mut fresh).unwrap(), "PONG");

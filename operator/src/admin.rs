@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::authority::Authority;
 
+use common::auth::Credential;
 use common::pkinfo::SlotInfo;
 use common::protocol::SlotError;
 use common::resp::Frame;
@@ -187,14 +188,31 @@ pub trait DataPlane: Sync {
     }
 }
 
-/// The production [`DataPlane`]: RESP requests with the cluster password, sent only while
-/// this operator instance leads ([`Authority`]).
+/// A new admin password: 32 characters of the system's randomness (about 190 bits), letters
+/// and digits only so that it survives every config syntax and shell.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).expect("the system's random source");
+        // Only bytes below the largest multiple of 62: no letter more likely than another.
+        for b in bytes.iter().filter(|&&b| (b as usize) < 248).take(32 - out.len()) {
+            out.push(ALPHABET[*b as usize % ALPHABET.len()] as char);
+        }
+    }
+    out
+}
+
+/// The production [`DataPlane`]: RESP requests as the admin user (common/src/auth.rs), sent
+/// only while this operator instance leads ([`Authority`]).
 #[derive(Debug, Clone)]
 pub struct Admin {
-    pub password: Option<String>,
-    /// During a password rotation: the previous password, tried when the current one is refused
-    /// (a node or proxy not told of the new one yet).
-    pub previous: Option<String>,
+    /// The cluster's admin credential (None: its nodes have no admin password).
+    pub credential: Option<Credential>,
+    /// Tried in order when the admin credential is refused: the data passwords, for nodes and
+    /// proxies started before the admin user was apart (their only password was the data one).
+    pub fallbacks: Vec<Credential>,
     pub authority: Arc<Authority>,
 }
 
@@ -218,13 +236,16 @@ impl Admin {
         }
         let may_send = || self.authority.valid();
         let started = std::time::Instant::now();
-        let mut sent = common::client::request_if(addr, self.password.as_deref(), args, timeout, may_send).await;
+        let mut sent = common::client::request_if(addr, self.credential.as_ref(), args, timeout, may_send).await;
         if started.elapsed() > std::time::Duration::from_secs(1) {
             tracing::warn!(%addr, request = %args.join(" "), elapsed_ms = started.elapsed().as_millis() as u64, "slow admin request");
         }
-        if let (Err(e), Some(previous)) = (&sent, &self.previous) {
-            if e.contains("invalid password") {
-                sent = common::client::request_if(addr, Some(previous), args, timeout, may_send).await;
+        for fallback in &self.fallbacks {
+            match &sent {
+                Err(e) if e.contains("invalid password") || e.contains("WRONGPASS") => {
+                    sent = common::client::request_if(addr, Some(fallback), args, timeout, may_send).await;
+                }
+                _ => break,
             }
         }
         match sent {

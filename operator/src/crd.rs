@@ -81,6 +81,11 @@ pub struct PikaClusterSpec {
     pub scheduling: Option<SchedulingSpec>,
     #[serde(default, skip_serializing_if = "MonitoringSpec::is_off")]
     pub monitoring: MonitoringSpec,
+    /// Who may reach the nodes: a NetworkPolicy `<name>-nodes` lets in only the cluster's
+    /// proxies, its nodes and the operator (the metrics port stays open). On by default; it
+    /// takes effect where the network plugin enforces NetworkPolicies.
+    #[serde(default, skip_serializing_if = "NetworkPolicySpec::is_default")]
+    pub network_policy: NetworkPolicySpec,
     /// Stop reconciling (nothing is created, changed or moved) until set back to false.
     #[serde(default)]
     pub paused: bool,
@@ -229,6 +234,30 @@ impl DurabilitySpec {
             DurabilityMode::Async => 0,
             DurabilityMode::Replicated => self.min_replica_acks,
         }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy (false: none; one made before is deleted).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec { enabled: true }
+    }
+}
+
+impl NetworkPolicySpec {
+    pub fn is_default(&self) -> bool {
+        *self == NetworkPolicySpec::default()
     }
 }
 

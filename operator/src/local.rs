@@ -24,6 +24,7 @@ use crate::dataplane::{self, Ownership};
 use crate::node_config::{self, NodeConfig};
 use crate::rollout;
 use crate::switchover;
+use common::auth::{Accepted, Credential, Passwords};
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -172,6 +173,8 @@ pub struct Runtime {
     groups: BTreeMap<u32, Vec<Member>>,
     proxy: Option<Proc>,
     admin: Admin,
+    /// The admin and data passwords the nodes and the proxy start with.
+    passwords: Passwords,
     /// The move in flight (see [`Moving`]).
     moving: Option<Moving>,
     /// From the last pass: a silent master's failover wait ends this soon.
@@ -221,10 +224,46 @@ fn report_config(cluster: &PikaCluster) {
 
 /// Writes `text` to `path` through a temporary file, so a crash leaves the old or the new.
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    write_with_mode(path, text, 0o644)
+}
+
+/// [`write_file`] for a file with passwords in it: readable by its owner only.
+fn write_secret_file(path: &Path, text: &str) -> Result<(), String> {
+    write_with_mode(path, text, 0o600)
+}
+
+fn write_with_mode(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The local cluster's admin password: `PIKA_ADMIN_PASSWORD`, else the one kept in
+/// `<data>/<name>/admin-password` (0600), made on the first start.
+fn admin_password(dir: &Path) -> Result<String, String> {
+    if let Some(pw) = std::env::var(common::auth::env_name("admin-password")).ok().filter(|p| !p.is_empty()) {
+        return Ok(pw);
+    }
+    let path = dir.join("admin-password");
+    match std::fs::read_to_string(&path) {
+        Ok(pw) if !pw.trim().is_empty() => Ok(pw.trim().to_string()),
+        _ => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let pw = crate::admin::generate_password();
+            write_secret_file(&path, &pw)?;
+            tracing::info!(file = %path.display(), "admin password made (AUTH admin <password> for admin commands)");
+            Ok(pw)
+        }
+    }
 }
 
 fn addr(port: u16) -> String {
@@ -261,9 +300,15 @@ impl Runtime {
         let switchover = switchover_annotation(&cluster);
         report_config(&cluster);
         let password = match &cluster.spec.password_secret_ref {
-            // Locally there is no Secret store: the runtime takes the password from the env.
-            Some(_) => std::env::var("PIKA_PASSWORD").ok(),
+            // Locally there is no Secret store: the runtime takes the data password from the env.
+            Some(_) => std::env::var(common::auth::env_name("password")).ok().filter(|p| !p.is_empty()),
             None => None,
+        };
+        let admin_password = admin_password(&config.data_dir.join(&name))?;
+        let admin = Admin {
+            credential: Some(Credential::admin(&admin_password)),
+            fallbacks: password.iter().map(Credential::password).collect(),
+            authority: Arc::new(Authority::unlimited()),
         };
         Ok(Runtime {
             record: control::Record::default(),
@@ -274,7 +319,11 @@ impl Runtime {
             spec: cluster.spec,
             groups: BTreeMap::new(),
             proxy: None,
-            admin: Admin { password, previous: None, authority: Arc::new(Authority::unlimited()) },
+            admin,
+            passwords: Passwords {
+                admin: Accepted::new(admin_password, ""),
+                user: Accepted::new(password.unwrap_or_default(), ""),
+            },
             moving: None,
             recheck_after: None,
             switchover,
@@ -348,8 +397,11 @@ impl Runtime {
             self.spec.slots,
             self.member_dir(group, member).join("db").display()
         );
-        if let Some(pw) = &self.admin.password {
-            conf.push_str(&format!("requirepass : {pw}\nmasterauth : {pw}\n"));
+        // (The file is its owner's only: `write_secret_file`.)
+        let pw = &self.passwords;
+        conf.push_str(&format!("requirepass : {0}\nmasterauth : {0}\n", pw.admin.current));
+        if pw.user.is_set() {
+            conf.push_str(&format!("userpass : {}\n", pw.user.current));
         }
         // As in Kubernetes: nothing takes writes before the operator says so (a restarted
         // master comes back fenced; slots created by addslots are fenced until they are a
@@ -416,7 +468,7 @@ impl Runtime {
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let conf_path = dir.join("pika.conf");
-        std::fs::write(&conf_path, self.node_conf(group, member)).map_err(|e| e.to_string())?;
+        write_secret_file(&conf_path, &self.node_conf(group, member))?;
         let revision = self.revision(group, member, &self.spec_revision());
         let mut cmd = Command::new(&self.config.node_bin);
         cmd.arg("-c").arg(&conf_path);
@@ -582,8 +634,10 @@ impl Runtime {
             "--hold-timeout-ms",
             &hold_ms,
         ]);
-        if let Some(pw) = &self.admin.password {
-            cmd.args(["--password", pw]);
+        // Passwords in the environment, never on the command line.
+        cmd.env(common::auth::env_name("admin-password"), &self.passwords.admin.current);
+        if self.passwords.user.is_set() {
+            cmd.env(common::auth::env_name("password"), &self.passwords.user.current);
         }
         let child = spawn_logged(cmd, &self.config.data_dir.join(&self.name).join("proxy.log"), port).await?;
         self.proxy = Some(Proc::started(port, child));

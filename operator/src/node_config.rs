@@ -15,7 +15,7 @@ use common::options::{self, Kind};
 use crate::admin::Admin;
 use crate::crd::PikaClusterSpec;
 
-/// Options the operator sets itself (the layout, the paths, the password; `spec.durability`'s,
+/// Options the operator sets itself (the layout, the paths; `spec.durability`'s,
 /// which it sets like live `spec.config` entries): `spec.config` cannot change them.
 pub const MANAGED: &[&str] = &[
     "port",
@@ -27,9 +27,6 @@ pub const MANAGED: &[&str] = &[
     "db-path",
     "log-path",
     "start-fenced",
-    "requirepass",
-    "requirepass-previous",
-    "masterauth",
     "min-replica-acks",
     "replica-ack-timeout-ms",
 ];
@@ -70,6 +67,14 @@ impl NodeConfig {
                 checked.problems.push(format!("{key}: set by the operator, not by spec.config"));
                 continue;
             }
+            // A password in a manifest is in Git and in every reader of the object.
+            if options::find(&name).is_some_and(|o| o.kind == Kind::Secret) {
+                checked.problems.push(format!(
+                    "{key}: a password, never in spec.config (the data password comes from passwordSecretRef, \
+                     the admin password from the operator's Secret)"
+                ));
+                continue;
+            }
             match options::parse(&name, value) {
                 Err(why) => checked.problems.push(format!("{key}: {value:?}: {why}")),
                 Ok((opt, _)) if opt.kind == Kind::Ignored => {}
@@ -96,11 +101,12 @@ impl NodeConfig {
 
     /// What `CONFIG SET` makes of the live options: every one the operator does not manage,
     /// with the spec's value or else the node's default (an entry removed from the spec goes
-    /// back to the default).
+    /// back to the default). Never a password: those are the pods' and `k8s::password`'s.
     pub fn live_settings(&self) -> Vec<(&'static str, String)> {
         options::OPTIONS
             .iter()
-            .filter(|o| o.live && (!MANAGED.contains(&o.name) || self.live.contains_key(o.name)))
+            .filter(|o| o.live && o.kind != Kind::Secret)
+            .filter(|o| !MANAGED.contains(&o.name) || self.live.contains_key(o.name))
             .map(|o| (o.name, self.live.get(o.name).cloned().unwrap_or_else(|| o.default.to_string())))
             .collect()
     }
@@ -150,10 +156,12 @@ mod tests {
             ("no-such-option", "x"),
             ("sync-writes", "sometimes"),
             ("daemonize", "yes"),
+            ("userpass", "hunter2"),
         ]));
         assert_eq!(c.live, BTreeMap::from([("slowlog-max-len".to_string(), "500".to_string())]));
         assert_eq!(c.restart, BTreeMap::from([("block-cache".to_string(), "256mb".to_string())]));
-        assert_eq!(c.problems.len(), 3, "{:?}", c.problems);
+        assert_eq!(c.problems.len(), 4, "{:?}", c.problems);
+        assert!(c.problems.iter().any(|p| p.starts_with("userpass: a password, never in spec.config")));
         assert!(c.problems.iter().any(|p| p.contains("no-such-option") && p.contains("unknown option")));
         assert!(c.problems.iter().any(|p| p.starts_with("port: set by the operator")));
         // A live change does not change the restart checksum, and the other way round.
@@ -163,6 +171,8 @@ mod tests {
         // A removed live entry goes back to the node's default.
         let none = NodeConfig::check(&BTreeMap::new());
         assert!(none.live_settings().contains(&("slowlog-max-len", "128".to_string())));
-        assert!(!none.live_settings().iter().any(|(k, _)| *k == "requirepass"));
+        for secret in ["requirepass", "userpass", "masterauth", "requirepass-previous"] {
+            assert!(!none.live_settings().iter().any(|(k, _)| *k == secret), "{secret} reset by CONFIG SET");
+        }
     }
 }

@@ -120,6 +120,22 @@ fn children_of_groups(groups: u32) -> Vec<Call> {
     calls
 }
 
+const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/demo-nodes";
+
+/// The operator's admin Secret of a new cluster: looked for, then made.
+fn admin_secret_created() -> Vec<Call> {
+    vec![
+        Call {
+            answer: Box::new(
+                |_| json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404 }),
+            ),
+            status: 404,
+            ..call(Method::GET, &format!("{NS}/secrets/demo-admin"), |_| json!({}))
+        },
+        call(Method::POST, &format!("{NS}/secrets"), |body| body),
+    ]
+}
+
 /// What the data-plane pass reads of a cluster with no pod running yet.
 fn observing() -> Vec<Call> {
     vec![
@@ -154,19 +170,29 @@ async fn create_and_update_apply_every_child_then_write_status() {
     let echo = serde_json::to_value(&c).unwrap();
     let fresh = echo.clone();
     let mut calls = vec![call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh)];
+    calls.extend(admin_secret_created());
     calls.extend(children_of_groups(2));
     calls.push(apply(&format!("{APPS}/deployments/demo-proxy")));
+    calls.push(apply(NETWORK_POLICY));
     calls.extend(observing());
     calls.push(call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo));
     let server = tokio::spawn(serve(handle, calls));
     let action = cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(30)), "no pod yet: slow poll");
-    assert_eq!(bodies[4]["spec"]["replicas"], 2);
-    assert_eq!(bodies[4]["metadata"]["ownerReferences"][0]["uid"], "u-1");
-    let status = &bodies[14]["status"];
+    // The admin password: made by the operator, owned by the cluster, before any pod reads it.
+    let secret = &bodies[2];
+    assert_eq!(
+        (secret["metadata"]["name"].as_str(), secret["metadata"]["ownerReferences"][0]["uid"].as_str()),
+        (Some("demo-admin"), Some("u-1"))
+    );
+    assert!(secret["data"]["password"].as_str().is_some_and(|b64| b64.len() >= 40), "{secret}");
+    assert_eq!(bodies[6]["spec"]["replicas"], 2);
+    assert_eq!(bodies[6]["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    assert_eq!(bodies[13]["kind"], "NetworkPolicy");
+    let status = &bodies[17]["status"];
     // Written at the resourceVersion read: another instance's write since makes it a conflict.
-    assert_eq!(bodies[14]["metadata"]["resourceVersion"], "7");
+    assert_eq!(bodies[17]["metadata"]["resourceVersion"], "7");
     assert_eq!(condition(status, "Applied"), ("True".into(), "Applied".into()));
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["phase"], "Creating");
@@ -185,16 +211,18 @@ async fn a_refused_child_is_reported_and_the_reconcile_goes_on() {
     let echo = serde_json::to_value(&c).unwrap();
     let fresh = echo.clone();
     let mut calls = vec![call(Method::GET, &format!("{PIKA}/pikaclusters/demo"), move |_| fresh)];
+    calls.extend(admin_secret_created());
     calls.extend(children_of_groups(1));
     calls.push(refused(apply(&format!("{APPS}/deployments/demo-proxy")), 422, "spec.template: Invalid value"));
+    calls.push(apply(NETWORK_POLICY));
     calls.push(call(Method::POST, EVENTS, |body| body));
     calls.extend(observing());
     calls.push(call(Method::PATCH, &format!("{PIKA}/pikaclusters/demo/status"), move |_| echo));
     let server = tokio::spawn(serve(handle, calls));
     cluster::reconcile(Arc::new(c), ctx).await.unwrap();
     let bodies = server.await.unwrap();
-    assert_eq!(bodies[8]["reason"], "ApplyFailed");
-    let status = &bodies[12]["status"];
+    assert_eq!(bodies[11]["reason"], "ApplyFailed");
+    let status = &bodies[15]["status"];
     assert_eq!(condition(status, "Applied"), ("False".into(), "ApplyFailed".into()));
     let message = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Applied").unwrap()["message"]
         .as_str()

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::proxy::Auth;
+use common::auth::{Credential, Passwords};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError {
@@ -55,11 +55,11 @@ pub struct Pool {
     size: usize,
     /// The proxy's passwords: new connections authenticate with the current one (open ones
     /// stay authenticated when it changes: a password rotation).
-    auth: Arc<ArcSwap<Auth>>,
+    auth: Arc<ArcSwap<Passwords>>,
 }
 
 impl Pool {
-    pub fn new(size: usize, auth: Arc<ArcSwap<Auth>>) -> Pool {
+    pub fn new(size: usize, auth: Arc<ArcSwap<Passwords>>) -> Pool {
         Pool { conns: Mutex::new(HashMap::new()), size: size.max(1), auth }
     }
 
@@ -86,7 +86,8 @@ impl Pool {
     fn open(&self, addr: &str, table: u32) -> Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(run(addr.to_string(), table, self.auth.load().password.clone(), rx, alive.clone()));
+        let credential = crate::proxy::data_credential(&self.auth.load());
+        tokio::spawn(run(addr.to_string(), table, credential, rx, alive.clone()));
         Conn { tx, alive }
     }
 }
@@ -96,12 +97,12 @@ impl Pool {
 async fn run(
     addr: String,
     table: u32,
-    password: Option<String>,
+    credential: Option<Credential>,
     mut rx: mpsc::UnboundedReceiver<Call>,
     alive: Arc<AtomicBool>,
 ) {
     let inflight: Arc<Mutex<VecDeque<oneshot::Sender<BackendReply>>>> = Default::default();
-    let why = match common::client::connect(&addr, table, password.as_deref()).await {
+    let why = match common::client::connect(&addr, table, credential.as_ref()).await {
         Err(why) => why,
         Ok(stream) => {
             let (mut rd, mut wr) = stream.into_split();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use common::auth::{self, Role};
 use common::handshake::{self, ClientCommand};
 use common::resp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +24,8 @@ struct Session {
     /// CLIENT SETNAME / HELLO SETNAME.
     name: Option<Bytes>,
     table: u32,
-    authed: bool,
+    /// What the connection may run (common/src/auth.rs).
+    role: Role,
     quit: bool,
 }
 
@@ -35,7 +37,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
         peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
         name: None,
         table: 0,
-        authed: proxy.auth.load().password.is_none(),
+        role: proxy.auth.load().initial_role(),
         quit: false,
     };
     if let Err(e) = run(&proxy, &mut stream, &mut session).await {
@@ -44,15 +46,28 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     proxy.metrics.connections.dec();
 }
 
+/// Requests of one client sent on before their replies are written: a pipeline longer than
+/// this goes in rounds. It bounds what a client that does not read its replies makes the proxy
+/// hold: this many replies (and a round's output, flushed every [`FLUSH_AT`] bytes).
+const MAX_IN_FLIGHT: usize = 128;
+/// Replies are written once this much is buffered, and at the end of each round.
+const FLUSH_AT: usize = 64 * 1024;
+
 async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = BytesMut::new();
-    let mut decoder = resp::RequestDecoder::default();
+    let mut decoder = resp::RequestDecoder::with_limit(proxy.config.client_query_buffer_limit);
     let mut pending: Vec<(Instant, Pending)> = Vec::new();
     let mut draining = proxy.draining.subscribe();
     loop {
         let mut broken = None;
+        // Whether requests may be left in `input` (a full round): then no read before the next.
+        let mut full_round = false;
         loop {
+            if pending.len() >= MAX_IN_FLIGHT {
+                full_round = true;
+                break;
+            }
             match decoder.decode(&mut input) {
                 Ok(Some(args)) if args.is_empty() => {}
                 Ok(Some(args)) => {
@@ -72,6 +87,12 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             output.extend_from_slice(&resolve(p).await);
             proxy.metrics.requests.inc();
             proxy.metrics.latency.observe(started.elapsed().as_secs_f64());
+            // A client that does not read stops the proxy here (the socket is full), before
+            // more of its requests are sent on.
+            if output.len() >= FLUSH_AT {
+                stream.write_all(&output).await?;
+                output.clear();
+            }
         }
         if let Some(e) = broken {
             resp::write_error(&mut output, &format!("ERR {e}"));
@@ -82,8 +103,11 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             output.clear();
         }
         // Draining: every request read is answered; close before reading another.
-        if session.quit || (*draining.borrow() && input.is_empty()) {
+        if session.quit || (*draining.borrow() && input.is_empty() && !full_round) {
             return Ok(());
+        }
+        if full_round {
+            continue;
         }
         tokio::select! {
             read = stream.read_buf(&mut input) => {
@@ -114,8 +138,12 @@ fn err(text: &str) -> Pending {
 async fn handle(proxy: &Arc<Proxy>, session: &mut Session, args: Vec<Bytes>) -> Pending {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let kind = commands::classify(&name);
-    if !session.authed && !matches!(kind, Some(Kind::Local(Local::Auth | Local::Quit | Local::Hello))) {
-        return err("ERR NOAUTH Authentication required.");
+    let before_auth = matches!(kind, Some(Kind::Local(Local::Auth | Local::Quit | Local::Hello)));
+    if session.role == Role::None && !before_auth {
+        return err(auth::NOAUTH);
+    }
+    if session.role != Role::Admin && kind.is_some_and(Kind::admin_only) {
+        return err(&auth::no_permission(&name));
     }
     match kind {
         Some(Kind::Local(local)) => handle_local(proxy, session, local, &args),
@@ -137,9 +165,9 @@ fn handle_local(proxy: &Arc<Proxy>, session: &mut Session, local: Local, args: &
             session.quit = true;
             ok()
         }
-        Local::Auth => match handshake::auth_password(&args[1..]) {
+        Local::Auth => match handshake::parse_auth(&args[1..]) {
             _ if args.len() < 2 => err("ERR wrong number of arguments for 'auth' command"),
-            Ok(password) => check_password(proxy, session, &password).unwrap_or_else(|e| e),
+            Ok(given) => authenticate(proxy, session, &given).unwrap_or_else(|e| e),
             Err(e) => err(&e.to_string()),
         },
         Local::Hello => hello(proxy, session, args).unwrap_or_else(|e| e),
@@ -168,30 +196,32 @@ fn handle_local(proxy: &Arc<Proxy>, session: &mut Session, local: Local, args: &
     }
 }
 
-/// AUTH's check, also HELLO's `AUTH` option.
-fn check_password(proxy: &Proxy, session: &mut Session, password: &[u8]) -> Result<Pending, Pending> {
-    let auth = proxy.auth.load();
-    if auth.password.is_none() {
-        return Err(err("ERR Client sent AUTH, but no password is set"));
-    }
-    session.authed = auth.accepts(password);
-    match session.authed {
-        true => Ok(ok()),
-        false => Err(err("ERR invalid password")),
+/// AUTH's check, also HELLO's `AUTH` option (the policy: common/src/auth.rs).
+fn authenticate(proxy: &Proxy, session: &mut Session, given: &handshake::Auth) -> Result<Pending, Pending> {
+    let passwords = proxy.auth.load();
+    match passwords.authenticate(given.user.as_deref(), &given.password) {
+        Ok(role) => {
+            session.role = role;
+            Ok(ok())
+        }
+        Err(e) => {
+            session.role = passwords.after_failed_auth(session.role, given.user.as_deref());
+            Err(err(&e.to_string()))
+        }
     }
 }
 
 /// HELLO as the node answers it (protocol 2; NOPROTO for 3, which clients fall back from).
 fn hello(proxy: &Proxy, session: &mut Session, args: &[Bytes]) -> Result<Pending, Pending> {
     let hello = handshake::parse_hello(args).map_err(|e| err(&e.to_string()))?;
-    if let Some(password) = hello.password {
-        check_password(proxy, session, &password)?;
+    if let Some(given) = &hello.auth {
+        authenticate(proxy, session, given)?;
     }
     if let Some(name) = hello.name {
         session.name = Some(name);
     }
-    if !session.authed {
-        return Err(err("ERR NOAUTH Authentication required."));
+    if session.role == Role::None {
+        return Err(err(auth::NOAUTH));
     }
     // "standalone": to a client the proxy is one server (it routes; the client does not).
     let fields = handshake::hello_reply("pika-proxy", env!("CARGO_PKG_VERSION"), session.id, "standalone");
@@ -256,8 +286,8 @@ fn info(proxy: &Proxy) -> String {
 }
 
 /// `PXROUTE SET ...` / `PXROUTE GET`, `PXHOLD <table> <slots>`, `PXRELEASE <table> <slots|all>`,
-/// `PXREFRESH`, `PXPASSWORD <password> [<previous>]` (a password rotation), `SHUTDOWN` (stops
-/// the proxy, as Redis's does the server).
+/// `PXREFRESH`, `PXPASSWORD <password> [<previous>]` (a rotation of the data password),
+/// `SHUTDOWN` (stops the proxy, as Redis's does the server). The admin user's only.
 async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending {
     let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
     let table_and_slots = || -> Result<(u32, Option<Vec<u32>>), String> {
@@ -302,13 +332,15 @@ async fn handle_admin(proxy: &Arc<Proxy>, name: &str, args: &[Bytes]) -> Pending
         },
         "pxpassword" => match args.len() {
             2 | 3 => {
-                let password = arg(1).filter(|p| !p.is_empty());
-                let previous = arg(2).filter(|p| !p.is_empty());
-                if password.is_none() {
+                let (password, previous) = (arg(1).unwrap_or_default(), arg(2).unwrap_or_default());
+                if password.is_empty() {
                     return err("ERR the password cannot be empty");
                 }
-                proxy.set_passwords(password, previous.clone());
-                tracing::info!(previous = previous.is_some(), "passwords changed");
+                if !proxy.auth.load().admin.is_set() {
+                    return err("ERR a data password needs an admin password (admin-password) first");
+                }
+                tracing::info!(previous = !previous.is_empty(), "data passwords changed");
+                proxy.set_passwords(password, previous);
                 ok()
             }
             _ => err("ERR usage: PXPASSWORD <password> [<previous password>]"),

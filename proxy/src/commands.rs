@@ -42,7 +42,7 @@ pub enum Local {
 pub enum FanOut {
     /// Integer replies summed (DBSIZE).
     Sum,
-    /// `+OK` when every group answers OK (FLUSHDB, FLUSHALL).
+    /// `+OK` when every group answers OK (FLUSHDB, FLUSHALL: admin commands).
     AllOk,
     /// Any one group's answer (TIME).
     Any,
@@ -60,6 +60,14 @@ pub enum Kind {
     Admin,
     /// Refused with this error text.
     Refused(&'static str),
+}
+
+impl Kind {
+    /// Commands only the admin user runs (common/src/auth.rs): the proxy's own admin commands,
+    /// and FLUSHDB/FLUSHALL, admin on the nodes too.
+    pub fn admin_only(self) -> bool {
+        matches!(self, Kind::Admin | Kind::FanOut(FanOut::AllOk))
+    }
 }
 
 pub const NOT_THROUGH_PROXY: &str = "ERR this command is not supported through pika-proxy; send it to a node";
@@ -174,5 +182,10 @@ mod tests {
         assert!(matches!(classify("msetnx"), Some(Kind::Refused(_))));
         assert!(matches!(classify("keys"), Some(Kind::Refused(_))));
         assert_eq!(classify("nosuchcommand"), None);
+        let admin: Vec<&str> = ["pxroute", "flushall", "get", "shutdown", "dbsize"]
+            .into_iter()
+            .filter(|n| classify(n).unwrap().admin_only())
+            .collect();
+        assert_eq!(admin, ["pxroute", "flushall", "shutdown"]);
     }
 }

@@ -10,10 +10,12 @@ pub struct Config {
     pub listen: String,
     /// Nodes asked for the routing table at start and on every refused request.
     pub seed_nodes: Vec<String>,
-    /// The cluster password: clients AUTH with it, and the proxy uses it with the nodes.
-    pub password: Option<String>,
-    /// During a password rotation: the previous password, still accepted from clients.
-    pub password_previous: Option<String>,
+    /// The data password (the `default` user): clients AUTH with it, and the proxy uses it
+    /// with the nodes (their `userpass`); `previous` is still accepted during a rotation.
+    pub password: common::auth::Accepted,
+    /// The admin password (the `admin` user: PXROUTE, PXHOLD, SHUTDOWN, FLUSHALL...); the
+    /// proxy sends FLUSHDB/FLUSHALL to the nodes with it (their `requirepass`).
+    pub admin_password: common::auth::Accepted,
     /// `/metrics` and `/health`; None: off.
     pub http_listen: Option<String>,
     /// Connections per node (and table).
@@ -24,6 +26,9 @@ pub struct Config {
     pub hold_max_bytes: usize,
     /// A hold nobody released within this is released (an operator that died mid-cutover).
     pub hold_expire: Duration,
+    /// Largest request a client may send, all its arguments together (larger: refused and
+    /// the connection closed).
+    pub client_query_buffer_limit: usize,
     /// On SIGTERM: how long open connections are served while they drain (each closes once
     /// its requests are answered); those still open then are closed.
     pub drain_timeout: Duration,
@@ -34,14 +39,15 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:9221".into(),
             seed_nodes: Vec::new(),
-            password: None,
-            password_previous: None,
+            password: Default::default(),
+            admin_password: Default::default(),
             http_listen: None,
             pool_size: 2,
             hold_timeout: Duration::from_secs(10),
             hold_max_bytes: 64 << 20,
             hold_expire: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(10),
+            client_query_buffer_limit: common::resp::DEFAULT_QUERY_LIMIT,
         }
     }
 }
@@ -56,6 +62,8 @@ pub enum ConfigError {
     Value(String, String),
     #[error("unknown option `{0}`")]
     Unknown(String),
+    #[error("{0}")]
+    Policy(#[from] common::auth::PolicyError),
 }
 
 impl Config {
@@ -67,17 +75,43 @@ impl Config {
             "seed-nodes" => {
                 self.seed_nodes = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
             }
-            "password" => self.password = (!value.is_empty()).then(|| value.to_string()),
-            "password-previous" => self.password_previous = (!value.is_empty()).then(|| value.to_string()),
+            "password" => self.password.current = value.to_string(),
+            "password-previous" => self.password.previous = value.to_string(),
+            "admin-password" => self.admin_password.current = value.to_string(),
+            "admin-password-previous" => self.admin_password.previous = value.to_string(),
             "http-listen" => self.http_listen = (!value.is_empty()).then(|| value.to_string()),
             "pool-size" => self.pool_size = value.parse().map_err(|_| bad())?,
             "hold-timeout-ms" => self.hold_timeout = ms(value)?,
             "hold-expire-ms" => self.hold_expire = ms(value)?,
             "hold-max-bytes" => self.hold_max_bytes = value.parse().map_err(|_| bad())?,
             "drain-timeout-ms" => self.drain_timeout = ms(value)?,
+            "client-query-buffer-limit" => {
+                let bytes = common::options::parse_size(value).filter(|b| *b >= 1 << 20).ok_or_else(bad)?;
+                self.client_query_buffer_limit = bytes as usize;
+            }
             _ => return Err(ConfigError::Unknown(key.to_string())),
         }
         Ok(())
+    }
+
+    /// The options that are passwords: from the file or the environment, never a command line.
+    pub const SECRETS: [&'static str; 4] =
+        ["password", "password-previous", "admin-password", "admin-password-previous"];
+
+    /// Sets the passwords found in the environment (`PIKA_PASSWORD`, `PIKA_ADMIN_PASSWORD`...),
+    /// over the file's.
+    pub fn set_secrets_from_env(&mut self) -> Result<(), ConfigError> {
+        for key in Self::SECRETS {
+            if let Ok(value) = std::env::var(common::auth::env_name(key)) {
+                self.set(key, &value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The passwords clients AUTH with.
+    pub fn passwords(&self) -> common::auth::Passwords {
+        common::auth::Passwords { admin: self.admin_password.clone(), user: self.password.clone() }
     }
 
     /// Loads a `key : value` file (`#` comments, blank lines ignored).

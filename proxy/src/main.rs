@@ -1,4 +1,5 @@
-//! `pika-proxy --listen 127.0.0.1:9221 --seed-nodes 127.0.0.1:9301,127.0.0.1:9302 [--password P]`
+//! `pika-proxy --listen 127.0.0.1:9221 --seed-nodes 127.0.0.1:9301,127.0.0.1:9302`; passwords from
+//! the config file or `PIKA_PASSWORD` / `PIKA_ADMIN_PASSWORD` (docs/proxy.md), never a flag.
 
 use std::path::PathBuf;
 
@@ -17,12 +18,6 @@ struct Args {
     /// Nodes to build the routing table from, comma-separated host:port.
     #[arg(long)]
     seed_nodes: Option<String>,
-    /// The cluster password (clients' AUTH, and the nodes' requirepass).
-    #[arg(long)]
-    password: Option<String>,
-    /// During a password rotation: the previous password, still accepted from clients.
-    #[arg(long)]
-    password_previous: Option<String>,
     /// Address for /metrics and /health.
     #[arg(long)]
     http_listen: Option<String>,
@@ -81,8 +76,6 @@ fn build_config(args: &Args) -> Result<Config, String> {
     let flags = [
         ("listen", args.listen.clone()),
         ("seed-nodes", args.seed_nodes.clone()),
-        ("password", args.password.clone()),
-        ("password-previous", args.password_previous.clone()),
         ("http-listen", args.http_listen.clone()),
         ("pool-size", args.pool_size.map(|n| n.to_string())),
         ("hold-timeout-ms", args.hold_timeout_ms.map(|n| n.to_string())),
@@ -92,5 +85,7 @@ fn build_config(args: &Args) -> Result<Config, String> {
             config.set(key, &v).map_err(|e| e.to_string())?;
         }
     }
+    config.set_secrets_from_env().map_err(|e| e.to_string())?;
+    config.passwords().check().map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
+use common::auth::{Credential, Passwords};
 use common::resp::{self, Frame};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -57,28 +58,23 @@ pub struct Proxy {
     /// True once the proxy stops (SIGTERM): nothing new is accepted, and each connection
     /// closes as soon as it has no request unanswered (`client::run`).
     pub draining: tokio::sync::watch::Sender<bool>,
-    /// The passwords clients may AUTH with; the current one is also the nodes' (the pool's
-    /// new connections read it here).
-    pub auth: Arc<ArcSwap<Auth>>,
+    /// The passwords clients may AUTH with (common/src/auth.rs); the current data password
+    /// is also the one the pool's new connections give the nodes.
+    pub auth: Arc<ArcSwap<Passwords>>,
     /// Slots held because their node could not be reached, by node address; each address has
     /// one watcher task while it has any.
     unreachable: Mutex<std::collections::HashMap<String, std::collections::BTreeSet<(u32, u32)>>>,
 }
 
-/// The proxy's passwords: `password` (clients and nodes), and during a rotation `previous`,
-/// still accepted from clients (`PXPASSWORD` changes them on a running proxy).
-#[derive(Debug, Clone, Default)]
-pub struct Auth {
-    pub password: Option<String>,
-    pub previous: Option<String>,
+/// What the proxy gives the nodes for data: the data password (their `userpass`), with
+/// `AUTH <password>` (the form every node version takes); none without one.
+pub fn data_credential(p: &Passwords) -> Option<Credential> {
+    p.user.is_set().then(|| Credential::password(&p.user.current))
 }
 
-impl Auth {
-    /// Whether a client's AUTH password is accepted.
-    pub fn accepts(&self, given: &[u8]) -> bool {
-        let (current, previous) = (self.password.as_deref().unwrap_or(""), self.previous.as_deref().unwrap_or(""));
-        common::handshake::password_accepted(given, current, previous)
-    }
+/// What the proxy gives the nodes for FLUSHDB/FLUSHALL: the admin user.
+pub fn admin_credential(p: &Passwords) -> Option<Credential> {
+    p.admin.is_set().then(|| Credential::admin(&p.admin.current))
 }
 
 pub fn error(text: &str) -> Bytes {
@@ -106,10 +102,7 @@ fn refused(reply: &[u8]) -> bool {
 
 impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
-        let auth = Arc::new(ArcSwap::from_pointee(Auth {
-            password: config.password.clone(),
-            previous: config.password_previous.clone(),
-        }));
+        let auth = Arc::new(ArcSwap::from_pointee(config.passwords()));
         let pool = Pool::new(config.pool_size, auth.clone());
         let holds = Mutex::new(Holds::new(config.hold_max_bytes));
         Arc::new(Proxy {
@@ -127,10 +120,11 @@ impl Proxy {
         })
     }
 
-    /// A password rotation: clients may AUTH with `password` or `previous`; new connections to
-    /// the nodes use `password`.
-    pub fn set_passwords(&self, password: Option<String>, previous: Option<String>) {
-        self.auth.store(Arc::new(Auth { password, previous }));
+    /// A rotation of the data password: clients may AUTH with `password` or `previous`; new
+    /// connections to the nodes use `password`. The admin password stays.
+    pub fn set_passwords(&self, password: String, previous: String) {
+        let admin = self.auth.load().admin.clone();
+        self.auth.store(Arc::new(Passwords { admin, user: common::auth::Accepted::new(password, previous) }));
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -188,7 +182,7 @@ impl Proxy {
         }
         let mut reports = Vec::new();
         for addr in &addrs {
-            match node_report(addr, self.auth.load().password.as_deref()).await {
+            match node_report(addr, data_credential(&self.auth.load()).as_ref()).await {
                 Ok(r) => reports.push(r),
                 Err(e) => tracing::debug!(%addr, error = %e, "node did not report"),
             }
@@ -415,10 +409,10 @@ impl Proxy {
     /// stall every request queued behind it (the push that would wake it included).
     fn blocking(self: &Arc<Self>, table: u32, addr: Option<String>, args: Vec<Bytes>) -> Pending {
         let Some(addr) = addr else { return Pending::Ready(error("ERR no node serves this slot")) };
-        let password = self.auth.load().password.clone();
+        let credential = data_credential(&self.auth.load());
         let proxy = self.clone();
         Pending::Later(Box::pin(async move {
-            match common::client::request_raw(&addr, table, password.as_deref(), &args, None).await {
+            match common::client::request_raw(&addr, table, credential.as_ref(), &args, None).await {
                 Ok(frame) => frame,
                 Err(e) => {
                     proxy.metrics.backend_errors.inc();
@@ -550,21 +544,48 @@ impl Proxy {
         }))
     }
 
-    /// DBSIZE, FLUSHDB/FLUSHALL, TIME: sent to every group of the current table.
+    /// DBSIZE, FLUSHDB/FLUSHALL, TIME: sent to every group of the current table. FLUSHDB and
+    /// FLUSHALL are admin commands on the nodes too: sent on connections of their own with the
+    /// admin credential (the pool's speak for the data user), once the client proved to be admin.
     fn fan_out(self: &Arc<Self>, table: u32, client: u64, how: FanOut, args: Vec<Bytes>) -> Pending {
         let addrs = self.routes().table(table).map(|t| t.addrs()).unwrap_or_default();
         if addrs.is_empty() {
             return Pending::Ready(error("ERR no node is routed for this table"));
         }
         let request = encode_args(&args);
-        let calls: Vec<_> = addrs.iter().map(|a| self.pool.send(a, table, client, request.clone())).collect();
+        let calls: Vec<Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>> = match how {
+            FanOut::AllOk => {
+                let credential = admin_credential(&self.auth.load());
+                addrs
+                    .iter()
+                    .map(|a| {
+                        let (addr, credential, args) = (a.to_string(), credential.clone(), args.clone());
+                        Box::pin(async move {
+                            common::client::request_raw(&addr, table, credential.as_ref(), &args, None).await
+                        }) as Pin<Box<dyn Future<Output = _> + Send>>
+                    })
+                    .collect()
+            }
+            _ => addrs
+                .iter()
+                .map(|a| {
+                    let rx = self.pool.send(a, table, client, request.clone());
+                    Box::pin(async move {
+                        match rx.await {
+                            Ok(Ok(frame)) => Ok(frame),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("proxy shutting down".into()),
+                        }
+                    }) as Pin<Box<dyn Future<Output = _> + Send>>
+                })
+                .collect(),
+        };
         Pending::Later(Box::pin(async move {
             let mut frames = Vec::new();
-            for rx in calls {
-                match rx.await {
-                    Ok(Ok(frame)) => frames.push(frame),
-                    Ok(Err(e)) => return error(&format!("ERR {e}")),
-                    Err(_) => return error("ERR proxy shutting down"),
+            for call in calls {
+                match call.await {
+                    Ok(frame) => frames.push(frame),
+                    Err(e) => return error(&format!("ERR {e}")),
                 }
             }
             if let Some(err) = frames.iter().find(|f| f.starts_with(b"-")) {
@@ -618,9 +639,9 @@ pub async fn resolve(pending: Pending) -> Bytes {
 }
 
 /// Asks a node which slots it accepts writes for (`pkcluster writable`).
-async fn node_report(addr: &str, password: Option<&str>) -> Result<NodeReport, String> {
+async fn node_report(addr: &str, credential: Option<&Credential>) -> Result<NodeReport, String> {
     let frame =
-        common::client::request_within(addr, password, &["pkcluster", "writable"], common::client::PROBE_TIMEOUT)
+        common::client::request_within(addr, credential, &["pkcluster", "writable"], common::client::PROBE_TIMEOUT)
             .await?;
     let Frame::Array(tables) = frame else { return Err(format!("unexpected reply {frame:?}")) };
     let mut out = Vec::new();

@@ -18,6 +18,8 @@ const PROXY_BIN: &str = env!("CARGO_BIN_EXE_pika-proxy");
 struct Proxy {
     port: u16,
     args: Vec<String>,
+    /// Passwords, as the operator gives them: in the environment, never as arguments.
+    env: Vec<(String, String)>,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
     child: Option<Child>,
@@ -25,6 +27,10 @@ struct Proxy {
 
 impl Proxy {
     fn start(seeds: &[&Node], extra: &[&str]) -> Proxy {
+        Proxy::start_with_env(seeds, extra, &[])
+    }
+
+    fn start_with_env(seeds: &[&Node], extra: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let seeds: Vec<String> = seeds.iter().map(|n| n.addr()).collect();
@@ -32,14 +38,17 @@ impl Proxy {
             vec!["--listen".to_string(), format!("127.0.0.1:{port}"), "--seed-nodes".into(), seeds.join(",")];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = dir.path().join("proxy.log");
-        let mut p = Proxy { port, args, log, _dir: dir, child: None };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut p = Proxy { port, args, env, log, _dir: dir, child: None };
         p.spawn();
         p
     }
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        self.child = Some(Command::new(PROXY_BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+        let mut cmd = Command::new(PROXY_BIN);
+        cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.child = Some(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap());
         wait_until(Duration::from_secs(20), "the proxy to listen", || listening(self.port));
     }
 
@@ -407,27 +416,57 @@ fn requests_for_a_killed_node_wait_for_its_return_or_its_successor() {
     assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
 }
 
+/// Every admin command of the proxy, with arguments admin could send. FLUSHDB and FLUSHALL
+/// are admin on the nodes too; the proxy sends them with its admin credential.
+const PROXY_ADMIN_COMMANDS: &[&[&str]] = &[
+    &["PXROUTE", "GET"],
+    &["PXROUTE", "SET", "99", "0", "1024", "g", "127.0.0.1:1", "0-1023"],
+    &["PXHOLD", "0", "0-1023"],
+    &["PXRELEASE", "0", "all"],
+    &["PXREFRESH"],
+    &["PXPASSWORD", "mine"],
+    &["SHUTDOWN"],
+    &["FLUSHDB"],
+    &["FLUSHALL"],
+];
+
 #[test]
 fn passwords_and_admin_commands_are_checked() {
-    let a = node("", &[("requirepass", "secret")]);
+    let a = node("", &[("requirepass", "adm"), ("userpass", "secret")]);
     let mut admin =
-        redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", a.port)).unwrap().get_connection().unwrap();
+        redis::Client::open(format!("redis://admin:adm@127.0.0.1:{}/", a.port)).unwrap().get_connection().unwrap();
     let _: () = query(&mut admin, &["pkcluster", "addslots", "0-1023"]);
-    let proxy = Proxy::start(&[&a], &["--password", "secret"]);
+    let proxy = Proxy::start_with_env(&[&a], &[], &[("PIKA_PASSWORD", "secret"), ("PIKA_ADMIN_PASSWORD", "adm")]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.child.as_ref().unwrap().id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("secret"), "a password on the command line");
     let mut c = proxy.conn();
     assert_eq!(err(&mut c, &["GET", "k"]), "ERR NOAUTH Authentication required.");
     assert_eq!(err(&mut c, &["pxroute", "get"]), "ERR NOAUTH Authentication required.");
     assert_eq!(err(&mut c, &["AUTH", "wrong"]), "ERR invalid password");
-    let _: () = query(&mut c, &["AUTH", "secret"]);
+    let _: () = query(&mut c, &["AUTH", "admin", "adm"]);
     proxy.wait_routed_authed(&mut c);
-    let _: () = query(&mut c, &["SET", "k", "v"]);
+    let mut user = proxy.conn();
+    let _: () = query(&mut user, &["AUTH", "secret"]);
+    let _: () = query(&mut user, &["SET", "k", "v"]);
     assert_eq!(query::<String>(&mut admin, &["GET", "k"]), "v", "the proxy authenticates to the node");
 
-    // A password rotation: the node, then the proxy, accept the old and the new password; the
-    // proxy reaches the node with the new one (a backend connection opened after the change);
-    // once the old one is retired only the new one is accepted. No connection is dropped.
-    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass-previous", "secret"]);
-    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass", "rotated"]);
+    // The data user runs no admin command, on the proxy or (through it) on the nodes.
+    for args in PROXY_ADMIN_COMMANDS {
+        let refused = err(&mut user, args);
+        assert!(refused.starts_with("NOPERM"), "{args:?}: {refused}");
+        assert!(err(&mut proxy.conn(), args).contains("NOAUTH"), "{args:?} before AUTH");
+    }
+    assert_eq!(query::<String>(&mut user, &["GET", "k"]), "v", "nothing was flushed");
+    assert_eq!(query::<String>(&mut user, &["PING"]), "PONG", "nothing was shut down");
+    let routes: String = query(&mut c, &["pxroute", "get"]);
+    assert!(!routes.contains("epoch 99") && routes.contains(&a.addr()), "the user's PXROUTE SET took:\n{routes}");
+
+    // A rotation of the data password: the node, then the proxy, accept the old and the new
+    // password; the proxy reaches the node with the new one (a backend connection opened after
+    // the change); once the old one is retired only the new one is accepted. No connection is
+    // dropped.
+    let _: () = query(&mut admin, &["CONFIG", "SET", "userpass-previous", "secret"]);
+    let _: () = query(&mut admin, &["CONFIG", "SET", "userpass", "rotated"]);
     let _: () = query(&mut c, &["PXPASSWORD", "rotated", "secret"]);
     for pw in ["secret", "rotated"] {
         let mut fresh = proxy.conn();
@@ -442,14 +481,17 @@ fn passwords_and_admin_commands_are_checked() {
         let _: i64 = query(&mut admin, &["CLIENT", "KILL", "ID", &id.to_string()]);
     }
     thread::sleep(Duration::from_millis(200));
-    let _: () = query(&mut admin, &["CONFIG", "SET", "requirepass-previous", ""]);
+    let _: () = query(&mut admin, &["CONFIG", "SET", "userpass-previous", ""]);
     let _: () = query(&mut c, &["PXPASSWORD", "rotated"]);
     assert_eq!(err(&mut proxy.conn(), &["AUTH", "secret"]), "ERR invalid password");
     let mut fresh = proxy.conn();
     let _: () = query(&mut fresh, &["AUTH", "rotated"]);
     let _: () = query(&mut fresh, &["SET", "k", "after"]);
-    let _: () = query(&mut c, &["SET", "k", "still-authenticated"]);
+    let _: () = query(&mut user, &["SET", "k", "still-authenticated"]);
     assert_eq!(query::<String>(&mut admin, &["GET", "k"]), "still-authenticated");
+    // Admin flushes through the proxy: the nodes take it from the proxy's admin credential.
+    let _: () = query(&mut c, &["FLUSHALL"]);
+    assert_eq!(query::<Option<String>>(&mut admin, &["GET", "k"]), None);
     assert!(err(&mut c, &["PXPASSWORD"]).contains("usage"));
     fn route(epoch: &str) -> Vec<&str> {
         vec!["pxroute", "set", epoch, "0", "1024", "g", "127.0.0.1:1", "0-1023"]
@@ -541,19 +583,20 @@ fn blocking_pops_do_not_stall_other_clients_and_bad_key_counts_are_errors() {
 /// `redis` crate with the handshake commands sent one by one.
 #[test]
 fn client_libraries_connect_with_their_defaults() {
-    let a = node("", &[("requirepass", "secret")]);
-    let b = node("", &[("requirepass", "secret")]);
+    let passwords = [("requirepass", "adm"), ("userpass", "secret")];
+    let a = node("", &passwords);
+    let b = node("", &passwords);
     for (n, slots) in [(&a, "0-511"), (&b, "512-1023")] {
-        let mut c = redis::Client::open(format!("redis://:secret@{}/", n.addr())).unwrap().get_connection().unwrap();
+        let mut c = redis::Client::open(format!("redis://admin:adm@{}/", n.addr())).unwrap().get_connection().unwrap();
         let _: () = query(&mut c, &["pkcluster", "addslots", slots]);
     }
-    let proxy = Proxy::start(&[&a, &b], &["--password", "secret"]);
+    let proxy = Proxy::start_with_env(&[&a, &b], &[], &[("PIKA_PASSWORD", "secret"), ("PIKA_ADMIN_PASSWORD", "adm")]);
     let mut c =
-        redis::Client::open(format!("redis://:secret@127.0.0.1:{}/", proxy.port)).unwrap().get_connection().unwrap();
+        redis::Client::open(format!("redis://admin:adm@127.0.0.1:{}/", proxy.port)).unwrap().get_connection().unwrap();
     proxy.wait_routed_authed(&mut c);
     // Straight to a node: one that owns every slot, as a lone node would.
-    let solo = node("", &[("requirepass", "secret")]);
-    let mut s = redis::Client::open(format!("redis://:secret@{}/", solo.addr())).unwrap().get_connection().unwrap();
+    let solo = node("", &passwords);
+    let mut s = redis::Client::open(format!("redis://admin:adm@{}/", solo.addr())).unwrap().get_connection().unwrap();
     let _: () = query(&mut s, &["pkcluster", "addslots", "0-1023"]);
 
     for (what, port) in [("proxy", proxy.port), ("node", solo.port)] {
@@ -607,4 +650,34 @@ fn python_has_redis_py() -> bool {
         .args(["-c", "import redis, sys; sys.exit(int(redis.__version__.split('.')[0]) < 8)"])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// docs/proxy.md, "Limits": a request past the query limit is refused from its header and the
+/// connection closed; a client that pipelines without reading makes the proxy hold at most
+/// one round of replies (128), not one per request sent.
+#[test]
+fn one_client_cannot_make_the_proxy_hold_much() {
+    const MB: u64 = 1 << 20;
+    let a = node("0-1023", &[]);
+    let proxy = Proxy::start(&[&a], &[]);
+    proxy.wait_routed();
+    let pid = proxy.child.as_ref().unwrap().id();
+    let before = rss_bytes(pid);
+    let (reply, peak) = send_oversized(proxy.port, pid, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2147483648\r\n", 256 << 20);
+    assert_eq!(reply, "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(peak < before + 32 * MB, "a 2 GB bulk: {} MB resident, {} MB before", peak / MB, before / MB);
+
+    let mut c = proxy.conn();
+    let _: () = query(&mut c, &["SET", "big", &"x".repeat(1 << 20)]);
+    let before = rss_bytes(pid);
+    let (written, peak, stalled) = pipeline_without_reading(proxy.port, pid, "big", 1_000_000, Duration::from_secs(5));
+    assert!(written < 1_000_000, "every GET taken without its reply being read");
+    assert!(peak < before + 200 * MB, "{written} GETs unread: {} MB resident, {} MB before", peak / MB, before / MB);
+    let node_rss = rss_bytes(a.pid());
+    assert!(node_rss < 256 * MB, "the node behind it: {} MB", node_rss / MB);
+    let started = Instant::now();
+    assert_eq!(query::<Option<String>>(&mut proxy.conn(), &["GET", "k"]), None, "others are served meanwhile");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(stalled);
+    assert_eq!(query::<i64>(&mut c, &["STRLEN", "big"]), 1 << 20);
 }

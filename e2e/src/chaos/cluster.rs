@@ -49,7 +49,7 @@ pub struct ClusterOptions {
 }
 
 fn conn(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let client = redis::Client::open(crate::admin_url(&format!("127.0.0.1:{port}"))).ok()?;
     let conn = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     Some(conn)
@@ -145,6 +145,7 @@ impl LocalCluster {
             .args(["--batch", &batch.to_string()])
             // RUST_LOG overrides (say `pika_operator=debug` to follow a hang).
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("PIKA_ADMIN_PASSWORD", crate::ADMIN_PASSWORD)
             .env_remove("PIKA_OPERATOR_CRASH_AT")
             .stdout(Stdio::null())
             .stderr(log);

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use common::auth::Role;
 use common::handshake::{self, ClientCommand, HandshakeError, HelloValue};
 
 use super::args::{self, is};
@@ -25,25 +26,22 @@ pub fn specs() -> Vec<Spec> {
 }
 
 fn auth(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    let password = handshake::auth_password(&args[1..]).map_err(handshake_error)?;
-    check_password(ctx, &password)
+    let auth = handshake::parse_auth(&args[1..]).map_err(handshake_error)?;
+    authenticate(ctx, &auth)
 }
 
-/// AUTH's check, also HELLO's `AUTH` option.
-fn check_password(ctx: &mut ConnCtx, password: &[u8]) -> CmdResult<Reply> {
-    let (required, previous) = {
-        let c = ctx.server.config.read();
-        (c.requirepass.clone(), c.requirepass_previous.clone())
-    };
-    if required.is_empty() {
-        return Err(CmdError::err("Client sent AUTH, but no password is set"));
-    }
-    if handshake::password_accepted(password, &required, &previous) {
-        ctx.session.authed = true;
-        Ok(Reply::Ok)
-    } else {
-        ctx.session.authed = false;
-        Err(CmdError::err("invalid password"))
+/// AUTH's check, also HELLO's `AUTH` option (the policy: common/src/auth.rs).
+fn authenticate(ctx: &mut ConnCtx, auth: &handshake::Auth) -> CmdResult<Reply> {
+    let passwords = ctx.server.config.read().passwords();
+    match passwords.authenticate(auth.user.as_deref(), &auth.password) {
+        Ok(role) => {
+            ctx.session.role = role;
+            Ok(Reply::Ok)
+        }
+        Err(e) => {
+            ctx.session.role = passwords.after_failed_auth(ctx.session.role, auth.user.as_deref());
+            Err(CmdError::msg(e.to_string()))
+        }
     }
 }
 
@@ -85,14 +83,14 @@ fn quit(ctx: &mut ConnCtx, _args: &[Bytes]) -> CmdResult<Reply> {
 /// unknown version, so clients fall back.
 fn hello(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
     let hello = handshake::parse_hello(args).map_err(handshake_error)?;
-    if let Some(password) = hello.password {
-        check_password(ctx, &password)?;
+    if let Some(auth) = &hello.auth {
+        authenticate(ctx, auth)?;
     }
     if let Some(name) = hello.name {
         *ctx.session.info.name.lock() = String::from_utf8_lossy(&name).into_owned();
     }
-    if !ctx.session.authed {
-        return Err(CmdError::msg("ERR NOAUTH Authentication required."));
+    if ctx.session.role == Role::None {
+        return Err(CmdError::msg(common::auth::NOAUTH));
     }
     let mode = match ctx.server.slots.mode {
         InstanceMode::Classic => "standalone",
@@ -112,7 +110,12 @@ fn hello(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
 }
 
 fn client(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
-    match handshake::parse_client(args).map_err(handshake_error)? {
+    let command = handshake::parse_client(args).map_err(handshake_error)?;
+    // Other clients' addresses, and ending their connections: admin's.
+    if matches!(command, ClientCommand::List | ClientCommand::Kill(_)) {
+        crate::dispatch::check_role(ctx.session.role, "client", super::ADMIN)?;
+    }
+    match command {
         ClientCommand::List => Ok(Reply::bulk(client_list(ctx))),
         ClientCommand::Info => {
             let me = ctx.session.info.id;

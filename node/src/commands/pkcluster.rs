@@ -24,7 +24,8 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("pkclusterunfence", -3, ADMIN, unfence),
         Spec::conn("pkclusterslotsslaveof", -5, ADMIN, slotsslaveof),
         Spec::conn("pkclusterdigest", -3, ADMIN, digest),
-        Spec::conn("pkclusterwritable", -2, ADMIN, writable),
+        // What a router needs (as CLUSTER SLOTS is to Redis clients): the user may ask.
+        Spec::conn("pkclusterwritable", -2, 0, writable),
         Spec::conn("pkclusterlease", 3, ADMIN, lease),
     ]
 }

@@ -18,8 +18,8 @@ pub fn specs() -> Vec<Spec> {
         Spec::conn("info", -1, 0, info),
         Spec::conn("config", -2, ADMIN, config),
         Spec::conn("time", 1, 0, time),
-        Spec::conn("flushdb", -1, WRITE, flushdb),
-        Spec::conn("flushall", 1, WRITE, flushall),
+        Spec::conn("flushdb", -1, WRITE | ADMIN, flushdb),
+        Spec::conn("flushall", 1, WRITE | ADMIN, flushall),
         Spec::conn("command", -1, 0, command),
         Spec::conn("shutdown", -1, ADMIN, shutdown),
         Spec::conn("slowlog", -2, ADMIN, slowlog),
@@ -58,6 +58,7 @@ fn config(ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
                 let value = String::from_utf8_lossy(&pair[1]).to_string();
                 next.set(&key, &value, false).map_err(|e| CmdError::err(format!("CONFIG SET failed: {e}")))?;
             }
+            next.check().map_err(|e| CmdError::err(format!("CONFIG SET failed: {e}")))?;
             ctx.server.store.cache().set_limit(next.cache_maxmemory);
             crate::durability::configure(&next);
             *config = next;
@@ -142,6 +143,9 @@ fn command(_ctx: &mut ConnCtx, args: &[Bytes]) -> CmdResult<Reply> {
         let mut flags = vec![Reply::simple(if spec.is_write() { "write" } else { "readonly" })];
         if matches!(spec.handler, Handler::Conn(_) | Handler::Wait(_)) {
             flags.push(Reply::simple("fast"));
+        }
+        if spec.flags & ADMIN != 0 {
+            flags.push(Reply::simple("admin"));
         }
         Reply::Array(vec![
             Reply::bulk(spec.name),

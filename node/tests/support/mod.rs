@@ -403,3 +403,75 @@ pub fn wait_in_sync(master: &Node, replica: &Node, group: &str, timeout: Duratio
             && master.digest(group) == replica.digest(group)
     });
 }
+
+/// Resident memory of process `pid` in bytes (`VmRSS` of /proc/<pid>/status).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// Sends `header`, then `body_bytes` of filler as fast as the server takes them (it may close
+/// first), and returns what the server answered before closing, and the most resident memory
+/// of `pid` seen meanwhile.
+pub fn send_oversized(port: u16, pid: u32, header: &[u8], body_bytes: usize) -> (String, u64) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut peak = rss_bytes(pid);
+    let _ = s.write_all(header);
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0;
+    while sent < body_bytes {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+        if sent % (16 << 20) == 0 {
+            peak = peak.max(rss_bytes(pid));
+        }
+    }
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    (String::from_utf8_lossy(&reply).into_owned(), peak.max(rss_bytes(pid)))
+}
+
+/// Pipelines up to `count` `GET <key>` requests without reading a reply, for at most `for_how
+/// long`; returns how many were written and the most resident memory of `pid` seen meanwhile
+/// (sampled while the writes go on and for a second after they stop).
+pub fn pipeline_without_reading(
+    port: u16,
+    pid: u32,
+    key: &str,
+    count: usize,
+    for_how_long: Duration,
+) -> (usize, u64, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let one = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    let batch = one.repeat(1000);
+    let (started, mut written, mut peak) = (Instant::now(), 0, rss_bytes(pid));
+    while written < count && started.elapsed() < for_how_long {
+        if s.write_all(batch.as_bytes()).is_err() {
+            break; // the server stopped reading: its socket buffers are full
+        }
+        written += 1000;
+        peak = peak.max(rss_bytes(pid));
+    }
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss_bytes(pid));
+    }
+    (written, peak, s)
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -27,6 +28,7 @@ use super::conditions::{self, APPLIED, CONFIG_VALID, DEGRADED, MONITORING, PAUSE
 use super::observe;
 use super::password;
 use super::{poll, Context, Error};
+use crate::admin::Admin;
 use crate::control::{self, Happened};
 use crate::crd::{
     GroupStatus, PikaCluster, PikaClusterStatus, RolloutStatus, SlotMigration, SlotMigrationSpec, SwitchoverStatus,
@@ -109,12 +111,14 @@ async fn apply(cluster: Arc<PikaCluster>, ctx: &Context) -> Result<Action, Error
     if was_paused {
         ctx.event(&*cluster, false, "Resumed", "reconciliation resumed".into()).await;
     }
+    let admin_password = password::admin_password(ctx, &cluster).await?;
     let passwords = password::follow_user_secret(ctx, &cluster, &mut status).await?;
     let failed = apply_children(ctx, &cluster, &status).await;
     report_applied(ctx, &cluster, &mut status, &failed).await;
     report_config(ctx, &cluster, &mut status).await;
     apply_monitor(ctx, &cluster, &mut status).await;
-    let health = match data_plane(ctx, &cluster, &mut version, &mut status, passwords.as_ref()).await {
+    let admin = ctx.admin_with(admin_password, passwords.as_ref());
+    let health = match data_plane(ctx, &cluster, &mut version, &mut status, &admin, passwords.as_ref()).await {
         Ok(h) => h,
         Err(e @ (Error::Node(_) | Error::Cutover(_))) => {
             // The nodes' trouble is the cluster's status, not only a log line.
@@ -217,6 +221,17 @@ async fn apply_children(ctx: &Context, cluster: &PikaCluster, status: &PikaClust
         note(format!("PodDisruptionBudget {name}"), ssa(ctx, &ns, &resources::disruption_budget(cluster, g)).await);
     }
     note("proxy Deployment".into(), ssa(ctx, &ns, &resources::proxy_deployment(cluster)).await);
+    let policy = match resources::network_policy(cluster, &ctx.operator_namespace) {
+        Some(policy) => ssa(ctx, &ns, &policy).await,
+        // Turned off: one made before goes (nothing to do when there is none).
+        None => ignore_missing(
+            Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns)
+                .delete(&resources::network_policy_name(&cluster.name_any()), &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        ),
+    };
+    note("NetworkPolicy".into(), policy);
     failed
 }
 
@@ -398,6 +413,7 @@ async fn data_plane(
     cluster: &PikaCluster,
     version: &mut Option<String>,
     status: &mut PikaClusterStatus,
+    admin: &Admin,
     passwords: Option<&password::Passwords>,
 ) -> Result<Health, Error> {
     let (name, ns) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
@@ -428,11 +444,9 @@ async fn data_plane(
         .filter(|s| sizes.contains_key(&s.index))
         .map(|s| (s.index, group_record(s)))
         .collect();
-    // The passwords this reconcile brought `<name>-auth` to (read once, not again).
-    let admin = ctx.admin_with(passwords);
     let result = {
         let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
-        control::pass(&admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await
+        control::pass(admin, &input, &mut record, &mut journal, &|| ctx.epochs.next()).await
     };
     // A switchover the annotation asks for, once the pass found the cluster healthy.
     let asked = cluster.annotations().get(SWITCHOVER_ANNOTATION).map(String::as_str);
@@ -445,7 +459,7 @@ async fn data_plane(
         };
         let (epoch, limits) = (ctx.epochs.next(), ctx.limits);
         let driven =
-            switchover::drive(&admin, &input, &mut record, &mut journal, asked, last.as_ref(), epoch, limits).await;
+            switchover::drive(admin, &input, &mut record, &mut journal, asked, last.as_ref(), epoch, limits).await;
         report_switchover(ctx, cluster, driven).await;
     }
     // Live options: set on every node once they change (every member must run for it).
@@ -455,7 +469,7 @@ async fn data_plane(
     if let Some(nodes) =
         all_nodes.clone().filter(|_| status.live_config.as_ref() != Some(&live) && ctx.authority.valid())
     {
-        match node_config::apply_live(&admin, &nodes, &node_config).await {
+        match node_config::apply_live(admin, &nodes, &node_config).await {
             Ok(()) => {
                 if status.live_config.is_some() {
                     let note = format!("live options set on {} nodes without a restart", nodes.len());
@@ -468,7 +482,7 @@ async fn data_plane(
     }
     // A new password (or the previous one retired): every node and proxy gets it.
     if let Some(p) = passwords.filter(|_| ctx.authority.valid()) {
-        match password::apply(&admin, all_nodes.clone(), &input.proxies, p, status).await {
+        match password::apply(admin, all_nodes.clone(), &input.proxies, p, status).await {
             Ok(true) => {
                 let note = match &p.previous {
                     Some(_) => "every node and proxy accepts the new and the previous password",
@@ -497,7 +511,7 @@ async fn data_plane(
             "waiting for the cluster to settle (no member down, no migration or switchover)".into()
         } else if ctx.authority.valid() {
             let mut journal = StatusJournal { ctx, cluster, observed: &observed, version };
-            let rolled = rollout::drive(&admin, &input, &mut record, &mut journal, ctx.epochs.next(), ctx.limits).await;
+            let rolled = rollout::drive(admin, &input, &mut record, &mut journal, ctx.epochs.next(), ctx.limits).await;
             act_on_rollout(ctx, cluster, rolled).await
         } else {
             crate::authority::Authority::LAPSED.into()

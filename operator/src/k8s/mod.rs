@@ -89,6 +89,8 @@ pub struct Context {
     /// Whether this instance still leads: checked before every data-plane request and every
     /// write that acts on a decision (see [`crate::authority`]).
     pub authority: Arc<Authority>,
+    /// Where the operator's pods run: the clusters' NetworkPolicies let them reach the nodes.
+    pub operator_namespace: String,
 }
 
 impl Context {
@@ -101,7 +103,14 @@ impl Context {
             limits: Limits::default(),
             records: Mutex::default(),
             epochs: Epochs::default(),
+            operator_namespace: "default".into(),
         }
+    }
+
+    /// The operator's namespace (its pod's, `POD_NAMESPACE`).
+    pub fn in_namespace(mut self, namespace: &str) -> Context {
+        self.operator_namespace = namespace.into();
+        self
     }
 
     /// Publishes an Event about `obj` (failures are logged: events are informational). The
@@ -119,18 +128,24 @@ impl Context {
         }
     }
 
-    /// The admin client for a cluster's nodes and proxies, with its passwords (the operator's
-    /// Secret, brought in line with the user's first: `password::passwords`).
+    /// The admin client for a cluster's nodes and proxies (`password`).
     pub async fn admin(&self, cluster: &PikaCluster) -> Result<Admin, Error> {
-        Ok(self.admin_with(password::passwords(self, cluster).await?.as_ref()))
+        let admin_password = password::admin_password(self, cluster).await?;
+        Ok(self.admin_with(admin_password, password::passwords(self, cluster).await?.as_ref()))
     }
 
-    /// The admin client with `passwords` (None: the cluster has none).
-    pub fn admin_with(&self, passwords: Option<&password::Passwords>) -> Admin {
-        let authority = self.authority.clone();
-        match passwords {
-            None => Admin { password: None, previous: None, authority },
-            Some(p) => Admin { password: Some(p.current.clone()), previous: p.previous.clone(), authority },
+    /// The admin client: the admin user, and the data passwords (None: the cluster has none)
+    /// for members started before the admin user was apart.
+    pub fn admin_with(&self, admin_password: String, passwords: Option<&password::Passwords>) -> Admin {
+        let fallbacks = passwords
+            .into_iter()
+            .flat_map(|p| std::iter::once(&p.current).chain(p.previous.as_ref()))
+            .map(common::auth::Credential::password)
+            .collect();
+        Admin {
+            credential: Some(common::auth::Credential::admin(admin_password)),
+            fallbacks,
+            authority: self.authority.clone(),
         }
     }
 
@@ -289,7 +304,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     };
 
     let reporter = Reporter { controller: "pika-operator".into(), instance: Some(opts.identity.clone()) };
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), reporter, authority.clone()));
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics.clone(), reporter, authority.clone()).in_namespace(&opts.lease_namespace),
+    );
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=pika-operator");
     let clusters = Controller::new(api::<PikaCluster>(&client, &opts.namespace), watcher::Config::default())
         .owns(api::<StatefulSet>(&client, &opts.namespace), owned.clone())

@@ -1,13 +1,17 @@
-//! Password rotation without downtime. The user's Secret (`passwordSecretRef`) says what the
-//! password should be; the operator's Secret `<name>-auth` (owned by the cluster) holds what the
-//! pods start with and what the operator connects with: `password`, and during a rotation
-//! `previous`, accepted next to it. When the user's value changes:
+//! The cluster's passwords (common/src/auth.rs):
+//! - the admin password, in the operator's own Secret `<name>-admin` (owned by the cluster),
+//!   generated when the cluster is first reconciled: the nodes' `requirepass` and `masterauth`,
+//!   the proxies' `admin-password`, what the operator connects with. Applications never get it.
+//! - the data password, which the user's Secret (`passwordSecretRef`) says.
+//!
+//! The data password rotates without downtime. The operator's Secret `<name>-auth` holds what
+//! the pods start with: `password`, and during a rotation `previous`, accepted next to it. When
+//! the user's value changes:
 //!
 //! 1. `<name>-auth` becomes {new, previous: old} (pods restarted from now on accept both);
-//! 2. every node gets `requirepass-previous` old and `requirepass` new (both accepted), then
-//!    `masterauth` new (replicas reconnect with it); every proxy gets `PXPASSWORD new old`;
-//!    the operator itself tries new, then old; once every node and proxy has them, the
-//!    status records the Secret's version and the time;
+//! 2. every node gets `userpass-previous` old and `userpass` new (both accepted); every proxy
+//!    gets `PXPASSWORD new old`; once every node and proxy has them, the status records the
+//!    Secret's version and the time;
 //! 3. after `rotationGraceSeconds` (clients move to the new password meanwhile),
 //!    `<name>-auth` becomes {new, previous: ""} and step 2 runs again: the old one is retired.
 //!
@@ -24,7 +28,7 @@ use kube::{Resource, ResourceExt};
 use super::{conditions, Context, Error};
 use crate::admin::Admin;
 use crate::crd::{PasswordStatus, PikaCluster, PikaClusterStatus};
-use crate::resources::auth_secret_name;
+use crate::resources::{admin_secret_name, auth_secret_name, ADMIN_SECRET_KEY};
 
 /// The passwords of `<name>-auth`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +133,38 @@ pub async fn follow_user_secret(
     Ok(Some(Passwords::of(&secret, wanted)))
 }
 
+/// The cluster's admin password, from `<name>-admin`; created with a new random password when
+/// missing (before any pod: they read it).
+pub async fn admin_password(ctx: &Context, cluster: &PikaCluster) -> Result<String, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    let name = admin_secret_name(&cluster.name_any());
+    if let Some(secret) = api.get_opt(&name).await? {
+        return match value(&secret, ADMIN_SECRET_KEY) {
+            Some(pw) if !pw.is_empty() => Ok(pw),
+            _ => Err(Error::Invalid(format!("secret {name} has no (non-empty) key {ADMIN_SECRET_KEY}"))),
+        };
+    }
+    let password = crate::admin::generate_password();
+    let mut secret = Secret {
+        data: Some(BTreeMap::from([(ADMIN_SECRET_KEY.to_string(), ByteString(password.as_bytes().to_vec()))])),
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(name.clone());
+    secret.metadata.namespace = Some(ns);
+    secret.metadata.labels = Some(crate::resources::pod_selector(&cluster.name_any()));
+    secret.metadata.owner_references = cluster.controller_owner_ref(&()).map(|o| vec![o]);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(password),
+        // Another reconcile (the migration controller's) made it first: theirs counts.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let secret = api.get(&name).await?;
+            value(&secret, ADMIN_SECRET_KEY).ok_or_else(|| Error::Invalid(format!("secret {name} has no key")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn data(password: &str, previous: &str) -> BTreeMap<String, ByteString> {
     BTreeMap::from([
         ("password".to_string(), ByteString(password.as_bytes().to_vec())),
@@ -157,11 +193,8 @@ pub async fn apply(
         async move { admin.call(&node, &["config", "set", key, &value]).await.map_err(|e| e.to_string()) }
     };
     for node in &nodes {
-        set(node, "requirepass-previous", previous.clone()).await?;
-        set(node, "requirepass", p.current.clone()).await?;
-    }
-    for node in &nodes {
-        set(node, "masterauth", p.current.clone()).await?;
+        set(node, "userpass-previous", previous.clone()).await?;
+        set(node, "userpass", p.current.clone()).await?;
     }
     for proxy in proxies {
         let mut args = vec!["pxpassword", p.current.as_str()];

@@ -1,0 +1,57 @@
+//! What one client can make a node hold (docs/node.md, "Limits"): a request past the query
+//! limit is refused from its header and the connection closed; a client that pipelines without
+//! reading its replies is not read from either. Measured as the node's resident memory.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{pipeline_without_reading, q, query, rss_bytes, send_oversized, Node};
+
+const MB: u64 = 1 << 20;
+
+#[test]
+fn a_2gb_bulk_and_a_request_past_the_query_limit_are_refused_and_memory_stays_flat() {
+    let node = Node::start(&[("instance-mode", "classic"), ("client-query-buffer-limit", "8mb")]);
+    let before = rss_bytes(node.pid());
+    // A 2 GB bulk: refused from its header (Redis's proto-max-bulk-len, 512 MB); 256 MB sent.
+    let (reply, peak) =
+        send_oversized(node.port, node.pid(), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2147483648\r\n", 256 << 20);
+    assert_eq!(reply, "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(peak < before + 32 * MB, "a 2 GB bulk: {} MB resident, {} MB before", peak / MB, before / MB);
+    // Two 6 MB arguments in one request: past the 8 MB query limit once the second header
+    // arrives; refused without waiting for its data, the connection closed.
+    let six = 6 << 20;
+    let header = format!("*5\r\n$4\r\nMSET\r\n$1\r\na\r\n${six}\r\n{}\r\n$1\r\nb\r\n${six}\r\n", "v".repeat(six));
+    let (reply, peak) = send_oversized(node.port, node.pid(), header.as_bytes(), 64 << 20);
+    assert_eq!(reply, "-ERR Protocol error: request larger than the query buffer limit (8388608 bytes)\r\n");
+    assert!(peak < before + 48 * MB, "past the query limit: {} MB resident, {} MB before", peak / MB, before / MB);
+    // Under the limit, a 6 MB value is fine; the default limit is Redis's 1 GB.
+    let mut c = node.conn();
+    let _: () = query(&mut c, &["SET", "k", &"v".repeat(six)]);
+    assert_eq!(query::<i64>(&mut c, &["STRLEN", "k"]), six as i64);
+    let got: Vec<String> = query(&mut c, &["CONFIG", "GET", "client-query-buffer-limit"]);
+    assert_eq!(got[1], (8 << 20).to_string());
+    let _: () = query(&mut c, &["CONFIG", "SET", "client-query-buffer-limit", "1gb"]);
+    let got: Vec<String> = query(&mut Node::classic().conn(), &["CONFIG", "GET", "client-query-buffer-limit"]);
+    assert_eq!(got[1], (1u64 << 30).to_string(), "the default");
+}
+
+#[test]
+fn a_client_that_pipelines_gets_of_a_1mb_value_without_reading_holds_little() {
+    let node = Node::classic();
+    let mut c = node.conn();
+    let _: () = query(&mut c, &["SET", "big", &"x".repeat(1 << 20)]);
+    let before = rss_bytes(node.pid());
+    let (written, peak, stalled) =
+        pipeline_without_reading(node.port, node.pid(), "big", 1_000_000, Duration::from_secs(5));
+    assert!(written < 1_000_000, "every GET taken without its reply being read: nothing held back");
+    // The node stops reading a client whose replies are not read: it holds one flush (64 KiB)
+    // and the reply in hand, not the replies of every GET sent.
+    assert!(peak < before + 64 * MB, "{written} GETs unread: {} MB resident, {} MB before", peak / MB, before / MB);
+    // Everyone else is served meanwhile.
+    let started = Instant::now();
+    assert_eq!(query::<String>(&mut node.conn(), &["PING"]), "PONG");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(stalled);
+    assert_eq!(q(&mut c, &["STRLEN", "big"]), Ok(redis::Value::Int(1 << 20)));
+}
