@@ -338,7 +338,7 @@ pub fn proxy_deployment(cluster: &PikaCluster) -> Deployment {
     let labels = labels(&name, "proxy");
     // The headless Service's name resolves to every node pod: the seeds (hence the pod
     // template) stay the same when groups are added or removed, so the proxies are not rolled.
-    let seeds = vec![format!("{}.{namespace}.svc:{CLIENT_PORT}", headless_name(&name))];
+    let seeds = [format!("{}.{namespace}.svc:{CLIENT_PORT}", headless_name(&name))];
     let env = password_env(cluster, Process::Proxy);
     let args = vec![
         "--listen".to_string(),

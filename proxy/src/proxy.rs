@@ -553,7 +553,8 @@ impl Proxy {
             return Pending::Ready(error("ERR no node is routed for this table"));
         }
         let request = encode_args(&args);
-        let calls: Vec<Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>> = match how {
+        type Call = Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>;
+        let calls: Vec<Call> = match how {
             FanOut::AllOk => {
                 let credential = admin_credential(&self.auth.load());
                 addrs
@@ -562,7 +563,7 @@ impl Proxy {
                         let (addr, credential, args) = (a.to_string(), credential.clone(), args.clone());
                         Box::pin(async move {
                             common::client::request_raw(&addr, table, credential.as_ref(), &args, None).await
-                        }) as Pin<Box<dyn Future<Output = _> + Send>>
+                        }) as Call
                     })
                     .collect()
             }
@@ -576,7 +577,7 @@ impl Proxy {
                             Ok(Err(e)) => Err(e.to_string()),
                             Err(_) => Err("proxy shutting down".into()),
                         }
-                    }) as Pin<Box<dyn Future<Output = _> + Send>>
+                    }) as Call
                 })
                 .collect(),
         };

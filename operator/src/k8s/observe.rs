@@ -47,8 +47,10 @@ pub fn classify(
     revisions: &BTreeMap<u32, Option<String>>,
     cluster: &str,
 ) -> Observed {
-    let mut observed = Observed::default();
-    observed.revision_unknown = revisions.iter().filter(|(_, r)| r.is_none()).map(|(&g, _)| g).collect();
+    let mut observed = Observed {
+        revision_unknown: revisions.iter().filter(|(_, r)| r.is_none()).map(|(&g, _)| g).collect(),
+        ..Observed::default()
+    };
     for (&g, &n) in sizes {
         let name = crate::resources::group_name(cluster, g);
         observed
