@@ -52,7 +52,8 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
     // Replicated acknowledgement: replies from the first write on wait here, in order, until
     // the replicas confirm (see `durability`).
     let mut awaiting = Awaiting::default();
-    let mut decoder = resp::RequestDecoder::with_limit(server.config.read().client_query_buffer_limit);
+    let decoder_limit = server.config.read().client_query_buffer_limit;
+    let mut decoder = resp::RequestDecoder::with_limit(decoder_limit);
     loop {
         // Execute everything already buffered.
         loop {
@@ -71,7 +72,24 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                     return Ok(());
                 }
                 Ok(Some(args)) => {
-                    let reply = dispatch::execute(server, session, &args).await;
+                    let reply = if dispatch::may_block(&args) {
+                        // A blocking pop: while it waits, the connection is still read (into
+                        // the buffer, up to the query limit), so a client that goes away or is
+                        // killed ends the wait instead of leaving it registered for good. (Its
+                        // waits hold nothing popped: dropping it there loses no write.)
+                        let info = session.info.clone();
+                        let exec = dispatch::execute(server, session, &args);
+                        tokio::pin!(exec);
+                        loop {
+                            tokio::select! {
+                                reply = &mut exec => break reply,
+                                _ = info.kill_notify.notified() => return Ok(()),
+                                gone = read_more(stream, &mut input, decoder_limit) => if gone? { return Ok(()) },
+                            }
+                        }
+                    } else {
+                        dispatch::execute(server, session, &args).await
+                    };
                     if session.writes.fresh.is_empty() && awaiting.is_empty() {
                         reply.encode(&mut output);
                     } else {
@@ -130,6 +148,23 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Reads what the client sends while one of its requests waits (a blocking pop), up to
+/// `limit` bytes buffered (then the client is not read until the wait ends); whether the client
+/// closed the connection.
+async fn read_more(stream: &TcpStream, input: &mut BytesMut, limit: usize) -> std::io::Result<bool> {
+    if input.len() >= limit {
+        return std::future::pending().await;
+    }
+    stream.readable().await?;
+    input.reserve(READ_CHUNK);
+    match stream.try_read_buf(input) {
+        Ok(0) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -55,6 +55,16 @@ const SHARDING_BLACKLIST: &[&str] = &[
 /// "Multi-key commands").
 const HASHTAG_CHECKED: &[&str] = &["rpoplpush", "lmove", "brpoplpush", "blmove"];
 
+/// Whether the request is a command that may wait (BLPOP and friends).
+pub fn may_block(args: &[Bytes]) -> bool {
+    // Every blocking command starts with a `b`: the others cost one comparison.
+    if !args[0].first().is_some_and(|c| c.eq_ignore_ascii_case(&b'b')) {
+        return false;
+    }
+    let name = commands::resolve_name(args);
+    commands::table().get(name.as_str()).is_some_and(|spec| spec.flags & BLOCKING != 0)
+}
+
 pub async fn execute(server: &Arc<Server>, session: &mut Session, args: &[Bytes]) -> Reply {
     let name = commands::resolve_name(args);
     let sharding = server.slots.mode == InstanceMode::Sharding;
@@ -267,8 +277,15 @@ fn blocking_timeout(arg: &[u8]) -> CmdResult<Option<Duration>> {
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
+/// How often a blocked pop checks that its slot is still this node's to write.
+const SLOT_RECHECK: Duration = Duration::from_millis(250);
+
 /// Runs a blocking command: try; when the handler answers nil (nothing to pop), wait for a push
-/// to one of the keys, the timeout, or shutdown, and try again.
+/// to one of the keys, the timeout, or shutdown, and try again. Every [`SLOT_RECHECK`] and before
+/// each try, the slot must still be this node's master slot, unfenced: one that left (deleted,
+/// moved, demoted, fenced) ends the wait with the error a new request would get, instead of a
+/// pop from a slot that is no longer its (or a wait nobody will ever end). The caller ends it
+/// too when the client disconnects or is killed (`client::run`).
 async fn run_blocking(
     server: &Server,
     table: &Arc<Table>,
@@ -281,23 +298,27 @@ async fn run_blocking(
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let interest = server.blocking.register(table.id, keys);
     loop {
+        let topology = server.slots.snapshot();
+        let current = topology.table(table.id).and_then(|t| t.slot(slot.id));
+        if !current.is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            return Err(CmdError::PartitionNotFound);
+        }
+        if let Some(err) = slot.write_refusal() {
+            return Err(err);
+        }
         // The context lives only for the attempt, not across the wait (it is not `Send`).
         match f(&Exec { server, table, slot, group: None }, args)? {
             Reply::Nil | Reply::NilArray => {}
             reply => return Ok(reply),
         }
-        let woken = async {
-            match deadline {
-                Some(at) => tokio::time::timeout_at(at, interest.notify.notified()).await.is_ok(),
-                None => {
-                    interest.notify.notified().await;
-                    true
-                }
-            }
-        };
+        let recheck = tokio::time::Instant::now() + SLOT_RECHECK;
+        let until = deadline.map_or(recheck, |d| d.min(recheck));
         tokio::select! {
-            woken = woken => if !woken { return Ok(Reply::NilArray) },
+            _ = tokio::time::timeout_at(until, interest.notify.notified()) => {}
             _ = server.shutdown_notify.notified() => return Ok(Reply::NilArray),
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok(Reply::NilArray);
         }
     }
 }

@@ -55,3 +55,67 @@ fn a_client_that_pipelines_gets_of_a_1mb_value_without_reading_holds_little() {
     drop(stalled);
     assert_eq!(q(&mut c, &["STRLEN", "big"]), Ok(redis::Value::Int(1 << 20)));
 }
+
+fn blocked(node: &Node) -> u64 {
+    node.info_field("blocked_clients").parse().unwrap()
+}
+
+/// A blocked pop ends when its client goes away, is killed, or its slot stops being this node's
+/// to write: nothing stays registered for a client that is gone (docs/node.md, "Limits").
+#[test]
+fn blocked_pops_end_on_disconnect_client_kill_and_a_slot_leaving() {
+    use std::io::Write;
+    let node = Node::sharding_all(16);
+    let mut admin = node.conn();
+    let wait = |what: &str, check: &mut dyn FnMut() -> bool| support::wait_until(Duration::from_secs(5), what, check);
+    // A client that sends BLPOP and hangs up.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n").unwrap();
+    wait("BLPOP to block", &mut || blocked(&node) == 1);
+    drop(s);
+    wait("the wait to end with its client", &mut || blocked(&node) == 0);
+
+    // A client killed while it waits.
+    let port = node.port;
+    let waiter = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        q(&mut c, &["BLPOP", "q", "0"])
+    });
+    wait("BLPOP to block", &mut || blocked(&node) == 1);
+    let list: String = query(&mut admin, &["CLIENT", "LIST"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("cmd=blpop"))
+        .and_then(|l| l.split_whitespace().next()?.strip_prefix("id="))
+        .unwrap()
+        .to_string();
+    let _: i64 = query(&mut admin, &["CLIENT", "KILL", "ID", &id]);
+    let popped = waiter.join().unwrap();
+    assert!(popped.is_err(), "a killed client's BLPOP answered {popped:?}");
+    wait("the wait to end with its client", &mut || blocked(&node) == 0);
+
+    // Its slot fenced (as in a cutover) while it waits: the error a new request would get.
+    let slot = common::slot::key_slot(b"q", 16).to_string();
+    let mut c = node.conn();
+    let started = Instant::now();
+    let fencer = {
+        let mut admin = node.conn();
+        let slot = slot.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let _: () = query(&mut admin, &["PKCLUSTER", "FENCE", &slot]);
+        })
+    };
+    let refused = q(&mut c, &["BLPOP", "q", "0"]).unwrap_err();
+    fencer.join().unwrap();
+    assert!(refused.to_ascii_uppercase().contains("TRYAGAIN") || refused.contains("fenced"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(blocked(&node), 0);
+    let _: () = query(&mut admin, &["PKCLUSTER", "UNFENCE", &slot]);
+    let _: i64 = query(&mut admin, &["LPUSH", "q", "kept"]);
+    assert_eq!(
+        query::<Vec<String>>(&mut admin, &["LRANGE", "q", "0", "-1"]),
+        ["kept"],
+        "nothing popped by the ended waits"
+    );
+}

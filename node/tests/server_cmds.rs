@@ -152,6 +152,7 @@ fn shutdown_command_and_sigterm_exit_cleanly() {
 fn ten_thousand_idle_connections() {
     let node = Node::classic();
     let port = node.port;
+    let before = support::rss_bytes(node.pid());
     let openers: Vec<_> = (0..4)
         .map(|_| {
             std::thread::spawn(move || {
@@ -173,5 +174,8 @@ fn ten_thousand_idle_connections() {
         clients.lines().find_map(|l| l.strip_prefix("connected_clients:")).and_then(|v| v.trim().parse().ok()).unwrap();
     assert!(connected >= 10_001, "{connected}");
     assert!(elapsed < Duration::from_secs(10), "2000 SETs took {elapsed:?} with 10k idle clients");
+    // An idle connection holds no buffer: its task and its socket only.
+    let grown = support::rss_bytes(node.pid()).saturating_sub(before);
+    assert!(grown < 100 << 20, "10k idle connections: {} MB more resident", grown >> 20);
     drop(idle);
 }

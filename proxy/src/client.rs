@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use common::auth::{self, Role};
 use common::handshake::{self, ClientCommand};
 use common::resp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::commands::{self, Kind, Local};
@@ -29,9 +29,9 @@ struct Session {
     quit: bool,
 }
 
+/// Serves one client connection (counted in `connections` by the caller).
 pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    proxy.metrics.connections.inc();
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
         peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -52,9 +52,11 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
 const MAX_IN_FLIGHT: usize = 128;
 /// Replies are written once this much is buffered, and at the end of each round.
 const FLUSH_AT: usize = 64 * 1024;
+/// Bytes made room for before each read.
+const READ_CHUNK: usize = 16 * 1024;
 
 async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
-    let mut input = BytesMut::with_capacity(16 << 10);
+    let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     let mut decoder = resp::RequestDecoder::with_limit(proxy.config.client_query_buffer_limit);
     let mut pending: Vec<(Instant, Pending)> = Vec::new();
@@ -109,12 +111,34 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
         if full_round {
             continue;
         }
-        tokio::select! {
-            read = stream.read_buf(&mut input) => {
-                if read? == 0 {
-                    return Ok(());
-                }
+        // Wait for input without holding a buffer: ten thousand idle clients cost no more
+        // than their sockets and tasks.
+        if input.is_empty() {
+            input = BytesMut::new();
+        }
+        if output.capacity() > FLUSH_AT {
+            output = BytesMut::new();
+        }
+        let readable = async {
+            match proxy.config.timeout {
+                Some(idle) => tokio::time::timeout(idle, stream.readable()).await.ok(),
+                None => Some(stream.readable().await),
             }
+        };
+        tokio::select! {
+            ready = readable => match ready {
+                None => return Ok(()), // idle past `timeout`
+                Some(ready) => {
+                    ready?;
+                    input.reserve(READ_CHUNK.max(input.len().min(8 << 20)));
+                    match stream.try_read_buf(&mut input) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            },
             _ = draining.changed() => {}
             _ = proxy.shutdown.notified() => return Ok(()),
         }

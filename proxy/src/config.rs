@@ -29,6 +29,11 @@ pub struct Config {
     /// Largest request a client may send, all its arguments together (larger: refused and
     /// the connection closed).
     pub client_query_buffer_limit: usize,
+    /// Open client connections; past it a new one gets `-ERR max number of clients reached`
+    /// and is closed.
+    pub maxclients: usize,
+    /// A client connection idle this long is closed; None: never.
+    pub timeout: Option<Duration>,
     /// On SIGTERM: how long open connections are served while they drain (each closes once
     /// its requests are answered); those still open then are closed.
     pub drain_timeout: Duration,
@@ -48,6 +53,8 @@ impl Default for Config {
             hold_expire: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(10),
             client_query_buffer_limit: common::resp::DEFAULT_QUERY_LIMIT,
+            maxclients: 10_000,
+            timeout: None,
         }
     }
 }
@@ -85,6 +92,12 @@ impl Config {
             "hold-expire-ms" => self.hold_expire = ms(value)?,
             "hold-max-bytes" => self.hold_max_bytes = value.parse().map_err(|_| bad())?,
             "drain-timeout-ms" => self.drain_timeout = ms(value)?,
+            "maxclients" => self.maxclients = value.parse().ok().filter(|n| *n >= 1).ok_or_else(bad)?,
+            // Seconds, as the node's `timeout`; 0: never.
+            "timeout" => {
+                let secs: u64 = value.parse().map_err(|_| bad())?;
+                self.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             "client-query-buffer-limit" => {
                 let bytes = common::options::parse_size(value).filter(|b| *b >= 1 << 20).ok_or_else(bad)?;
                 self.client_query_buffer_limit = bytes as usize;

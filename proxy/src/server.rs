@@ -30,7 +30,15 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     let drain = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(crate::client::serve(proxy.clone(), stream)); }
+                Ok((stream, _)) if proxy.metrics.connections.get() >= proxy.config.maxclients as i64 => {
+                    tokio::spawn(refuse(stream));
+                }
+                Ok((stream, _)) => {
+                    // Counted here, not in the task: a burst of connections cannot slip past
+                    // `maxclients` before their tasks run.
+                    proxy.metrics.connections.inc();
+                    tokio::spawn(crate::client::serve(proxy.clone(), stream));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -56,6 +64,12 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     tracing::info!(open = proxy.metrics.connections.get(), "shutting down");
     proxy.shutdown.notify_waiters();
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Past `maxclients`: the node's answer, then the connection is closed.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
 }
 
 /// Builds the table from the seed nodes, retrying until one answers.

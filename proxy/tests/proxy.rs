@@ -681,3 +681,64 @@ fn one_client_cannot_make_the_proxy_hold_much() {
     drop(stalled);
     assert_eq!(query::<i64>(&mut c, &["STRLEN", "big"]), 1 << 20);
 }
+
+/// docs/proxy.md, "Limits": ten thousand connections, past `maxclients` refused with the
+/// node's error, the proxy's memory small; an idle connection closed after `timeout`.
+#[test]
+fn ten_thousand_connections_maxclients_and_idle_timeout() {
+    use std::io::Read;
+    const MB: u64 = 1 << 20;
+    let a = node("0-1023", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.conf");
+    std::fs::write(&conf, "maxclients : 8000\n").unwrap();
+    let proxy = Proxy::start(&[&a], &["-c", conf.to_str().unwrap()]);
+    proxy.wait_routed();
+    let pid = proxy.child.as_ref().unwrap().id();
+    let before = rss_bytes(pid);
+    let port = proxy.port;
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(move || {
+                (0..2_500).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let open: Vec<std::net::TcpStream> = openers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert_eq!(open.len(), 10_000);
+    // Those past 8000 get the error and are closed.
+    for s in &open {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut refused = vec![false; open.len()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused.iter().filter(|r| **r).count() < 2_000 && Instant::now() < deadline {
+        for (s, seen) in open.iter().zip(refused.iter_mut()).filter(|(_, seen)| !**seen) {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = (&*s).read(&mut buf) {
+                assert_eq!(&buf[..n], b"-ERR max number of clients reached\r\n");
+                *seen = true;
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(refused.iter().filter(|r| **r).count(), 2_000, "connections refused past maxclients");
+    let peak = rss_bytes(pid);
+    assert!(peak < before + 100 * MB, "10k connections: {} MB resident, {} MB before", peak / MB, before / MB);
+    drop(open);
+    wait_until(Duration::from_secs(10), "the proxy to serve again", || {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .is_ok_and(|mut c| q(&mut c, &["SET", "k", "v"]).is_ok())
+    });
+
+    // `timeout`: an idle connection is closed.
+    std::fs::write(&conf, "timeout : 1\n").unwrap();
+    let idle_proxy = Proxy::start(&[&a], &["-c", conf.to_str().unwrap()]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", idle_proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0, "an idle connection closed");
+    assert!(started.elapsed() >= Duration::from_millis(900) && started.elapsed() < Duration::from_secs(3));
+}

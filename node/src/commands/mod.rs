@@ -234,6 +234,14 @@ mod tests {
         spec.keys_of(&args).iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect()
     }
 
+    /// `dispatch::may_block` relies on it to look nothing up for the other commands.
+    #[test]
+    fn every_blocking_command_starts_with_b() {
+        for spec in table().values().filter(|s| s.flags & BLOCKING != 0) {
+            assert!(spec.name.starts_with('b'), "{}", spec.name);
+        }
+    }
+
     #[test]
     fn key_layouts() {
         assert_eq!(keys(KEY1, &["get", "k"]), ["k"]);
