@@ -83,6 +83,19 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolE
     RequestDecoder::default().decode(buf)
 }
 
+/// Reads what a readable socket has into `buf` without waiting, after making room: 16 KiB, or
+/// as much as is already buffered (up to 8 MiB), so that a large request arrives in few reads.
+/// `Some(0)`: the peer closed; `None`: nothing to read after all (a spurious readiness).
+pub fn read_available(stream: &tokio::net::TcpStream, buf: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    const READ_CHUNK: usize = 16 * 1024;
+    buf.reserve(READ_CHUNK.max(buf.len().min(8 << 20)));
+    match stream.try_read_buf(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A request parser that remembers how far it got in an incomplete multibulk request, so a
 /// request that arrives in many reads (a big MSET, a 512 MB value) is scanned once, not once per
 /// read. The caller must only append to the buffer between calls.

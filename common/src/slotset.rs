@@ -96,7 +96,8 @@ mod tests {
 
     #[test]
     fn many_wide_ranges_add_up_to_at_most_every_slot() {
-        let text = vec!["0-65535"; 10_000].join(",");
+        // (100 are enough to show it: the set never grows past the slot space.)
+        let text = vec!["0-65535"; 100].join(",");
         assert_eq!(parse_slots(&text).unwrap().len(), 65536);
     }
 

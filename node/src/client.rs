@@ -14,12 +14,10 @@ use tokio::net::TcpStream;
 
 use crate::dispatch;
 use crate::durability::Awaiting;
-use crate::server::{Server, Session};
+use crate::server::{ClientInfo, Server, Session};
 
 /// Flush replies early once this much is buffered, so a long pipeline does not hold them all.
 const FLUSH_AT: usize = 64 * 1024;
-/// Read buffer reserved before each read.
-const READ_CHUNK: usize = 16 * 1024;
 
 pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
@@ -84,7 +82,15 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                             tokio::select! {
                                 reply = &mut exec => break reply,
                                 _ = info.kill_notify.notified() => return Ok(()),
-                                gone = read_more(stream, &mut input, decoder_limit) => if gone? { return Ok(()) },
+                                // (Past the query limit, the client is not read until the
+                                // wait ends.)
+                                gone = async {
+                                    if input.len() >= decoder_limit {
+                                        std::future::pending::<()>().await;
+                                    }
+                                    stream.readable().await?;
+                                    read_ready(server, &info, stream, &mut input)
+                                } => if gone? { return Ok(()) },
                             }
                         }
                     } else {
@@ -137,34 +143,24 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             _ = session.info.kill_notify.notified() => return Ok(()),
             _ = server.shutdown_notify.notified() => return Ok(()),
         }
-        input.reserve(READ_CHUNK.max(input.len().min(8 << 20)));
-        match stream.try_read_buf(&mut input) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                // Once per read, not per command: CLIENT LIST's idle time needs no finer clock.
-                session.info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        if read_ready(server, &session.info, stream, &mut input)? {
+            return Ok(());
         }
     }
 }
 
-/// Reads what the client sends while one of its requests waits (a blocking pop), up to
-/// `limit` bytes buffered (then the client is not read until the wait ends); whether the client
+/// Reads what a readable client socket has into `input`, counting it; whether the client
 /// closed the connection.
-async fn read_more(stream: &TcpStream, input: &mut BytesMut, limit: usize) -> std::io::Result<bool> {
-    if input.len() >= limit {
-        return std::future::pending().await;
-    }
-    stream.readable().await?;
-    input.reserve(READ_CHUNK);
-    match stream.try_read_buf(input) {
-        Ok(0) => Ok(true),
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e),
+fn read_ready(server: &Server, info: &ClientInfo, stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<bool> {
+    match resp::read_available(stream, input)? {
+        Some(0) => Ok(true),
+        Some(n) => {
+            server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            // Once per read, not per command: CLIENT LIST's idle time needs no finer clock.
+            info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
+            Ok(false)
+        }
+        None => Ok(false),
     }
 }
 

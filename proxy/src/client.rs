@@ -52,8 +52,6 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
 const MAX_IN_FLIGHT: usize = 128;
 /// Replies are written once this much is buffered, and at the end of each round.
 const FLUSH_AT: usize = 64 * 1024;
-/// Bytes made room for before each read.
-const READ_CHUNK: usize = 16 * 1024;
 
 async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::new();
@@ -130,12 +128,8 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
                 None => return Ok(()), // idle past `timeout`
                 Some(ready) => {
                     ready?;
-                    input.reserve(READ_CHUNK.max(input.len().min(8 << 20)));
-                    match stream.try_read_buf(&mut input) {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
+                    if resp::read_available(stream, &mut input)? == Some(0) {
+                        return Ok(());
                     }
                 }
             },
