@@ -48,6 +48,11 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
             _ = proxy.stop.notified() => break false,
         }
     };
+    if drain {
+        // Before the listener closes: a client that sees the port closed must find its open
+        // connection draining too, never served one more request (CI saw that once).
+        proxy.draining.send_replace(true);
+    }
     drop(listener);
     if drain {
         // A rolling update stops proxies with SIGTERM: the clients' requests in flight are
@@ -55,7 +60,6 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
         // Service) to another proxy.
         let open = proxy.metrics.connections.get();
         tracing::info!(open, timeout = ?proxy.config.drain_timeout, "draining: no new connections");
-        proxy.draining.send_replace(true);
         let deadline = tokio::time::Instant::now() + proxy.config.drain_timeout;
         while proxy.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
