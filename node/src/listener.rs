@@ -41,7 +41,13 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
     tokio::spawn(sample_ops(server.clone()));
     tokio::spawn(watch_signals(server.clone()));
     let listener = listeners.client;
-    loop {
+    // Registered before the flag is first checked: `begin_shutdown` wakes only registered
+    // waiters, and one signalled while this loop handled a connection was missed until the
+    // next connection arrived (the port stayed open).
+    let shutdown = server.shutdown_notify.notified();
+    tokio::pin!(shutdown);
+    shutdown.as_mut().enable();
+    while !server.is_shutting_down() {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
@@ -59,10 +65,7 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = server.shutdown_notify.notified() => break,
-        }
-        if server.is_shutting_down() {
-            break;
+            _ = &mut shutdown => break,
         }
     }
     drop(listener);
