@@ -444,17 +444,25 @@ pub fn write_command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
 }
 
 pub fn write_simple(out: &mut BytesMut, text: &str) {
-    out.reserve(text.len() + 3);
-    out.put_u8(b'+');
-    out.put_slice(text.as_bytes());
-    out.put_slice(b"\r\n");
+    write_line(out, b'+', text);
 }
 
 /// Writes `-<text>\r\n`. Callers pass the whole text including its `ERR ` prefix.
 pub fn write_error(out: &mut BytesMut, text: &str) {
+    write_line(out, b'-', text);
+}
+
+/// A one-line reply. Its text often quotes the client's arguments (`unknown command '...'`),
+/// which may hold CR or LF: those become spaces, as Redis does, or the line would end early and
+/// the rest be read as further replies by the client.
+fn write_line(out: &mut BytesMut, kind: u8, text: &str) {
     out.reserve(text.len() + 3);
-    out.put_u8(b'-');
-    out.put_slice(text.as_bytes());
+    out.put_u8(kind);
+    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
+        out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    } else {
+        out.put_slice(text.as_bytes());
+    }
     out.put_slice(b"\r\n");
 }
 
@@ -573,6 +581,18 @@ mod tests {
         assert_eq!(err(b"*1\r\n:5\r\n"), "Protocol error: expected '$', got ':'");
         assert_eq!(err(b"set \"k\r\n"), "Protocol error: unbalanced quotes in request");
         assert_eq!(err(&vec![b'a'; MAX_INLINE_LEN + 1]), "Protocol error: too big inline request");
+    }
+
+    #[test]
+    fn one_line_replies_stay_on_one_line() {
+        // The tcp fuzzer found this: an error quoting an argument with CRLF in it was two
+        // replies to the client, and every later reply on the connection was off by one.
+        let mut out = BytesMut::new();
+        write_error(&mut out, "ERR unknown command 'a\r\n+OK'");
+        write_simple(&mut out, "x\ny");
+        assert_eq!(&out[..], b"-ERR unknown command 'a  +OK'\r\n+x y\r\n");
+        assert_eq!(parse_frame(&mut out).unwrap(), Some(Frame::Error("ERR unknown command 'a  +OK'".into())));
+        assert_eq!(parse_frame(&mut out).unwrap(), Some(Frame::Simple("x y".into())));
     }
 
     #[test]

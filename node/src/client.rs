@@ -23,8 +23,8 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(addr);
     let default_table = server.slots.snapshot().default_table;
-    let info = server.clients.register(addr, local, default_table);
-    server.metrics.connections.inc();
+    let registered = Registered::new(&server, addr, local, default_table);
+    let info = registered.info.clone();
     let role = server.config.read().passwords().initial_role();
     let mut session = Session {
         id: info.id,
@@ -40,8 +40,29 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
     if let Err(err) = result {
         tracing::debug!(client = %addr, error = %err, "connection closed");
     }
-    server.metrics.connections.dec();
-    server.clients.unregister(info.id);
+}
+
+/// A connection's entry in the client list and the connection gauge, removed when dropped: also
+/// when a command panics and tokio unwinds the connection's task, which would otherwise leave it
+/// listed (and counted against `maxclients`) for good.
+struct Registered {
+    server: Arc<Server>,
+    info: Arc<ClientInfo>,
+}
+
+impl Registered {
+    fn new(server: &Arc<Server>, addr: SocketAddr, local: SocketAddr, table: u32) -> Registered {
+        let info = server.clients.register(addr, local, table);
+        server.metrics.connections.inc();
+        Registered { server: server.clone(), info }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.server.metrics.connections.dec();
+        self.server.clients.unregister(self.info.id);
+    }
 }
 
 async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {

@@ -274,6 +274,10 @@ fn blocking_timeout(arg: &[u8]) -> CmdResult<Option<Duration>> {
     if secs < 0.0 {
         return Err(CmdError::err("timeout is negative"));
     }
+    // Redis's bound: the timeout in milliseconds fits an i64 (beyond it, a Duration would panic).
+    if secs * 1000.0 > i64::MAX as f64 {
+        return Err(CmdError::err("timeout is out of range"));
+    }
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
@@ -295,7 +299,8 @@ async fn run_blocking(
     keys: &[Bytes],
 ) -> CmdResult<Reply> {
     let timeout = blocking_timeout(args.last().expect("arity checked"))?;
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // (A deadline past what the clock can hold is no deadline.)
+    let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
     let interest = server.blocking.register(table.id, keys);
     loop {
         let topology = server.slots.snapshot();

@@ -36,6 +36,30 @@ fn a_2gb_bulk_and_a_request_past_the_query_limit_are_refused_and_memory_stays_fl
     assert_eq!(got[1], (1u64 << 30).to_string(), "the default");
 }
 
+/// SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a negative count repeat members: 300 picks of
+/// a 1 MB member would be a 300 MB reply built in memory. Refused past 256 MB, with the reason.
+#[test]
+fn random_picks_that_repeat_large_members_are_refused_past_256_mb() {
+    let node = Node::classic();
+    let mut c = node.conn();
+    let big = "m".repeat(1 << 20);
+    let _: () = query(&mut c, &["SADD", "s", &big]);
+    let _: () = query(&mut c, &["HSET", "h", &big, "v"]);
+    let _: () = query(&mut c, &["ZADD", "z", "1", &big]);
+    let before = rss_bytes(node.pid());
+    for args in [&["SRANDMEMBER", "s", "-300"][..], &["HRANDFIELD", "h", "-300"], &["ZRANDMEMBER", "z", "-300"]] {
+        let refused = q(&mut c, args).expect_err("300 MB of picks");
+        assert!(refused.contains("reply too large"), "{args:?}: {refused}");
+    }
+    assert!(rss_bytes(node.pid()) < before + 64 * MB, "the refused picks were not built");
+    // Under the budget they are answered in full.
+    let picks: Vec<String> = query(&mut c, &["SRANDMEMBER", "s", "-50"]);
+    assert_eq!(picks.len(), 50);
+    assert!(picks.iter().all(|m| *m == big));
+    let picks: Vec<String> = query(&mut c, &["HRANDFIELD", "h", "-3", "WITHVALUES"]);
+    assert_eq!(picks.len(), 6);
+}
+
 #[test]
 fn a_client_that_pipelines_gets_of_a_1mb_value_without_reading_holds_little() {
     let node = Node::classic();

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::{Commands, Value};
-use support::{q, Node};
+use support::{q, query, Node};
 
 fn range(c: &mut redis::Connection, key: &str) -> Vec<String> {
     c.lrange(key, 0, -1).unwrap()
@@ -380,6 +380,12 @@ fn blocking_pops_wake_on_push() {
     assert!(!c.exists::<_, bool>("dst").unwrap());
     assert!(q(&mut c, &["BLPOP", "q", "abc"]).unwrap_err().contains("timeout is not a float or out of range"));
     assert!(q(&mut c, &["BLPOP", "q", "-1"]).unwrap_err().contains("timeout is negative"));
+    // Past what a clock holds (this panicked the connection's task): Redis's error, and the
+    // connection goes on.
+    for huge in ["1e19", "1e20", "1e300"] {
+        assert!(q(&mut c, &["BLPOP", "q", huge]).unwrap_err().contains("timeout is out of range"), "{huge}");
+    }
+    assert_eq!(query::<String>(&mut c, &["PING"]), "PONG");
 }
 
 #[test]

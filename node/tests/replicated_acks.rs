@@ -13,11 +13,6 @@ use support::*;
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn signal(node: &Node, sig: &str) {
-    let status = std::process::Command::new("kill").arg(sig).arg(node.pid().to_string()).status().unwrap();
-    assert!(status.success());
-}
-
 fn pair(extra: &[(&str, &str)]) -> (Node, Node) {
     let master = Node::sharding_all_with(4, extra);
     let replica = Node::sharding_all_with(4, &[]);
@@ -57,16 +52,13 @@ fn a_master_killed_with_its_replica_behind_loses_no_acknowledged_write() {
     let throttle = {
         let (stop, pid) = (stop.clone(), replica.pid());
         thread::spawn(move || {
-            let sig = |s: &str| {
-                std::process::Command::new("kill").arg(s).arg(pid.to_string()).status().unwrap();
-            };
             while !stop.load(Ordering::Relaxed) {
-                sig("-STOP");
+                support::pause(pid);
                 thread::sleep(Duration::from_millis(150));
                 if stop.load(Ordering::Relaxed) {
                     return; // left stopped: the master dies while its replica is behind
                 }
-                sig("-CONT");
+                support::signal(pid, "-CONT");
                 thread::sleep(Duration::from_millis(60));
             }
         })
@@ -75,7 +67,7 @@ fn a_master_killed_with_its_replica_behind_loses_no_acknowledged_write() {
     stop.store(true, Ordering::Relaxed);
     throttle.join().unwrap();
     master.kill9();
-    signal(&replica, "-CONT");
+    replica.resume();
     let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     assert!(acked.len() > 200, "only {} writes acknowledged", acked.len());
     let mut r = replica.conn();
@@ -96,7 +88,7 @@ fn unconfirmed_writes_fail_and_missing_replicas_refuse() {
     let _: () = query(&mut c, &["SET", "a", "1"]);
     assert_eq!(int(&mut replica.conn(), &["GET", "a"]), 1, "answered only once the replica has it");
 
-    signal(&replica, "-STOP");
+    replica.pause();
     let started = Instant::now();
     let text = err(&mut c, &["SET", "b", "2"]);
     assert!(text.starts_with("UNACKED slot "), "{text}");
@@ -106,7 +98,7 @@ fn unconfirmed_writes_fail_and_missing_replicas_refuse() {
     assert_eq!(int(&mut c, &["GET", "b"]), 2);
     // Reads are not held.
     assert_eq!(int(&mut c, &["GET", "a"]), 1);
-    signal(&replica, "-CONT");
+    replica.resume();
     let _: () = query(&mut c, &["SET", "c", "3"]);
     assert_eq!(int(&mut replica.conn(), &["GET", "c"]), 3);
 
@@ -148,7 +140,7 @@ fn wait_counts_the_replicas_that_have_this_connections_writes() {
     assert_eq!(int(&mut c, &["WAIT", "2", "200"]), 1, "only one replica exists");
     assert!(started.elapsed() >= Duration::from_millis(200));
 
-    signal(&replica, "-STOP");
+    replica.pause();
     let _: () = query(&mut c, &["SET", "k2", "v"]);
     assert_eq!(int(&mut c, &["WAIT", "1", "300"]), 0, "a stopped replica has not acknowledged it");
     // Timeout 0 waits until the replica has it.
@@ -162,7 +154,7 @@ fn wait_counts_the_replicas_that_have_this_connections_writes() {
     };
     thread::sleep(Duration::from_millis(300));
     assert!(!waiter.is_finished(), "WAIT 1 0 returned before the replica acknowledged");
-    signal(&replica, "-CONT");
+    replica.resume();
     assert_eq!(waiter.join().unwrap(), 1);
     expect_errors(
         &mut c,

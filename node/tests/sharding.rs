@@ -423,13 +423,11 @@ fn a_lease_renewal_read_late_counts_from_its_arrival() {
     let _: () = c.set(&key, "leased").unwrap();
     let mut late = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
     let _: () = redis::cmd("pkcluster").arg("lease").arg("0").query(&mut c).unwrap();
-    let pid = node.pid().to_string();
-    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
-    signal("-STOP");
+    node.pause();
     use std::io::{Read, Write};
     late.write_all(b"*3\r\n$9\r\npkcluster\r\n$5\r\nlease\r\n$4\r\n1500\r\n").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2000));
-    signal("-CONT");
+    node.resume();
     let mut reply = [0u8; 5];
     late.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"+OK\r\n");

@@ -29,8 +29,25 @@ struct Session {
     quit: bool,
 }
 
-/// Serves one client connection (counted in `connections` by the caller).
-pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
+/// A connection counted in the `connections` gauge (which `maxclients` reads) from its accept
+/// until this is dropped: at the end of `serve`, or when a panic unwinds its task.
+pub struct Counted(Arc<Proxy>);
+
+impl Counted {
+    pub fn new(proxy: &Arc<Proxy>) -> Counted {
+        proxy.metrics.connections.inc();
+        Counted(proxy.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
+}
+
+/// Serves one client connection, counted by the caller from its accept.
+pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream, _counted: Counted) {
     let _ = stream.set_nodelay(true);
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
@@ -43,7 +60,6 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream) {
     if let Err(e) = run(&proxy, &mut stream, &mut session).await {
         tracing::debug!(error = %e, "client connection closed");
     }
-    proxy.metrics.connections.dec();
 }
 
 /// Requests of one client sent on before their replies are written: a pipeline longer than

@@ -36,8 +36,8 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
                 Ok((stream, _)) => {
                     // Counted here, not in the task: a burst of connections cannot slip past
                     // `maxclients` before their tasks run.
-                    proxy.metrics.connections.inc();
-                    tokio::spawn(crate::client::serve(proxy.clone(), stream));
+                    let counted = crate::client::Counted::new(&proxy);
+                    tokio::spawn(crate::client::serve(proxy.clone(), stream, counted));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

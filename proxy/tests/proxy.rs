@@ -1,6 +1,8 @@
 //! pika-proxy in front of real pika-node processes on loopback: routing across groups, split
 //! multi-key commands, holds during a slot move, restarts of the proxy and of a backend.
 
+#[path = "../../node/tests/fuzzer/mod.rs"]
+mod fuzzer;
 #[path = "../../node/tests/support/mod.rs"]
 mod support;
 
@@ -741,4 +743,73 @@ fn ten_thousand_connections_maxclients_and_idle_timeout() {
     let started = Instant::now();
     assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0, "an idle connection closed");
     assert!(started.elapsed() >= Duration::from_millis(900) && started.elapsed() < Duration::from_secs(3));
+}
+
+/// Fuzzing the proxy over TCP (node/tests/fuzzer): every command a node knows and the proxy's
+/// own, with random arities and arguments, malformed, truncated and oversized requests, as the
+/// data user and as admin, across two groups. The proxy answers or closes every connection,
+/// keeps serving, lets go of every connection, stays under a memory bound and logs no panic;
+/// the nodes behind it too. `TCP_FUZZ_SECONDS` (default 30) bounds it, `TCP_FUZZ_SEED`
+/// replays one run.
+#[test]
+fn random_requests_over_tcp_leave_the_proxy_serving() {
+    const ADMIN: &str = "fuzz-admin-pw";
+    let passwords = [("requirepass", ADMIN), ("userpass", "fuzz-user-pw")];
+    let (a, b) = (node("", &passwords), node("", &passwords));
+    let admin_conn = |port: u16| {
+        redis::Client::open(format!("redis://admin:{ADMIN}@127.0.0.1:{port}/")).unwrap().get_connection().unwrap()
+    };
+    let _: () = query(&mut admin_conn(a.port), &["pkcluster", "addslots", "0-511"]);
+    let _: () = query(&mut admin_conn(b.port), &["pkcluster", "addslots", "512-1023"]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.conf");
+    std::fs::write(&conf, "client-query-buffer-limit : 16mb\n").unwrap();
+    let env = [("PIKA_PASSWORD", "fuzz-user-pw"), ("PIKA_ADMIN_PASSWORD", ADMIN)];
+    let proxy = Proxy::start_with_env(&[&a, &b], &["-c", conf.to_str().unwrap()], &env);
+    proxy.wait_routed_authed(&mut admin_conn(proxy.port));
+    let mut names = fuzzer::command_table(&mut admin_conn(a.port));
+    names.extend([("pxroute", -2), ("pxhold", 3), ("pxrelease", 3), ("pxrefresh", 1)].map(|(n, a)| (n.to_string(), a)));
+    let target = fuzzer::Target {
+        port: proxy.port,
+        admin_password: Some(ADMIN.into()),
+        user_password: Some("fuzz-user-pw".into()),
+        names,
+    };
+    let seed = fuzzer::seed();
+    let pid = proxy.child.as_ref().unwrap().id();
+    let before = rss_bytes(pid);
+    let mut peak = before;
+    let alive = || -> Result<(), String> {
+        peak = peak.max(rss_bytes(pid));
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", proxy.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(10)))
+            .map_err(|e| format!("the proxy no longer accepts connections: {e}"))?;
+        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let _: () = redis::cmd("AUTH").arg("admin").arg(ADMIN).query(&mut c).map_err(|e| format!("AUTH: {e}"))?;
+        let pong: String = redis::cmd("PING").query(&mut c).map_err(|e| format!("PING: {e}"))?;
+        (pong == "PONG").then_some(()).ok_or(format!("PING: {pong}"))?;
+        // Holds a session placed are released, so later sessions still reach the nodes.
+        let _ = redis::cmd("pxrelease").arg("0").arg("all").query::<redis::Value>(&mut c);
+        Ok(())
+    };
+    let seconds = std::env::var("TCP_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let stats = fuzzer::run(&target, seed, Duration::from_secs(seconds), alive).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "seed {seed}: {} sessions, {} requests, {} replies ({} errors), {} closed by the proxy; resident {} MB before, {} MB at most; most frequent errors: {:?}",
+        stats.sessions, stats.requests, stats.replies, stats.error_replies, stats.closed_by_server, before >> 20, peak >> 20, stats.common_errors(12)
+    );
+    assert!(stats.sessions > 100, "{stats:?}");
+    wait_until(Duration::from_secs(20), "the proxy to count only the checking connection", || {
+        query::<String>(&mut admin_conn(proxy.port), &["INFO"]).contains("connected_clients:1\r")
+    });
+    assert!(peak < before + (1 << 30), "proxy resident {} MB at most, {} MB before", peak >> 20, before >> 20);
+    let log = std::fs::read_to_string(&proxy.log).unwrap();
+    assert!(!log.contains("panicked"), "the proxy logged a panic:\n{log}");
+    for n in [&a, &b] {
+        let log = n.log();
+        assert!(!log.contains("panicked"), "a node logged a panic:\n{log}");
+    }
+    let mut c = admin_conn(proxy.port);
+    let _: () = query(&mut c, &["SET", "after", "fuzzing"]);
+    assert_eq!(query::<String>(&mut c, &["GET", "after"]), "fuzzing");
 }

@@ -68,7 +68,30 @@ pub fn signed_count(arg: &[u8]) -> CmdResult<i64> {
 
 /// Most members a negative-count random pick may draw. Redis streams such a reply without
 /// bound; we build replies in memory, so an absurd count is refused instead.
-const MAX_DRAWS: u64 = 1 << 24;
+pub const MAX_DRAWS: u64 = 1 << 22;
+
+/// Most bytes a random pick with repetition may reply with (members, and values or scores when
+/// asked). Its reply repeats members, so it can be far larger than the collection: Redis streams
+/// it, ours is built in memory first, so a pick past this is refused instead of held.
+pub const MAX_DRAWN_BYTES: u64 = 256 << 20;
+
+/// Refuses a pick whose reply would hold more than [`MAX_DRAWN_BYTES`]: `sizes` are the bytes of
+/// each drawn entry.
+pub fn check_drawn_bytes(sizes: impl Iterator<Item = usize>) -> CmdResult<()> {
+    // What each pick costs beyond its bytes: its position, its copy's allocation, its reply.
+    const PER_PICK: u64 = 96;
+    let mut total = 0u64;
+    for size in sizes {
+        total += size as u64 + PER_PICK;
+        if total > MAX_DRAWN_BYTES {
+            return Err(CmdError::err(format!(
+                "reply too large: these picks repeat members past {} MiB; ask for fewer",
+                MAX_DRAWN_BYTES >> 20
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// `amount` distinct positions in `0..len`, in increasing order.
 pub fn distinct_positions(len: u64, amount: u64) -> Vec<u64> {
@@ -136,7 +159,9 @@ pub fn entries_at(
     out
 }
 
-/// Members for a drawn list of positions (possibly repeated, any order), each read once.
+/// Members for a drawn list of positions (possibly repeated, any order), each read once. Reads
+/// take no lock: a removal between the count and the walk can leave fewer entries than drawn
+/// positions, and the draws past them are dropped (a shorter reply, as if drawn after it).
 pub fn entries_for_draws(
     txn: &Txn,
     key: &[u8],
@@ -144,12 +169,14 @@ pub fn entries_for_draws(
     to: &[u8],
     len: u64,
     draws: &[u64],
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+) -> CmdResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut distinct = draws.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     let entries = entries_at(txn, key, from, to, len, &distinct);
-    draws.iter().map(|d| entries[distinct.binary_search(d).expect("drawn position")].clone()).collect()
+    let drawn = || draws.iter().filter_map(|d| distinct.binary_search(d).ok().and_then(|i| entries.get(i)));
+    check_drawn_bytes(drawn().map(|(suffix, value)| suffix.len() + value.len()))?;
+    Ok(drawn().cloned().collect())
 }
 
 #[cfg(test)]

@@ -14,10 +14,6 @@ use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::storage::{Kind, Meta, Txn};
 
-/// The largest reply HRANDFIELD with a negative count builds: the reply is assembled in memory,
-/// so an absurd count must be refused rather than exhaust the node.
-const MAX_RANDOM_REPLY: u64 = 1 << 24;
-
 pub fn specs() -> Vec<Spec> {
     vec![
         Spec::slot("hset", -4, WRITE, KEY1, hset),
@@ -298,7 +294,7 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
     if with_values && count < -(i64::MAX / 2) {
         return Err(CmdError::err("value is out of range"));
     }
-    if count < 0 && count.unsigned_abs() > MAX_RANDOM_REPLY {
+    if count < 0 && count.unsigned_abs() > collection::MAX_DRAWS {
         return Err(CmdError::err("value is out of range"));
     }
     let txn = ex.read();
@@ -306,6 +302,10 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         return Ok(Reply::Array(Vec::new()));
     }
     let fields: Vec<(Vec<u8>, Vec<u8>)> = txn.elements(key, &[], &[], false).collect();
+    if fields.is_empty() {
+        // Emptied since its type was read (reads take no lock): nothing to pick from.
+        return Ok(Reply::Array(Vec::new()));
+    }
     let chosen: Vec<usize> = if count < 0 {
         let mut rng = rand::rng();
         (0..count.unsigned_abs()).map(|_| rng.random_range(0..fields.len())).collect()
@@ -316,6 +316,9 @@ fn hrandfield(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         picks.sort_unstable();
         picks
     };
+    collection::check_drawn_bytes(
+        chosen.iter().map(|&i| fields[i].0.len() + if with_values { fields[i].1.len() } else { 0 }),
+    )?;
     let mut out = Vec::with_capacity(chosen.len() * if with_values { 2 } else { 1 });
     for i in chosen {
         let (field, value) = &fields[i];

@@ -300,8 +300,9 @@ fn lpos(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
             skip -= 1;
             continue;
         }
-        let index = u64::from_be_bytes(suffix[..8].try_into().expect("list index suffix"));
-        found.push(Reply::Int((index - head) as i64));
+        // (Another type's element, read in a race with the key's replacement, is skipped.)
+        let Some(index) = suffix.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { continue };
+        found.push(Reply::Int(index.wrapping_sub(head) as i64));
         if found.len() as u64 >= wanted {
             break;
         }

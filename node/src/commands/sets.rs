@@ -155,7 +155,7 @@ fn srandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
     };
     let draws = random_draws(meta.count(), count.unwrap_or(1))?;
-    let mut members = entries_for_draws(&txn, key, &[], &[], meta.count(), &draws).into_iter().map(|(m, _)| m);
+    let mut members = entries_for_draws(&txn, key, &[], &[], meta.count(), &draws)?.into_iter().map(|(m, _)| m);
     match count {
         None => Ok(Reply::opt_bulk(members.next())),
         Some(_) => Ok(Reply::bulks(members)),

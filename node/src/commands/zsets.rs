@@ -92,9 +92,10 @@ fn score_suffix(score: f64, member: &[u8]) -> Vec<u8> {
     suffix
 }
 
-/// A `(member, score)` pair from an `s` entry's suffix.
+/// A `(member, score)` pair from an `s` entry's suffix (a shorter one, from a racing change of
+/// the key's type, decodes as garbage rather than a panic: see `decode_score`).
 fn decode_entry(suffix: &[u8]) -> (Vec<u8>, f64) {
-    (suffix[9..].to_vec(), decode_score(&suffix[1..9]))
+    (suffix.get(9..).unwrap_or_default().to_vec(), decode_score(suffix.get(1..9).unwrap_or_default()))
 }
 
 /// The first string after `bytes` in byte order (`bytes` + NUL).
@@ -362,8 +363,11 @@ fn by_rank(txn: &Txn, key: &[u8], len: u64, start: i64, stop: i64, rev: bool) ->
 /// members before the range are skipped and members are taken until one is past it.
 fn by_lex(txn: &Txn, key: &[u8], range: &LexRange, walk: &Walk) -> Vec<(Vec<u8>, f64)> {
     let Some((lowest, highest)) = end_entries(txn, key) else { return Vec::new() };
-    if lowest[..9] == highest[..9] {
-        let (from, to) = range.seek_bounds(&lowest[..9]);
+    let (Some(low_score), Some(high_score)) = (lowest.get(..9), highest.get(..9)) else {
+        return Vec::new(); // another type's elements, read in a race with its replacement
+    };
+    if low_score == high_score {
+        let (from, to) = range.seek_bounds(low_score);
         if from >= to {
             return Vec::new();
         }
@@ -804,7 +808,7 @@ fn zrandmember(ex: &Exec, args: &[Bytes]) -> CmdResult<Reply> {
         return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
     };
     let draws = collection::random_draws(meta.count(), count.unwrap_or(1))?;
-    let entries = collection::entries_for_draws(&txn, key, BY_SCORE.0, BY_SCORE.1, meta.count(), &draws);
+    let entries = collection::entries_for_draws(&txn, key, BY_SCORE.0, BY_SCORE.1, meta.count(), &draws)?;
     let items: Vec<(Vec<u8>, f64)> = entries.iter().map(|(s, _)| decode_entry(s)).collect();
     match count {
         None => Ok(Reply::opt_bulk(items.into_iter().next().map(|(m, _)| m))),

@@ -59,7 +59,9 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
     let handshake = match Handshake::parse(args) {
         Ok(h) => h,
         Err(err) => {
-            let _ = send(stream, format!("-{err}\r\n").as_bytes()).await;
+            let mut out = BytesMut::new();
+            common::resp::write_error(&mut out, &err.to_string());
+            let _ = send(stream, &out).await;
             return;
         }
     };

@@ -269,8 +269,14 @@ pub fn encode_score(score: f64) -> [u8; 8] {
     key.to_be_bytes()
 }
 
+/// The score in an index entry. Reads take no lock, so one racing a command that replaced the
+/// key with another type may see that type's element here: short bytes decode as garbage, not
+/// a panic (the read's answer is then as stale as any other racing read).
 pub fn decode_score(bytes: &[u8]) -> f64 {
-    let key = u64::from_be_bytes(bytes[..8].try_into().unwrap());
+    let mut raw = [0u8; 8];
+    let n = bytes.len().min(8);
+    raw[..n].copy_from_slice(&bytes[..n]);
+    let key = u64::from_be_bytes(raw);
     let bits = if key >> 63 == 1 { key & !(1 << 63) } else { !key };
     f64::from_bits(bits)
 }

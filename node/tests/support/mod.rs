@@ -212,6 +212,19 @@ impl Node {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Stops the process (SIGSTOP) and returns once every thread of it is stopped. `kill`
+    /// returning is not enough: the kernel wakes one thread to take the signal, and on a busy
+    /// machine the others run on (a replica stopped so still acknowledged a write, in CI) until
+    /// that thread is scheduled.
+    pub fn pause(&self) {
+        pause(self.pid());
+    }
+
+    /// Continues a process stopped by `pause`.
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
+    }
+
     /// Runs `redis-cli -p PORT args...`; None (test says skipped) when redis-cli is missing.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().ok()?;
@@ -474,4 +487,24 @@ pub fn pipeline_without_reading(
         peak = peak.max(rss_bytes(pid));
     }
     (written, peak, s)
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`...) to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").arg(sig).arg(pid.to_string()).status().expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// SIGSTOP, then waits until every thread of `pid` shows state `T` in /proc.
+pub fn pause(pid: u32) {
+    signal(pid, "-STOP");
+    let stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    wait_until(Duration::from_secs(10), "every thread of the process to stop", stopped);
 }
