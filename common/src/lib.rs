@@ -23,3 +23,4 @@ pub mod protocol;
 pub mod resp;
 pub mod slot;
 pub mod slotset;
+pub mod tls;

@@ -75,6 +75,19 @@ pub const OPTIONS: &[Opt] = &[
     opt("port", false, Kind::Port, "9221"),
     opt("bind", false, Kind::Text, "0.0.0.0"),
     opt("http-port", false, Kind::Port, "0"),
+    // A second client port speaking TLS (0: none), beside the plain `port`, which a cluster
+    // moving to TLS keeps until its clients have moved (common/src/tls.rs).
+    opt("tls-port", false, Kind::Port, "0"),
+    // PEM files, as cert-manager writes them: the certificate (and chain), its key, the CA.
+    // Reloaded when they change on disk.
+    opt("tls-cert-file", false, Kind::Text, ""),
+    opt("tls-key-file", false, Kind::Text, ""),
+    opt("tls-ca-cert-file", false, Kind::Text, ""),
+    // Client certificates on the TLS port: no, optional, yes (Redis's name; its default is yes,
+    // ours no: passwords authenticate, certificates are opt-in).
+    opt("tls-auth-clients", false, Kind::Text, "no"),
+    // Replicas connect to their masters' TLS port (the port `slotsslaveof` names).
+    opt("tls-replication", false, Kind::Flag, "no"),
     opt("instance-mode", false, Kind::Text, "classic"),
     opt("default-slot-num", false, Kind::Int { min: 1, max: 1 << 16 }, "1024"),
     opt("databases", false, Kind::Int { min: 1, max: 8 }, "1"),

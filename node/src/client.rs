@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::resp;
+use common::tls::Stream;
 use std::os::fd::AsRawFd;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::dispatch;
 use crate::durability::Awaiting;
@@ -19,9 +19,9 @@ use crate::server::{ClientInfo, Server, Session};
 /// Flush replies early once this much is buffered, so a long pipeline does not hold them all.
 const FLUSH_AT: usize = 64 * 1024;
 
-pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(addr);
+pub async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketAddr) {
+    let _ = stream.tcp().set_nodelay(true);
+    let local = stream.tcp().local_addr().unwrap_or(addr);
     let default_table = server.slots.snapshot().default_table;
     let registered = Registered::new(&server, addr, local, default_table);
     let info = registered.info.clone();
@@ -34,7 +34,7 @@ pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr)
         quit: false,
         resp3: false,
         writes: Default::default(),
-        socket: Some(stream.as_raw_fd()),
+        socket: Some(stream.tcp().as_raw_fd()),
     };
     let result = run(&server, &mut stream, &mut session).await;
     if let Err(err) = result {
@@ -65,7 +65,7 @@ impl Drop for Registered {
     }
 }
 
-async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
+async fn run(server: &Arc<Server>, stream: &mut Stream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     // Replicated acknowledgement: replies from the first write on wait here, in order, until
@@ -105,13 +105,12 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
                                 _ = info.kill_notify.notified() => return Ok(()),
                                 // (Past the query limit, the client is not read until the
                                 // wait ends.)
-                                gone = async {
+                                read = async {
                                     if input.len() >= decoder_limit {
                                         std::future::pending::<()>().await;
                                     }
-                                    stream.readable().await?;
-                                    read_ready(server, &info, stream, &mut input)
-                                } => if gone? { return Ok(()) },
+                                    stream.read_more(&mut input).await
+                                } => if closed(server, &info, read?) { return Ok(()) },
                             }
                         }
                     } else {
@@ -147,49 +146,43 @@ async fn run(server: &Arc<Server>, stream: &mut TcpStream, session: &mut Session
             tokio::task::yield_now().await;
             write_out(server, stream, &mut output, &mut awaiting).await?;
         }
-        // Wait for more input without holding a buffer: idle connections stay cheap.
+        // Wait for more input (a plain connection without holding a buffer: idle connections
+        // stay cheap).
         let idle = server.config.read().timeout;
-        let readable = async {
+        let read = async {
             if idle > 0 {
-                tokio::time::timeout(Duration::from_secs(idle), stream.readable()).await.ok()
+                tokio::time::timeout(Duration::from_secs(idle), stream.read_more(&mut input)).await.ok()
             } else {
-                Some(stream.readable().await)
+                Some(stream.read_more(&mut input).await)
             }
         };
         tokio::select! {
-            ready = readable => match ready {
+            read = read => match read {
                 None => return Ok(()), // idle timeout
-                Some(result) => result?,
+                Some(read) => if closed(server, &session.info, read?) { return Ok(()) },
             },
             _ = session.info.kill_notify.notified() => return Ok(()),
             _ = server.shutdown_notify.notified() => return Ok(()),
         }
-        if read_ready(server, &session.info, stream, &mut input)? {
-            return Ok(());
-        }
     }
 }
 
-/// Reads what a readable client socket has into `input`, counting it; whether the client
-/// closed the connection.
-fn read_ready(server: &Server, info: &ClientInfo, stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<bool> {
-    match resp::read_available(stream, input)? {
-        Some(0) => Ok(true),
-        Some(n) => {
-            server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
-            // Once per read, not per command: CLIENT LIST's idle time needs no finer clock.
-            info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
-            Ok(false)
-        }
-        None => Ok(false),
+/// Counts `n` bytes read from a client; whether it closed the connection instead (0).
+fn closed(server: &Server, info: &ClientInfo, n: usize) -> bool {
+    if n == 0 {
+        return true;
     }
+    server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    // Once per read, not per command: CLIENT LIST's idle time needs no finer clock.
+    info.last_active_ms.store(crate::storage::now_ms(), Ordering::Relaxed);
+    false
 }
 
 /// Sends the buffered replies, after the writes they acknowledge are durable (group commit)
 /// and, in replicated mode, confirmed by the replicas.
 async fn write_out(
     server: &Server,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     output: &mut BytesMut,
     awaiting: &mut Awaiting,
 ) -> std::io::Result<()> {
@@ -201,6 +194,10 @@ async fn write_out(
     }
     server.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
     stream.write_all(output).await?;
+    if stream.is_tls() {
+        // (TLS buffers what it encrypts until flushed.)
+        stream.flush().await?;
+    }
     output.clear();
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::options;
+use common::tls::{ClientAuth, TlsFiles};
 
 use crate::glob::glob_match;
 
@@ -76,6 +77,14 @@ pub struct Config {
     pub replica_ack_timeout_ms: u64,
     /// Backlog bytes a slot may hold for replicas still catching up (a full sync in progress).
     pub slot_log_max: u64,
+    /// The TLS client port (0: none) and its files (common/src/tls.rs).
+    pub tls_port: u16,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub tls_ca_cert_file: String,
+    pub tls_auth_clients: ClientAuth,
+    /// Replicas connect to their masters' TLS port, with this node's certificate.
+    pub tls_replication: bool,
     /// The file the config came from, for CONFIG REWRITE-style reporting.
     pub source: Option<PathBuf>,
 }
@@ -99,6 +108,12 @@ impl Default for Config {
             log_path: "./log/".into(),
             maxclients: 20000,
             client_query_buffer_limit: common::resp::DEFAULT_QUERY_LIMIT,
+            tls_port: 0,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: ClientAuth::No,
+            tls_replication: false,
             timeout: 0,
             block_cache: 128 << 20,
             cache_maxmemory: 128 << 20,
@@ -129,6 +144,8 @@ pub enum ConfigError {
     Value { key: String, value: String, why: String },
     #[error("{0}")]
     Policy(#[from] common::auth::PolicyError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Config {
@@ -175,7 +192,39 @@ impl Config {
 
     /// Checks the options together, once all are set (at start, and for each CONFIG SET).
     pub fn check(&self) -> Result<(), ConfigError> {
-        Ok(self.passwords().check()?)
+        self.passwords().check()?;
+        common::tls::check_options(
+            self.tls_port != 0,
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.tls_ca_cert_file,
+            self.tls_auth_clients,
+        )
+        .map_err(ConfigError::Tls)?;
+        if self.tls_replication && self.tls_ca_cert_file.is_empty() {
+            return Err(ConfigError::Tls(
+                "tls-replication is on: tls-ca-cert-file must name the CA masters' certificates chain to".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a replica connects to its masters with: TLS (`tls-replication`), checking the
+    /// master's certificate against the CA and presenting this node's own when it has one.
+    /// Read at each connection, so renewed files are picked up.
+    pub fn replication_tls(&self) -> Result<Option<std::sync::Arc<common::tls::ClientConfig>>, common::tls::TlsError> {
+        if !self.tls_replication {
+            return Ok(None);
+        }
+        let identity = (!self.tls_cert_file.is_empty() && !self.tls_key_file.is_empty())
+            .then(|| (Path::new(&self.tls_cert_file), Path::new(&self.tls_key_file)));
+        Ok(Some(std::sync::Arc::new(common::tls::client_config(Path::new(&self.tls_ca_cert_file), identity)?)))
+    }
+
+    /// The TLS port's files, when it has one.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        (self.tls_port != 0)
+            .then(|| TlsFiles::from_options(&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_cert_file))
     }
 
     /// Sets one option. `at_start` allows the options that cannot change at runtime (which
@@ -211,6 +260,15 @@ impl Config {
             "port" => self.port = v.port(),
             "bind" => self.bind = v.text(),
             "http-port" => self.http_port = v.port(),
+            "tls-port" => self.tls_port = v.port(),
+            "tls-cert-file" => self.tls_cert_file = v.text(),
+            "tls-key-file" => self.tls_key_file = v.text(),
+            "tls-ca-cert-file" => self.tls_ca_cert_file = v.text(),
+            "tls-replication" => self.tls_replication = v.flag(),
+            "tls-auth-clients" => {
+                self.tls_auth_clients =
+                    ClientAuth::parse(&v.text()).ok_or_else(|| bad("expected no, optional or yes"))?
+            }
             "instance-mode" => {
                 // Pika: anything but "classic" (or empty) means sharding.
                 self.instance_mode = match v.text().to_ascii_lowercase().as_str() {
@@ -241,6 +299,12 @@ impl Config {
         m.insert("bind", self.bind.clone());
         m.insert("port", self.port.to_string());
         m.insert("http-port", self.http_port.to_string());
+        m.insert("tls-port", self.tls_port.to_string());
+        m.insert("tls-cert-file", self.tls_cert_file.clone());
+        m.insert("tls-key-file", self.tls_key_file.clone());
+        m.insert("tls-ca-cert-file", self.tls_ca_cert_file.clone());
+        m.insert("tls-auth-clients", self.tls_auth_clients.as_str().into());
+        m.insert("tls-replication", if self.tls_replication { "yes" } else { "no" }.into());
         m.insert("requirepass", redacted(&self.requirepass));
         m.insert("requirepass-previous", redacted(&self.requirepass_previous));
         m.insert("userpass", redacted(&self.userpass));

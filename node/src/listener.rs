@@ -4,27 +4,37 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::tls::{ServerTls, TlsListener};
 use tokio::net::TcpListener;
 
 use crate::server::Server;
 
-/// Binds the client and HTTP ports. Separate from [`run`] so a caller learns bind errors first.
+/// Binds the client, TLS and HTTP ports, and loads the TLS files. Separate from [`run`] so a
+/// caller learns bind errors (and bad certificates) first.
 pub struct Listeners {
     pub client: TcpListener,
+    pub tls: Option<TlsListener>,
     pub http: Option<TcpListener>,
 }
 
 pub async fn bind(server: &Server) -> std::io::Result<Listeners> {
-    let (bind, port, http_port) = {
+    let (bind, port, http_port, tls) = {
         let c = server.config.read();
-        (c.bind.clone(), c.port, c.http_port)
+        (c.bind.clone(), c.port, c.http_port, c.tls_files().map(|files| (c.tls_port, files, c.tls_auth_clients)))
     };
     let client = TcpListener::bind((bind.as_str(), port)).await?;
+    let tls = match tls {
+        None => None,
+        Some((tls_port, files, auth)) => {
+            let config = ServerTls::load(files, auth).map_err(|e| std::io::Error::other(e.to_string()))?;
+            Some((TcpListener::bind((bind.as_str(), tls_port)).await?, Arc::new(config)))
+        }
+    };
     let http = match http_port {
         0 => None,
         p => Some(TcpListener::bind((bind.as_str(), p)).await?),
     };
-    Ok(Listeners { client, http })
+    Ok(Listeners { client, tls, http })
 }
 
 /// Serves until shutdown (SIGINT/SIGTERM or the SHUTDOWN command), then stops accepting, lets
@@ -41,6 +51,10 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
     tokio::spawn(sample_ops(server.clone()));
     tokio::spawn(watch_signals(server.clone()));
     let listener = listeners.client;
+    let tls = listeners.tls;
+    if let Some((_, config)) = &tls {
+        tokio::spawn(config.clone().watch("node", common::tls::RELOAD_EVERY));
+    }
     // Registered before the flag is first checked: `begin_shutdown` wakes only registered
     // waiters, and one signalled while this loop handled a connection was missed until the
     // next connection arrived (the port stayed open).
@@ -48,27 +62,35 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
     tokio::pin!(shutdown);
     shutdown.as_mut().enable();
     while !server.is_shutting_down() {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    server.stats.connections_received.fetch_add(1, Ordering::Relaxed);
-                    if server.clients.count() >= server.config.read().maxclients {
-                        server.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(refuse(stream));
-                        continue;
-                    }
-                    tokio::spawn(crate::client::serve(server.clone(), stream, addr));
-                }
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let (accepted, secure) = tokio::select! {
+            accepted = common::tls::accept_either(&listener, tls.as_ref()) => accepted,
             _ = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                server.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+                if server.clients.count() >= server.config.read().maxclients {
+                    server.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(common::tls::refuse(secure, stream));
+                    continue;
+                }
+                let server = server.clone();
+                tokio::spawn(async move {
+                    match common::tls::accept(secure, stream).await {
+                        Ok(stream) => crate::client::serve(server, stream, addr).await,
+                        Err(err) => tracing::debug!(client = %addr, error = %err, "TLS handshake failed"),
+                    }
+                });
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     drop(listener);
+    drop(tls);
     // Give connections a moment to write their last replies.
     for _ in 0..50 {
         if server.clients.count() == 0 {
@@ -80,11 +102,6 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
         tracing::error!(error = %err, "WAL sync at shutdown failed");
     }
     tracing::info!("shutdown complete");
-}
-
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
 }
 
 async fn watch_signals(server: Arc<Server>) {

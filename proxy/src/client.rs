@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use common::auth::{self, Role};
 use common::handshake::{self, ClientCommand};
 use common::resp;
+use common::tls::Stream;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::commands::{self, Kind, Local};
 use crate::proxy::{error, resolve, Pending, Proxy};
@@ -47,11 +47,11 @@ impl Drop for Counted {
 }
 
 /// Serves one client connection, counted by the caller from its accept.
-pub async fn serve(proxy: Arc<Proxy>, mut stream: TcpStream, _counted: Counted) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve(proxy: Arc<Proxy>, mut stream: Stream, _counted: Counted) {
+    let _ = stream.tcp().set_nodelay(true);
     let mut session = Session {
         id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
-        peer: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        peer: stream.tcp().peer_addr().map(|a| a.to_string()).unwrap_or_default(),
         name: None,
         table: 0,
         role: proxy.auth.load().initial_role(),
@@ -69,7 +69,7 @@ const MAX_IN_FLIGHT: usize = 128;
 /// Replies are written once this much is buffered, and at the end of each round.
 const FLUSH_AT: usize = 64 * 1024;
 
-async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
+async fn run(proxy: &Arc<Proxy>, stream: &mut Stream, session: &mut Session) -> std::io::Result<()> {
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     let mut decoder = resp::RequestDecoder::with_limit(proxy.config.client_query_buffer_limit);
@@ -106,8 +106,7 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             // A client that does not read stops the proxy here (the socket is full), before
             // more of its requests are sent on.
             if output.len() >= FLUSH_AT {
-                stream.write_all(&output).await?;
-                output.clear();
+                send(stream, &mut output).await?;
             }
         }
         if let Some(e) = broken {
@@ -115,8 +114,7 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             session.quit = true;
         }
         if !output.is_empty() {
-            stream.write_all(&output).await?;
-            output.clear();
+            send(stream, &mut output).await?;
         }
         // Draining: every request read is answered; close before reading another.
         if session.quit || (*draining.borrow() && input.is_empty() && !full_round) {
@@ -125,26 +123,25 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
         if full_round {
             continue;
         }
-        // Wait for input without holding a buffer: ten thousand idle clients cost no more
-        // than their sockets and tasks.
+        // Wait for input (on a plain connection without holding a buffer: ten thousand idle
+        // clients cost no more than their sockets and tasks).
         if input.is_empty() {
             input = BytesMut::new();
         }
         if output.capacity() > FLUSH_AT {
             output = BytesMut::new();
         }
-        let readable = async {
+        let read = async {
             match proxy.config.timeout {
-                Some(idle) => tokio::time::timeout(idle, stream.readable()).await.ok(),
-                None => Some(stream.readable().await),
+                Some(idle) => tokio::time::timeout(idle, stream.read_more(&mut input)).await.ok(),
+                None => Some(stream.read_more(&mut input).await),
             }
         };
         tokio::select! {
-            ready = readable => match ready {
+            read = read => match read {
                 None => return Ok(()), // idle past `timeout`
-                Some(ready) => {
-                    ready?;
-                    if resp::read_available(stream, &mut input)? == Some(0) {
+                Some(read) => {
+                    if read? == 0 {
                         return Ok(());
                     }
                 }
@@ -153,6 +150,17 @@ async fn run(proxy: &Arc<Proxy>, stream: &mut TcpStream, session: &mut Session) 
             _ = proxy.shutdown.notified() => return Ok(()),
         }
     }
+}
+
+/// Writes the replies buffered in `output` (a TLS connection holds what it encrypts until
+/// flushed).
+async fn send(stream: &mut Stream, output: &mut BytesMut) -> std::io::Result<()> {
+    stream.write_all(output).await?;
+    if stream.is_tls() {
+        stream.flush().await?;
+    }
+    output.clear();
+    Ok(())
 }
 
 fn ok() -> Pending {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::tls::{ClientAuth, TlsFiles};
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where clients connect.
@@ -37,6 +39,13 @@ pub struct Config {
     /// On SIGTERM: how long open connections are served while they drain (each closes once
     /// its requests are answered); those still open then are closed.
     pub drain_timeout: Duration,
+    /// Where clients connect with TLS, beside `listen` (None: no TLS port), and its files and
+    /// client-certificate policy, as the node's options of the same names (common/src/tls.rs).
+    pub tls_listen: Option<String>,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub tls_ca_cert_file: String,
+    pub tls_auth_clients: ClientAuth,
 }
 
 impl Default for Config {
@@ -55,6 +64,11 @@ impl Default for Config {
             client_query_buffer_limit: common::resp::DEFAULT_QUERY_LIMIT,
             maxclients: 10_000,
             timeout: None,
+            tls_listen: None,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: ClientAuth::No,
         }
     }
 }
@@ -71,6 +85,8 @@ pub enum ConfigError {
     Unknown(String),
     #[error("{0}")]
     Policy(#[from] common::auth::PolicyError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Config {
@@ -102,6 +118,11 @@ impl Config {
                 let bytes = common::options::parse_size(value).filter(|b| *b >= 1 << 20).ok_or_else(bad)?;
                 self.client_query_buffer_limit = bytes as usize;
             }
+            "tls-listen" => self.tls_listen = (!value.is_empty()).then(|| value.to_string()),
+            "tls-cert-file" => self.tls_cert_file = value.to_string(),
+            "tls-key-file" => self.tls_key_file = value.to_string(),
+            "tls-ca-cert-file" => self.tls_ca_cert_file = value.to_string(),
+            "tls-auth-clients" => self.tls_auth_clients = ClientAuth::parse(value).ok_or_else(bad)?,
             _ => return Err(ConfigError::Unknown(key.to_string())),
         }
         Ok(())
@@ -120,6 +141,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The TLS port's files, when it has one.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls_listen
+            .as_ref()
+            .map(|_| TlsFiles::from_options(&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_cert_file))
+    }
+
+    /// Checks settings that only make sense together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (cert, key, ca) = (&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_cert_file);
+        common::tls::check_options(self.tls_listen.is_some(), cert, key, ca, self.tls_auth_clients)
+            .map_err(ConfigError::Tls)?;
+        Ok(self.passwords().check()?)
     }
 
     /// The passwords clients AUTH with.

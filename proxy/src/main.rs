@@ -51,6 +51,25 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(1);
             }
         };
+        let tls = match (&config.tls_listen, config.tls_files()) {
+            (Some(addr), Some(files)) => {
+                let tls = match common::tls::ServerTls::load(files, config.tls_auth_clients) {
+                    Ok(tls) => std::sync::Arc::new(tls),
+                    Err(e) => {
+                        eprintln!("pika-proxy: {e}");
+                        return std::process::ExitCode::from(2);
+                    }
+                };
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => Some((l, tls)),
+                    Err(e) => {
+                        eprintln!("pika-proxy: cannot listen on {addr}: {e}");
+                        return std::process::ExitCode::from(1);
+                    }
+                }
+            }
+            _ => None,
+        };
         let http = match &config.http_listen {
             None => None,
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -63,7 +82,7 @@ fn main() -> std::process::ExitCode {
         };
         tracing::info!(listen = %config.listen, seeds = ?config.seed_nodes, "pika-proxy serving");
         let proxy = pika_proxy::proxy::Proxy::new(config);
-        pika_proxy::server::run(proxy, listener, http).await;
+        pika_proxy::server::run(proxy, listener, tls, http).await;
         std::process::ExitCode::SUCCESS
     })
 }
@@ -86,6 +105,6 @@ fn build_config(args: &Args) -> Result<Config, String> {
         }
     }
     config.set_secrets_from_env().map_err(|e| e.to_string())?;
-    config.passwords().check().map_err(|e| e.to_string())?;
+    config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::http::Response;
+use common::tls::TlsListener;
 use tokio::net::TcpListener;
 
 use crate::proxy::Proxy;
 
 /// Serves until SIGINT/SIGTERM.
-pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListener>) {
+pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsListener>, http: Option<TcpListener>) {
     if let Some(http) = http {
         let p = proxy.clone();
         let handler = Arc::new(move |method: &str, path: &str| match (method, path) {
@@ -25,19 +26,28 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     }
     tokio::spawn(first_table(proxy.clone()));
     tokio::spawn(expire_holds(proxy.clone()));
+    if let Some((_, config)) = &tls {
+        tokio::spawn(config.clone().watch("proxy", common::tls::RELOAD_EVERY));
+    }
     let signals = common::process::shutdown_signal();
     tokio::pin!(signals);
     let drain = loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            (accepted, secure) = common::tls::accept_either(&listener, tls.as_ref()) => match accepted {
                 Ok((stream, _)) if proxy.metrics.connections.get() >= proxy.config.maxclients as i64 => {
-                    tokio::spawn(refuse(stream));
+                    tokio::spawn(common::tls::refuse(secure, stream));
                 }
-                Ok((stream, _)) => {
+                Ok((stream, addr)) => {
                     // Counted here, not in the task: a burst of connections cannot slip past
                     // `maxclients` before their tasks run.
                     let counted = crate::client::Counted::new(&proxy);
-                    tokio::spawn(crate::client::serve(proxy.clone(), stream, counted));
+                    let proxy = proxy.clone();
+                    tokio::spawn(async move {
+                        match common::tls::accept(secure, stream).await {
+                            Ok(stream) => crate::client::serve(proxy, stream, counted).await,
+                            Err(e) => tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -54,6 +64,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
         proxy.draining.send_replace(true);
     }
     drop(listener);
+    drop(tls);
     if drain {
         // A rolling update stops proxies with SIGTERM: the clients' requests in flight are
         // answered, each connection then closes, and the clients reconnect (through the
@@ -68,12 +79,6 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, http: Option<TcpListe
     tracing::info!(open = proxy.metrics.connections.get(), "shutting down");
     proxy.shutdown.notify_waiters();
     tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-/// Past `maxclients`: the node's answer, then the connection is closed.
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
 }
 
 /// Builds the table from the seed nodes, retrying until one answers.

@@ -813,3 +813,74 @@ fn random_requests_over_tcp_leave_the_proxy_serving() {
     let _: () = query(&mut c, &["SET", "after", "fuzzing"]);
     assert_eq!(query::<String>(&mut c, &["GET", "after"]), "fuzzing");
 }
+
+/// docs/proxy.md, "TLS": a TLS port beside the plain one, for the `redis` crate and
+/// `redis-cli --tls`, with client certificates when asked for; the certificate reloaded when
+/// its files change.
+#[test]
+fn a_tls_port_beside_the_plain_one_with_client_certificates() {
+    use support::certs::{tls_client, Ca};
+    let a = node("0-1023", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("proxy test CA");
+    let secret = ca.write_secret(&dir.path().join("proxy-tls"), "proxy");
+    let app = ca.write_secret(&dir.path().join("app-tls"), "app");
+    let tls_port = free_port();
+    let conf = dir.path().join("proxy.conf");
+    let file = |f: &str| secret.join(f).display().to_string();
+    std::fs::write(
+        &conf,
+        format!(
+            "tls-listen : 127.0.0.1:{tls_port}\ntls-cert-file : {}\ntls-key-file : {}\ntls-ca-cert-file : {}\ntls-auth-clients : optional\n",
+            file("tls.crt"),
+            file("tls.key"),
+            file("ca.crt")
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&[&a], &["-c", conf.to_str().unwrap()]);
+    proxy.wait_routed();
+    let mut tls = tls_client(tls_port, &secret, None).get_connection().unwrap();
+    let _: () = query(&mut tls, &["SET", "through", "tls"]);
+    assert_eq!(query::<String>(&mut proxy.conn(), &["GET", "through"]), "tls", "the plain port, the same data");
+    let mut with_cert = tls_client(tls_port, &secret, Some(&app)).get_connection().unwrap();
+    let values: Vec<String> = query(&mut with_cert, &["MGET", "through", "through"]);
+    assert_eq!(values, ["tls", "tls"]);
+    let stranger = Ca::new("a stranger's CA").write_secret(&dir.path().join("stranger"), "x");
+    let refused = tls_client(tls_port, &secret, Some(&stranger))
+        .get_connection()
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    assert!(refused.is_err(), "a client certificate from another CA: {refused:?}");
+    if have_redis_cli() {
+        let out = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &file("ca.crt"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &tls_port.to_string(),
+                "GET",
+                "through",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tls", "{}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        println!("skipped: redis-cli is not installed");
+    }
+    // Renewed by a new CA: new connections get it within seconds; open ones go on.
+    Ca::new("renewed CA").write_secret(&secret, "proxy");
+    wait_until(Duration::from_secs(15), "the proxy to serve the renewed certificate", || {
+        tls_client(tls_port, &secret, None).get_connection().is_ok()
+    });
+    assert_eq!(query::<String>(&mut tls, &["GET", "through"]), "tls");
+
+    // A TLS port without its files is refused at start, by name.
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, format!("tls-listen : 127.0.0.1:{}\n", free_port())).unwrap();
+    let out = Command::new(PROXY_BIN).args(["-c", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls-cert-file"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::protocol::{Frame, Handshake, Start};
 use super::SyncStatus;
@@ -47,15 +47,19 @@ enum StreamError {
     Storage(String),
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), StreamError> {
-    match tokio::time::timeout(SILENCE, stream.write_all(bytes)).await {
+async fn send(stream: &mut Stream, bytes: &[u8]) -> Result<(), StreamError> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await // (TLS holds what it encrypts until flushed)
+    };
+    match tokio::time::timeout(SILENCE, write).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(StreamError::WriteTimeout),
     }
 }
 
 /// Serves a `PKREPL` connection until the replica goes away, the slot changes, or shutdown.
-pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut, args: &[Bytes]) {
+pub async fn serve(server: &Arc<Server>, stream: &mut Stream, input: BytesMut, args: &[Bytes]) {
     let handshake = match Handshake::parse(args) {
         Ok(h) => h,
         Err(err) => {
@@ -75,7 +79,7 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
         let _ = send(stream, b"-ERR slot is in a full sync, retry later\r\n").await;
         return;
     }
-    let peer = match stream.peer_addr() {
+    let peer = match stream.tcp().peer_addr() {
         Ok(a) => a.ip(),
         Err(_) => return,
     };
@@ -92,7 +96,7 @@ pub async fn serve(server: &Arc<Server>, stream: &mut TcpStream, input: BytesMut
 
 async fn run(
     server: &Arc<Server>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     input: BytesMut,
     slot: &Arc<Slot>,
     handshake: &Handshake,
@@ -135,7 +139,7 @@ fn continue_point(slot: &Slot, h: &Handshake) -> Option<(LogPos, u64)> {
 /// Streams a consistent snapshot of the slot; returns the position it corresponds to.
 async fn full_sync(
     server: &Arc<Server>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     slot: &Arc<Slot>,
     session: u64,
 ) -> Result<(LogPos, u64), StreamError> {
@@ -182,7 +186,7 @@ async fn full_sync(
 /// Sends log entries after `start` as they are written, and takes acknowledgements.
 async fn stream_log(
     server: &Arc<Server>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     mut input: BytesMut,
     slot: &Arc<Slot>,
     session: u64,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use common::tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -105,18 +106,26 @@ async fn session(
 ) -> Result<(), SyncError> {
     slot.set_link(if full { LinkState::TryDbSync } else { LinkState::TryConnect });
     let bind = server.config.read().bind.parse::<std::net::IpAddr>().ok();
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(bind, master)).await {
+    let tls = server.config.read().replication_tls().map_err(|e| SyncError::Refused(e.to_string()))?;
+    let connect = async {
+        let tcp = connect_from(bind, master).await?;
+        tcp.set_nodelay(true)?;
+        match tls {
+            Some(config) => common::tls::connect(config, tcp).await,
+            None => Ok(Stream::Plain(tcp)),
+        }
+    };
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(s) => s?,
         Err(_) => return Err(SyncError::Io(std::io::ErrorKind::TimedOut.into())),
     };
-    stream.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(64 << 10);
     let (masterauth, port) = {
         let c = server.config.read();
         (c.masterauth.clone(), c.port)
     };
     if !masterauth.is_empty() {
-        stream.write_all(&resp_command(&["AUTH".to_string(), masterauth])).await?;
+        send(&mut stream, &resp_command(&["AUTH".to_string(), masterauth])).await?;
         let line = read_line(&mut stream, &mut buf).await?;
         if let Some(err) = line.strip_prefix('-') {
             return Err(SyncError::Refused(err.to_string()));
@@ -128,7 +137,7 @@ async fn session(
     };
     let counted = slot.counted.load(std::sync::atomic::Ordering::Acquire);
     let handshake = Handshake { table: slot.table, slot: slot.id, port, history, pos, force: full, counted };
-    stream.write_all(&resp_command(&handshake.to_args())).await?;
+    send(&mut stream, &resp_command(&handshake.to_args())).await?;
     if !full {
         slot.set_link(LinkState::WaitReply);
     }
@@ -159,7 +168,7 @@ async fn receive_snapshot(
     server: &Arc<Server>,
     slot: &Arc<Slot>,
     master: &str,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     (pos, meta): (LogPos, LogMeta),
     cancel: &CancellationToken,
@@ -211,7 +220,7 @@ async fn receive_snapshot(
 async fn follow_log(
     server: &Arc<Server>,
     slot: &Arc<Slot>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     cancel: &CancellationToken,
 ) -> Result<(), SyncError> {
@@ -240,7 +249,7 @@ async fn follow_log(
         if applied || pinged {
             out.clear();
             Frame::Ack(head.pos()).encode(&mut out);
-            match tokio::time::timeout(SILENCE, stream.write_all(&out)).await {
+            match tokio::time::timeout(SILENCE, send(stream, &out)).await {
                 Ok(r) => r?,
                 Err(_) => return Err(SyncError::Silent(SILENCE)),
             }
@@ -249,7 +258,13 @@ async fn follow_log(
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), SyncError> {
+/// Writes `bytes` whole (a TLS connection holds what it encrypts until flushed).
+async fn send(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), SyncError> {
     match tokio::time::timeout(SILENCE, stream.read_buf(buf)).await {
         Err(_) => Err(SyncError::Silent(SILENCE)),
         Ok(Ok(0)) => Err(SyncError::Closed),
@@ -258,7 +273,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Syn
     }
 }
 
-async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame, SyncError> {
+async fn next_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<Frame, SyncError> {
     loop {
         if let Some(frame) = Frame::decode(buf).map_err(|e| SyncError::Protocol(e.to_string()))? {
             return Ok(frame);
@@ -268,7 +283,7 @@ async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame,
 }
 
 /// Reads one CRLF-terminated line (the RESP status of AUTH and of the handshake).
-async fn read_line(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<String, SyncError> {
+async fn read_line(stream: &mut Stream, buf: &mut BytesMut) -> Result<String, SyncError> {
     loop {
         if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(end + 2);

@@ -43,7 +43,7 @@ impl Stats {
     /// The most frequent error replies, for the test's output.
     pub fn common_errors(&self, n: usize) -> Vec<(&str, u64)> {
         let mut all: Vec<(&str, u64)> = self.errors.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        all.sort_by(|a, b| b.1.cmp(&a.1));
+        all.sort_by_key(|e| std::cmp::Reverse(e.1));
         all.truncate(n);
         all
     }

@@ -2,6 +2,8 @@
 //! and drives it with the `redis` crate and `redis-cli`.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -145,6 +147,11 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// Starts the process once; Err with its log when it exits instead (a refused setting).
+    pub fn try_start(&mut self) -> Result<(), String> {
+        self.try_spawn()
     }
 
     /// The pid in `INFO` of whatever answers on the port (logging in when it has a password).
