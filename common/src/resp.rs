@@ -317,11 +317,12 @@ pub enum Frame {
 }
 
 impl Frame {
-    /// The frame encoded as RESP2.
+    /// The frame encoded as RESP2, byte for byte as it was parsed: a line read off the wire
+    /// cannot hold CR LF, so it is written back unchanged (a lone CR or LF in it stays).
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
-            Frame::Simple(text) => write_simple(out, text),
-            Frame::Error(text) => write_error(out, text),
+            Frame::Simple(text) => put_line(out, b'+', text.as_bytes()),
+            Frame::Error(text) => put_line(out, b'-', text.as_bytes()),
             Frame::Integer(n) => write_integer(out, *n),
             Frame::Bulk(data) => write_bulk(out, data),
             Frame::Null => write_null(out),
@@ -456,13 +457,19 @@ pub fn write_error(out: &mut BytesMut, text: &str) {
 /// which may hold CR or LF: those become spaces, as Redis does, or the line would end early and
 /// the rest be read as further replies by the client.
 fn write_line(out: &mut BytesMut, kind: u8, text: &str) {
+    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
+        let clean: Vec<u8> = text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
+        put_line(out, kind, &clean);
+    } else {
+        put_line(out, kind, text.as_bytes());
+    }
+}
+
+/// `<kind><text>\r\n`, the text as it is.
+fn put_line(out: &mut BytesMut, kind: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.put_u8(kind);
-    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
-        out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
-    } else {
-        out.put_slice(text.as_bytes());
-    }
+    out.put_slice(text);
     out.put_slice(b"\r\n");
 }
 
@@ -593,6 +600,13 @@ mod tests {
         assert_eq!(&out[..], b"-ERR unknown command 'a  +OK'\r\n+x y\r\n");
         assert_eq!(parse_frame(&mut out).unwrap(), Some(Frame::Error("ERR unknown command 'a  +OK'".into())));
         assert_eq!(parse_frame(&mut out).unwrap(), Some(Frame::Simple("x y".into())));
+        // A frame parsed off the wire is written back as it was (cargo fuzz's resp_reply found
+        // a lone CR changed by the sanitizing above): the proxy forwards what the node said.
+        let mut wire = BytesMut::from(&b"-\x01.\r \r\n"[..]);
+        let frame = parse_frame(&mut wire).unwrap().unwrap();
+        let mut again = BytesMut::new();
+        frame.encode(&mut again);
+        assert_eq!(&again[..], b"-\x01.\r \r\n");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! TLS for the client ports of node and proxy, and for the connections they open (replication,
-//! the proxy's backends, the operator's admin connections), with rustls.
+//! TLS for the client ports of node and proxy and for replication between nodes, with rustls.
+//! (The proxy's backend connections and the operator's admin connections are plain so far.)
 //!
 //! Certificates come as PEM files in the layout cert-manager writes into a Secret: `tls.crt` (the
 //! certificate, then its chain), `tls.key`, `ca.crt`. A server reloads them when they change on
@@ -380,6 +380,30 @@ pub async fn accept(tls: Option<Arc<ServerTls>>, tcp: TcpStream) -> io::Result<S
         Ok(stream) => Ok(Stream::Server(Box::new(stream?))),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")),
     }
+}
+
+/// Closes a connection; a TLS one says so first (close_notify, within a second), so the peer
+/// sees a clean end rather than an unexpected EOF.
+pub async fn close(mut stream: Stream) {
+    use tokio::io::AsyncWriteExt;
+    if stream.is_tls() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown()).await;
+    }
+}
+
+/// Serves a connection `accept_either` gave on a task of its own, after the TLS handshake when
+/// it came on the TLS port (a failed handshake is logged, and the connection dropped).
+pub fn spawn_serving<F, Fut>(tls: Option<Arc<ServerTls>>, tcp: TcpStream, peer: std::net::SocketAddr, serve: F)
+where
+    F: FnOnce(Stream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        match accept(tls, tcp).await {
+            Ok(stream) => serve(stream).await,
+            Err(e) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+        }
+    });
 }
 
 /// Answers a connection refused past `maxclients` with Redis's error (in TLS on the TLS port,

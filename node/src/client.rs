@@ -40,6 +40,7 @@ pub async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketAddr) {
     if let Err(err) = result {
         tracing::debug!(client = %addr, error = %err, "connection closed");
     }
+    common::tls::close(stream).await;
 }
 
 /// A connection's entry in the client list and the connection gauge, removed when dropped: also

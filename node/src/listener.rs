@@ -75,12 +75,7 @@ pub async fn run(server: Arc<Server>, listeners: Listeners) {
                     continue;
                 }
                 let server = server.clone();
-                tokio::spawn(async move {
-                    match common::tls::accept(secure, stream).await {
-                        Ok(stream) => crate::client::serve(server, stream, addr).await,
-                        Err(err) => tracing::debug!(client = %addr, error = %err, "TLS handshake failed"),
-                    }
-                });
+                common::tls::spawn_serving(secure, stream, addr, move |s| crate::client::serve(server, s, addr));
             }
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning.

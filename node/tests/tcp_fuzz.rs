@@ -52,13 +52,7 @@ fn random_requests_over_tcp_leave_the_node_serving() {
     let pid = node.pid();
     let alive = || -> Result<(), String> {
         peak = peak.max(rss_bytes(pid));
-        let mut c = redis::Client::open(node.url())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(10)))
-            .map_err(|e| format!("the node no longer accepts connections: {e}"))?;
-        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        let _: () = redis::cmd("AUTH").arg("admin").arg(ADMIN).query(&mut c).map_err(|e| format!("AUTH: {e}"))?;
-        let pong: String = redis::cmd("PING").query(&mut c).map_err(|e| format!("PING: {e}"))?;
-        (pong == "PONG").then_some(()).ok_or(format!("PING: {pong}"))?;
+        let mut c = fuzzer::control(&node.url(), ADMIN).map_err(|e| format!("the node: {e}"))?;
         // Slots a session deleted, fenced or leased come back, so later sessions still reach data.
         let _ = redis::cmd("pkcluster").arg("addtable").arg("0").arg(SLOTS).query::<redis::Value>(&mut c);
         let _ = redis::cmd("pkcluster").arg("addslots").arg(&all_slots).query::<redis::Value>(&mut c);
@@ -67,10 +61,7 @@ fn random_requests_over_tcp_leave_the_node_serving() {
         Ok(())
     };
     let stats = fuzzer::run(&target, seed, Duration::from_secs(seconds()), alive).unwrap_or_else(|e| panic!("{e}"));
-    println!(
-        "seed {seed}: {} sessions, {} requests, {} replies ({} errors), {} closed by the node; resident {} MB before, {} MB at most; most frequent errors: {:?}",
-        stats.sessions, stats.requests, stats.replies, stats.error_replies, stats.closed_by_server, before >> 20, peak >> 20, stats.common_errors(12)
-    );
+    println!("{}", stats.summary(seed, "node", before, peak));
     assert!(stats.sessions > 100, "{stats:?}");
 
     // Every fuzzing connection is let go (a panic in a command would have left its entry).

@@ -67,6 +67,13 @@ impl NodeConfig {
                 checked.problems.push(format!("{key}: set by the operator, not by spec.config"));
                 continue;
             }
+            // TLS needs its certificate Secret mounted and every member, proxy and the
+            // operator to agree on ports: the node's options alone would crash-loop a member
+            // (a missing file) or break its replication (TLS against a plain port).
+            if name.starts_with("tls-") {
+                checked.problems.push(format!("{key}: TLS is not configurable through spec.config"));
+                continue;
+            }
             // A password in a manifest is in Git and in every reader of the object.
             if options::find(&name).is_some_and(|o| o.kind == Kind::Secret) {
                 checked.problems.push(format!(
@@ -157,10 +164,12 @@ mod tests {
             ("sync-writes", "sometimes"),
             ("daemonize", "yes"),
             ("userpass", "hunter2"),
+            ("tls-port", "6380"),
         ]));
         assert_eq!(c.live, BTreeMap::from([("slowlog-max-len".to_string(), "500".to_string())]));
         assert_eq!(c.restart, BTreeMap::from([("block-cache".to_string(), "256mb".to_string())]));
-        assert_eq!(c.problems.len(), 4, "{:?}", c.problems);
+        assert_eq!(c.problems.len(), 5, "{:?}", c.problems);
+        assert!(c.problems.iter().any(|p| p.starts_with("tls-port: TLS is not configurable")));
         assert!(c.problems.iter().any(|p| p.starts_with("userpass: a password, never in spec.config")));
         assert!(c.problems.iter().any(|p| p.contains("no-such-option") && p.contains("unknown option")));
         assert!(c.problems.iter().any(|p| p.starts_with("port: set by the operator")));

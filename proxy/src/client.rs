@@ -60,6 +60,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: Stream, _counted: Counted) {
     if let Err(e) = run(&proxy, &mut stream, &mut session).await {
         tracing::debug!(error = %e, "client connection closed");
     }
+    common::tls::close(stream).await;
 }
 
 /// Requests of one client sent on before their replies are written: a pipeline longer than

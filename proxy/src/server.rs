@@ -42,12 +42,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, tls: Option<TlsListen
                     // `maxclients` before their tasks run.
                     let counted = crate::client::Counted::new(&proxy);
                     let proxy = proxy.clone();
-                    tokio::spawn(async move {
-                        match common::tls::accept(secure, stream).await {
-                            Ok(stream) => crate::client::serve(proxy, stream, counted).await,
-                            Err(e) => tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
-                        }
-                    });
+                    common::tls::spawn_serving(secure, stream, addr, move |s| crate::client::serve(proxy, s, counted));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -161,7 +161,8 @@ pub fn entries_at(
 
 /// Members for a drawn list of positions (possibly repeated, any order), each read once. Reads
 /// take no lock: a removal between the count and the walk can leave fewer entries than drawn
-/// positions, and the draws past them are dropped (a shorter reply, as if drawn after it).
+/// positions; the draws are then matched to the entries found (other members than drawn, and
+/// fewer of them: still a random pick of what is there), never indexed past them.
 pub fn entries_for_draws(
     txn: &Txn,
     key: &[u8],

@@ -107,17 +107,21 @@ async fn session(
     slot.set_link(if full { LinkState::TryDbSync } else { LinkState::TryConnect });
     let bind = server.config.read().bind.parse::<std::net::IpAddr>().ok();
     let tls = server.config.read().replication_tls().map_err(|e| SyncError::Refused(e.to_string()))?;
-    let connect = async {
-        let tcp = connect_from(bind, master).await?;
-        tcp.set_nodelay(true)?;
-        match tls {
-            Some(config) => common::tls::connect(config, tcp).await,
-            None => Ok(Stream::Plain(tcp)),
-        }
-    };
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(bind, master)).await {
         Ok(s) => s?,
         Err(_) => return Err(SyncError::Io(std::io::ErrorKind::TimedOut.into())),
+    };
+    tcp.set_nodelay(true)?;
+    // A handshake has its own, longer bound: a master starting many slots' streams at once
+    // does many handshakes.
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => {
+            match tokio::time::timeout(common::tls::HANDSHAKE_TIMEOUT, common::tls::connect(config, tcp)).await {
+                Ok(s) => s?,
+                Err(_) => return Err(SyncError::Io(std::io::ErrorKind::TimedOut.into())),
+            }
+        }
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     let (masterauth, port) = {

@@ -40,6 +40,22 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// One line for the test's output: the seed, the counts, the memory, the commonest errors.
+    pub fn summary(&self, seed: u64, server: &str, rss_before: u64, rss_peak: u64) -> String {
+        format!(
+            "seed {seed}: {} sessions, {} requests, {} replies ({} errors), {} closed by the {server}; \
+             resident {} MB before, {} MB at most; most frequent errors: {:?}",
+            self.sessions,
+            self.requests,
+            self.replies,
+            self.error_replies,
+            self.closed_by_server,
+            rss_before >> 20,
+            rss_peak >> 20,
+            self.common_errors(12)
+        )
+    }
+
     /// The most frequent error replies, for the test's output.
     pub fn common_errors(&self, n: usize) -> Vec<(&str, u64)> {
         let mut all: Vec<(&str, u64)> = self.errors.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -65,6 +81,18 @@ pub fn command_table(c: &mut redis::Connection) -> Vec<(String, i64)> {
             _ => None,
         })
         .collect()
+}
+
+/// The check between sessions: a new connection logs in as admin and gets PONG; the error says
+/// which step failed. The connection is returned for the caller's own repairs.
+pub fn control(url: &str, admin_password: &str) -> Result<redis::Connection, String> {
+    let mut c = redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(10)))
+        .map_err(|e| format!("no longer accepts connections: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let _: () = redis::cmd("AUTH").arg("admin").arg(admin_password).query(&mut c).map_err(|e| format!("AUTH: {e}"))?;
+    let pong: String = redis::cmd("PING").query(&mut c).map_err(|e| format!("PING: {e}"))?;
+    (pong == "PONG").then_some(c).ok_or(format!("PING: {pong}"))
 }
 
 /// The seed of this run: `TCP_FUZZ_SEED`, or a new one.

@@ -27,8 +27,18 @@ impl Ca {
 
     /// A certificate for `localhost` and 127.0.0.1, signed by this CA: (certificate, key).
     pub fn issue(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        self.issue_for(name, true)
+    }
+
+    /// A certificate for `<name>.pika.test`, and for localhost and 127.0.0.1 too when
+    /// `local`: a node's certificate usually names its DNS names, not the pod IP it is dialled
+    /// by.
+    pub fn issue_for(&self, name: &str, local: bool) -> (String, String) {
+        let mut params = CertificateParams::new(vec![format!("{name}.pika.test")]).unwrap();
+        if local {
+            params.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
+            params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
@@ -38,8 +48,13 @@ impl Ca {
     /// Writes a Secret's worth of files for `name` into `dir` (replacing any there), and
     /// returns the directory.
     pub fn write_secret(&self, dir: &Path, name: &str) -> PathBuf {
+        self.write_secret_for(dir, name, true)
+    }
+
+    /// As `write_secret`, the certificate naming only `<name>.pika.test` unless `local`.
+    pub fn write_secret_for(&self, dir: &Path, name: &str, local: bool) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
-        let (cert, key) = self.issue(name);
+        let (cert, key) = self.issue_for(name, local);
         // Written aside and renamed in, as a Secret volume's update is atomic.
         for (file, text) in [("tls.crt", cert), ("tls.key", key), ("ca.crt", self.pem())] {
             let tmp = dir.join(format!(".{file}.new"));

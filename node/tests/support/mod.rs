@@ -116,6 +116,11 @@ impl Node {
                 Err(log) if !self.started && attempt < 5 && log.contains("cannot listen") => {
                     self.port = free_port();
                     self.http_port = free_port();
+                    for (key, value) in &mut self.conf {
+                        if key == "tls-port" {
+                            *value = free_port().to_string();
+                        }
+                    }
                 }
                 Err(log) => panic!("pika-node exited early; log:\n{log}"),
             }
