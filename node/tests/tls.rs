@@ -6,8 +6,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::certs::{tls_client, tls_conf, Ca};
-use support::{free_port, have_redis_cli, query, wait_until, Node};
+use support::certs::{cli_tls, tls_client, tls_conf, Ca};
+use support::{free_port, query, wait_until, Node};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,22 +21,6 @@ fn tls_node(dir: &Path, extra: &[(&str, &str)]) -> (Node, u16) {
     let port: Vec<String> = query(&mut node.conn(), &["CONFIG", "GET", "tls-port"]);
     let port = port[1].parse().unwrap();
     (node, port)
-}
-
-/// redis-cli over TLS; None when redis-cli is missing.
-fn cli_tls(port: u16, secret: &Path, identity: Option<&Path>, args: &[&str]) -> Option<(bool, String)> {
-    if !have_redis_cli() {
-        println!("skipped: redis-cli is not installed");
-        return None;
-    }
-    let mut cmd = std::process::Command::new("redis-cli");
-    cmd.args(["--tls", "--cacert"]).arg(secret.join("ca.crt"));
-    if let Some(id) = identity {
-        cmd.arg("--cert").arg(id.join("tls.crt")).arg("--key").arg(id.join("tls.key"));
-    }
-    let out = cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Some((out.status.success(), text.trim().to_string()))
 }
 
 #[test]

@@ -812,7 +812,7 @@ fn random_requests_over_tcp_leave_the_proxy_serving() {
 /// its files change.
 #[test]
 fn a_tls_port_beside_the_plain_one_with_client_certificates() {
-    use support::certs::{tls_client, Ca};
+    use support::certs::{cli_tls, tls_client, Ca};
     let a = node("0-1023", &[]);
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("proxy test CA");
@@ -844,24 +844,8 @@ fn a_tls_port_beside_the_plain_one_with_client_certificates() {
         .get_connection()
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
     assert!(refused.is_err(), "a client certificate from another CA: {refused:?}");
-    if have_redis_cli() {
-        let out = Command::new("redis-cli")
-            .args([
-                "--tls",
-                "--cacert",
-                &file("ca.crt"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &tls_port.to_string(),
-                "GET",
-                "through",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tls", "{}", String::from_utf8_lossy(&out.stderr));
-    } else {
-        println!("skipped: redis-cli is not installed");
+    if let Some((ok, out)) = cli_tls(tls_port, &secret, None, &["GET", "through"]) {
+        assert!(ok && out == "tls", "{out}");
     }
     // Renewed by a new CA: new connections get it within seconds; open ones go on.
     Ca::new("renewed CA").write_secret(&secret, "proxy");

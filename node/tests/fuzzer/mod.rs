@@ -34,12 +34,16 @@ pub struct Stats {
     pub replies: u64,
     /// Sessions the server ended by closing (a protocol error, QUIT, a limit).
     pub closed_by_server: u64,
-    pub error_replies: u64,
     /// Error replies by their first words: what the run mostly met.
     pub errors: std::collections::HashMap<String, u64>,
 }
 
 impl Stats {
+    /// Error replies in all.
+    pub fn error_replies(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
     /// One line for the test's output: the seed, the counts, the memory, the commonest errors.
     pub fn summary(&self, seed: u64, server: &str, rss_before: u64, rss_peak: u64) -> String {
         format!(
@@ -48,7 +52,7 @@ impl Stats {
             self.sessions,
             self.requests,
             self.replies,
-            self.error_replies,
+            self.error_replies(),
             self.closed_by_server,
             rss_before >> 20,
             rss_peak >> 20,
@@ -647,7 +651,6 @@ pub fn run(
         stats.sessions += 1;
         stats.requests += session.requests as u64;
         stats.replies += outcome.replies as u64;
-        stats.error_replies += outcome.errors.len() as u64;
         for e in outcome.errors {
             *stats.errors.entry(e).or_default() += 1;
         }

@@ -90,3 +90,19 @@ pub fn tls_client(port: u16, dir: &Path, identity: Option<&Path>) -> redis::Clie
     )
     .unwrap()
 }
+
+/// redis-cli over TLS; None when redis-cli is missing.
+pub fn cli_tls(port: u16, secret: &Path, identity: Option<&Path>, args: &[&str]) -> Option<(bool, String)> {
+    if !super::have_redis_cli() {
+        println!("skipped: redis-cli is not installed");
+        return None;
+    }
+    let mut cmd = std::process::Command::new("redis-cli");
+    cmd.args(["--tls", "--cacert"]).arg(secret.join("ca.crt"));
+    if let Some(id) = identity {
+        cmd.arg("--cert").arg(id.join("tls.crt")).arg("--key").arg(id.join("tls.key"));
+    }
+    let out = cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), text.trim().to_string()))
+}
